@@ -1,0 +1,251 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"phonehome/internal/capture"
+	"phonehome/internal/example"
+	"phonehome/internal/flow"
+	"phonehome/internal/report"
+	"phonehome/internal/store"
+)
+
+type analyzeOpts struct {
+	example    bool
+	flows      bool
+	format     string
+	db         string
+	session    string
+	maxBody    int
+	output     string
+	noProgress bool
+}
+
+func newAnalyzeCmd(stdout, stderr io.Writer) *cobra.Command {
+	var o analyzeOpts
+	cmd := &cobra.Command{
+		Use:   "analyze [flags] FILE...",
+		Short: "Read capture files and show what talked to whom",
+		Long: `Read capture files and show every conversation in them: per destination host,
+the requests, bytes sent and received, methods, whether it was cleartext or
+encrypted, and when it was first and last seen.
+
+Formats are recognised by content, not by name:
+  pcap, pcapng   tcpdump, Wireshark/dumpcap, tshark, PCAPdroid (Ethernet, Linux
+                 cooked SLL/SLL2, raw IP, loopback; IPv4 and IPv6). HTTP/1.x is
+                 reassembled from TCP; DNS names encrypted connections; TLS and
+                 QUIC show the server name (SNI).
+  HAR            browser developer tools, Charles, Fiddler, mitmproxy, WebPageTest
+  mitmproxy      flow files written by mitmdump -w (mitmproxy 4 to 11)
+
+A damaged file is reported with the packet or entry where it broke; everything
+read before that point is still shown.`,
+		Example: `  phonehome analyze --example
+  phonehome analyze phone.pcapng
+  phonehome analyze --flows session.har
+  phonehome analyze --format json capture.pcap > flows.jsonl
+  phonehome analyze --db phone.db --session before-opt-out phone.pcapng`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 && !o.example {
+				return errors.New("analyze: name at least one capture file, or use --example (see phonehome analyze --help)")
+			}
+			return analyze(cmd, o, args, stdout, stderr)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.example, "example", false, "analyze the example phone session that ships with phonehome")
+	f.BoolVar(&o.flows, "flows", false, "list every flow instead of the table of destinations")
+	f.StringVar(&o.format, "format", "text", "output format: text or json (JSON Lines, one flow per line)")
+	f.StringVar(&o.db, "db", "", "keep the session in this SQLite file (default: in memory, gone on exit)")
+	f.StringVar(&o.session, "session", "", "name of the session in the store (default: the file names and the time)")
+	f.IntVar(&o.maxBody, "max-body", 1<<20, "bytes of each request and response body kept for analysis and storage")
+	f.StringVarP(&o.output, "output", "o", "", "write the result to this file instead of standard output")
+	f.BoolVar(&o.noProgress, "no-progress", false, "do not show a progress bar for large files")
+	return cmd
+}
+
+// flowSink receives every flow of an analyze run.
+type flowSink func(*flow.Flow) error
+
+func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr io.Writer) error {
+	if o.format != "text" && o.format != "json" {
+		return fmt.Errorf("analyze: unknown --format %q: use text or json", o.format)
+	}
+	if o.maxBody < 0 {
+		return fmt.Errorf("analyze: --max-body must be 0 or more bytes")
+	}
+	out := stdout
+	if o.output != "" {
+		fh, err := os.Create(o.output)
+		if err != nil {
+			return fmt.Errorf("analyze: %w", err)
+		}
+		defer fh.Close()
+		out = fh
+	}
+	ctx := cmd.Context()
+
+	var sinks []flowSink
+	summary := report.NewSummary()
+	sinks = append(sinks, func(f *flow.Flow) error { summary.Add(f); return nil })
+
+	nextID := int64(0)
+	if o.db != "" {
+		st, err := store.Open(ctx, o.db, store.Options{MaxBody: o.maxBody})
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		name := o.session
+		if name == "" {
+			name = defaultSessionName(o, files)
+		}
+		sess, err := st.CreateSession(ctx, name, time.Now(), strings.Join(sourceNames(o, files), ", "))
+		if err != nil {
+			return err
+		}
+		w := st.Writer(ctx, sess)
+		defer func() {
+			if err := w.Close(); err != nil {
+				fmt.Fprintln(stderr, "phonehome:", err)
+			}
+		}()
+		sinks = append(sinks, w.Add)
+		fmt.Fprintf(stderr, "storing session %q in %s\n", name, o.db)
+	} else {
+		sinks = append(sinks, func(f *flow.Flow) error { nextID++; f.ID = nextID; return nil })
+	}
+	switch {
+	case o.format == "json":
+		jw := report.NewJSONWriter(out)
+		sinks = append(sinks, jw.Flow)
+	case o.flows:
+		sinks = append(sinks, func(f *flow.Flow) error { return report.FlowLine(out, f) })
+	}
+
+	var sinkErr error
+	emit := func(f *flow.Flow) {
+		if sinkErr != nil {
+			return
+		}
+		for _, s := range sinks {
+			if err := s(f); err != nil {
+				sinkErr = err
+				return
+			}
+		}
+	}
+	var readErrs []error
+	opts := capture.Options{MaxBody: o.maxBody}
+	if o.example {
+		for _, ex := range example.Files() {
+			if _, err := capture.Read(bytes.NewReader(ex.Data), ex.Name, opts, emit); err != nil {
+				readErrs = append(readErrs, err)
+			}
+		}
+	}
+	for _, path := range files {
+		p := newProgress(stderr, path, o.noProgress)
+		opts.Progress = p.update
+		res, err := capture.ReadFile(path, opts, emit)
+		p.finish()
+		if err != nil {
+			readErrs = append(readErrs, err)
+		}
+		if res.Pcap != nil && (res.Pcap.MissingBytes > 0 || res.Pcap.Malformed > 0) {
+			fmt.Fprintf(stderr, "%s: %s\n", path, res.Pcap)
+		}
+		if sinkErr != nil {
+			break
+		}
+	}
+	if sinkErr != nil {
+		return sinkErr
+	}
+	if o.format == "text" && !o.flows {
+		if err := summary.WriteText(out); err != nil {
+			return err
+		}
+	}
+	for _, err := range readErrs {
+		fmt.Fprintln(stderr, "phonehome:", err)
+	}
+	if len(readErrs) > 0 {
+		fmt.Fprintln(stderr, "phonehome: what was read before the error is shown above")
+		return exitError{1}
+	}
+	return nil
+}
+
+func sourceNames(o analyzeOpts, files []string) []string {
+	var names []string
+	if o.example {
+		for _, ex := range example.Files() {
+			names = append(names, ex.Name)
+		}
+	}
+	return append(names, files...)
+}
+
+func defaultSessionName(o analyzeOpts, files []string) string {
+	names := sourceNames(o, files)
+	for i, n := range names {
+		names[i] = filepath.Base(n)
+	}
+	return strings.Join(names, "+") + " " + time.Now().Format("2006-01-02 15:04:05")
+}
+
+// progress draws a bar on a terminal for files that take over a second.
+type progress struct {
+	w       io.Writer
+	name    string
+	size    int64
+	start   time.Time
+	bar     *progressbar.ProgressBar
+	enabled bool
+}
+
+func newProgress(w io.Writer, path string, off bool) *progress {
+	p := &progress{w: w, name: filepath.Base(path), start: time.Now()}
+	if fh, ok := w.(*os.File); ok && !off && term.IsTerminal(int(fh.Fd())) {
+		if fi, err := os.Stat(path); err == nil {
+			p.size, p.enabled = fi.Size(), true
+		}
+	}
+	return p
+}
+
+func (p *progress) update(n int64) {
+	if !p.enabled {
+		return
+	}
+	if p.bar == nil {
+		if time.Since(p.start) < time.Second {
+			return
+		}
+		p.bar = progressbar.NewOptions64(p.size,
+			progressbar.OptionSetWriter(p.w),
+			progressbar.OptionSetDescription(p.name),
+			progressbar.OptionShowBytes(true),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionClearOnFinish())
+	}
+	_ = p.bar.Set64(n)
+}
+
+func (p *progress) finish() {
+	if p.bar != nil {
+		_ = p.bar.Finish()
+	}
+}

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"phonehome/internal/store"
+)
+
+func newSessionsCmd(stdout io.Writer) *cobra.Command {
+	var db string
+	cmd := &cobra.Command{
+		Use:   "sessions --db FILE",
+		Short: "List the sessions kept in a phonehome database",
+		Long:  "List the capture sessions kept in a phonehome database (made by analyze --db), oldest first.",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if db == "" {
+				return fmt.Errorf("sessions: name the database with --db FILE")
+			}
+			st, err := store.Open(cmd.Context(), db, store.Options{})
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			all, err := st.Sessions(cmd.Context())
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tSTARTED\tFLOWS\tSOURCE")
+			for _, s := range all {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", s.Name, s.Started.Format("2006-01-02 15:04:05"), s.Flows, s.Source)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&db, "db", "", "the SQLite file written by analyze --db")
+	return cmd
+}

@@ -1,0 +1,213 @@
+// Package report turns flows into what a person reads: a table of who talked to
+// whom, a list of flows, and JSON Lines for other tools.
+package report
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+
+	"phonehome/internal/flow"
+)
+
+// Destination is what one server name (or address) received and sent.
+type Destination struct {
+	Host       string
+	Requests   int // HTTP exchanges, or connections where content was not readable
+	BytesUp    int64
+	BytesDown  int64
+	Methods    map[string]int
+	Transports map[flow.Transport]int
+	First      time.Time
+	Last       time.Time
+}
+
+// Summary aggregates flows per destination as they stream past; it keeps no flow.
+type Summary struct {
+	dests   map[string]*Destination
+	clients map[netip.Addr]bool
+	dns     map[string]bool // names looked up
+	lookups int
+	flows   int
+	first   time.Time
+	last    time.Time
+}
+
+// NewSummary returns an empty summary.
+func NewSummary() *Summary {
+	return &Summary{dests: map[string]*Destination{}, clients: map[netip.Addr]bool{}, dns: map[string]bool{}}
+}
+
+// Add counts one flow.
+func (s *Summary) Add(f *flow.Flow) {
+	s.flows++
+	if f.Client.Addr.IsValid() {
+		s.clients[f.Client.Addr] = true
+	}
+	if !f.Start.IsZero() {
+		if s.first.IsZero() || f.Start.Before(s.first) {
+			s.first = f.Start
+		}
+		if f.End.After(s.last) {
+			s.last = f.End
+		} else if f.Start.After(s.last) {
+			s.last = f.Start
+		}
+	}
+	if f.Transport == flow.TransportDNS && f.DNS != nil {
+		s.lookups++
+		s.dns[f.DNS.Name] = true
+		return
+	}
+	host := f.HostOrAddr()
+	d := s.dests[host]
+	if d == nil {
+		d = &Destination{Host: host, Methods: map[string]int{}, Transports: map[flow.Transport]int{}}
+		s.dests[host] = d
+	}
+	d.Requests++
+	d.BytesUp += f.BytesUp
+	d.BytesDown += f.BytesDown
+	if f.Request != nil {
+		d.Methods[f.Request.Method]++
+	}
+	d.Transports[f.Transport]++
+	if !f.Start.IsZero() && (d.First.IsZero() || f.Start.Before(d.First)) {
+		d.First = f.Start
+	}
+	end := f.End
+	if end.IsZero() {
+		end = f.Start
+	}
+	if end.After(d.Last) {
+		d.Last = end
+	}
+}
+
+// Destinations returns the destinations, most requests first, then by name.
+func (s *Summary) Destinations() []*Destination {
+	out := make([]*Destination, 0, len(s.dests))
+	for _, d := range s.dests {
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Requests != out[j].Requests {
+			return out[i].Requests > out[j].Requests
+		}
+		return out[i].Host < out[j].Host
+	})
+	return out
+}
+
+// transportLabel says, in a few letters, how readable the destination's traffic was.
+func transportLabel(ts map[flow.Transport]int) string {
+	var parts []string
+	for _, t := range []flow.Transport{flow.TransportHTTP, flow.TransportHTTPS, flow.TransportTLS, flow.TransportQUIC, flow.TransportTCP} {
+		if ts[t] > 0 {
+			label := t.String()
+			switch t {
+			case flow.TransportHTTP:
+				label = "CLEARTEXT"
+			case flow.TransportHTTPS:
+				label = "https"
+			case flow.TransportTLS:
+				label = "tls"
+			}
+			parts = append(parts, label)
+		}
+	}
+	return strings.Join(parts, "+")
+}
+
+func methodLabel(m map[string]int) string {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ",")
+}
+
+// Bytes formats a byte count for people.
+func Bytes(n int64) string {
+	switch {
+	case n < 1024:
+		return fmt.Sprintf("%d B", n)
+	case n < 1<<20:
+		return fmt.Sprintf("%.1f KiB", float64(n)/1024)
+	case n < 1<<30:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+}
+
+const timeFormat = "2006-01-02 15:04:05"
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(timeFormat)
+}
+
+// WriteText writes the table of destinations.
+func (s *Summary) WriteText(w io.Writer) error {
+	dests := s.Destinations()
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d flows from %d device(s) to %d destination(s)", s.flows, len(s.clients), len(dests))
+	if !s.first.IsZero() {
+		fmt.Fprintf(&b, ", %s to %s UTC", fmtTime(s.first), fmtTime(s.last))
+	}
+	b.WriteString("\n")
+	if s.lookups > 0 {
+		fmt.Fprintf(&b, "DNS: %d lookups of %d names\n", s.lookups, len(s.dns))
+	}
+	if len(dests) == 0 {
+		b.WriteString("\nNo connections to report.\n")
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
+	rows := [][]string{{"DESTINATION", "REQUESTS", "UP", "DOWN", "METHODS", "TRANSPORT", "FIRST SEEN", "LAST SEEN"}}
+	for _, d := range dests {
+		methods := methodLabel(d.Methods)
+		if methods == "" {
+			methods = "-"
+		}
+		rows = append(rows, []string{d.Host, fmt.Sprint(d.Requests), Bytes(d.BytesUp), Bytes(d.BytesDown),
+			methods, transportLabel(d.Transports), fmtTime(d.First), fmtTime(d.Last)})
+	}
+	b.WriteString("\n")
+	writeTable(&b, rows, map[int]bool{1: true, 2: true, 3: true})
+	b.WriteString("\nCLEARTEXT: sent unencrypted, readable by anyone on the network. tls/quic: encrypted and not decrypted (only the name is known).\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// writeTable pads columns; right-aligned columns are named in right.
+func writeTable(b *strings.Builder, rows [][]string, right map[int]bool) {
+	width := make([]int, len(rows[0]))
+	for _, r := range rows {
+		for i, c := range r {
+			width[i] = max(width[i], len([]rune(c)))
+		}
+	}
+	for _, r := range rows {
+		for i, c := range r {
+			pad := strings.Repeat(" ", width[i]-len([]rune(c)))
+			if right[i] {
+				b.WriteString(pad + c)
+			} else if i == len(r)-1 {
+				b.WriteString(c)
+			} else {
+				b.WriteString(c + pad)
+			}
+			if i < len(r)-1 {
+				b.WriteString("  ")
+			}
+		}
+		b.WriteString("\n")
+	}
+}

@@ -1,0 +1,419 @@
+// Package store keeps sessions and their flows in a SQLite file (pure Go, no
+// cgo), with embedded migrations and write-ahead logging, so a capture can be
+// reported on, compared and re-read long after it was made.
+//
+// Contract: a Writer is owned by one goroutine; readers may run concurrently
+// with it (WAL). Bodies are stored up to Options.MaxBody bytes; a cut is
+// recorded in the body's flags, never silent.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"phonehome/internal/flow"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Options configure a store.
+type Options struct {
+	MaxBody int // bytes of each body stored (default 1 MiB)
+}
+
+// Store is a SQLite database of sessions and flows.
+type Store struct {
+	db   *sql.DB
+	opts Options
+}
+
+// Session is one capture run: a live proxy run or one analyze of files.
+type Session struct {
+	ID      int64
+	Name    string
+	Started time.Time
+	Source  string
+	Flows   int64
+}
+
+// ErrSessionExists is returned by CreateSession for a name already used.
+var ErrSessionExists = errors.New("session already exists")
+
+// ErrNoSession is returned when a named session is not in the store.
+var ErrNoSession = errors.New("no such session")
+
+// Open opens (creating if needed) the database at path; "" or ":memory:" keeps
+// it in memory for the life of the Store.
+func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	if opts.MaxBody <= 0 {
+		opts.MaxBody = 1 << 20
+	}
+	pragmas := "_pragma=foreign_keys(1)&_pragma=busy_timeout(5000)"
+	var dsn string
+	if path == "" || path == ":memory:" {
+		dsn = "file::memory:?" + pragmas
+	} else {
+		dsn = "file:" + path + "?" + pragmas + "&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
+	}
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if path == "" || path == ":memory:" {
+		db.SetMaxOpenConns(1) // each connection to :memory: would be a different database
+	}
+	s := &Store{db: db, opts: opts}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+func (s *Store) migrate(ctx context.Context) error {
+	var version int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("read schema version (is it a SQLite file?): %w", err)
+	}
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	if version > len(names) {
+		return fmt.Errorf("database schema version %d is newer than this phonehome knows (%d): upgrade phonehome", version, len(names))
+	}
+	for i := version; i < len(names); i++ {
+		body, err := migrations.ReadFile(names[i])
+		if err != nil {
+			return err
+		}
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %s: %w", names[i], err)
+		}
+		if _, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(i+1)); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CreateSession starts a new session.
+func (s *Store) CreateSession(ctx context.Context, name string, started time.Time, source string) (Session, error) {
+	res, err := s.db.ExecContext(ctx, "INSERT INTO sessions(name, started, source) VALUES(?, ?, ?)", name, started.UnixNano(), source)
+	if err != nil {
+		if strings.Contains(err.Error(), "UNIQUE") {
+			return Session{}, fmt.Errorf("create session %q: %w; choose another name with --session", name, ErrSessionExists)
+		}
+		return Session{}, fmt.Errorf("create session %q: %w", name, err)
+	}
+	id, _ := res.LastInsertId()
+	return Session{ID: id, Name: name, Started: started, Source: source}, nil
+}
+
+// Sessions lists the sessions, oldest first, with their flow counts.
+func (s *Store) Sessions(ctx context.Context) ([]Session, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT s.id, s.name, s.started, s.source,
+		(SELECT count(*) FROM flows f WHERE f.session_id = s.id) FROM sessions s ORDER BY s.started, s.id`)
+	if err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	defer rows.Close()
+	var out []Session
+	for rows.Next() {
+		var ss Session
+		var started int64
+		if err := rows.Scan(&ss.ID, &ss.Name, &started, &ss.Source, &ss.Flows); err != nil {
+			return nil, err
+		}
+		ss.Started = time.Unix(0, started)
+		out = append(out, ss)
+	}
+	return out, rows.Err()
+}
+
+// SessionByName finds a session; an empty name means the newest.
+func (s *Store) SessionByName(ctx context.Context, name string) (Session, error) {
+	all, err := s.Sessions(ctx)
+	if err != nil {
+		return Session{}, err
+	}
+	if len(all) == 0 {
+		return Session{}, fmt.Errorf("%w: the store holds no sessions yet", ErrNoSession)
+	}
+	if name == "" {
+		return all[len(all)-1], nil
+	}
+	for _, ss := range all {
+		if ss.Name == name {
+			return ss, nil
+		}
+	}
+	names := make([]string, len(all))
+	for i, ss := range all {
+		names[i] = ss.Name
+	}
+	return Session{}, fmt.Errorf("%w %q (the store has: %s)", ErrNoSession, name, strings.Join(names, ", "))
+}
+
+const flowColumns = `session_id, source, seq, start_ns, end_ns, client, server, host, transport, bytes_up, bytes_down,
+	method, url, req_proto, req_headers, req_trailers, req_body, req_body_size, req_body_flags,
+	status, reason, resp_proto, resp_headers, resp_trailers, resp_body, resp_body_size, resp_body_flags,
+	tls, dns, notes`
+
+// Writer adds flows to one session in batched transactions.
+type Writer struct {
+	s       *Store
+	session int64
+	tx      *sql.Tx
+	stmt    *sql.Stmt
+	pending int
+	ctx     context.Context
+}
+
+const batchSize = 2000
+
+// Writer returns a writer for the session. Call Close to commit the last batch.
+func (s *Store) Writer(ctx context.Context, session Session) *Writer {
+	return &Writer{s: s, session: session.ID, ctx: ctx}
+}
+
+// Add stores f and sets f.ID.
+func (w *Writer) Add(f *flow.Flow) error {
+	if w.tx == nil {
+		tx, err := w.s.db.BeginTx(w.ctx, nil)
+		if err != nil {
+			return fmt.Errorf("store flow: %w", err)
+		}
+		stmt, err := tx.PrepareContext(w.ctx, "INSERT INTO flows("+flowColumns+") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+		if err != nil {
+			tx.Rollback()
+			return fmt.Errorf("store flow: %w", err)
+		}
+		w.tx, w.stmt = tx, stmt
+	}
+	args := make([]any, 0, 30)
+	args = append(args, w.session, f.Source, f.Seq, nanos(f.Start), nanos(f.End), f.Client.String(), f.Server.String(),
+		f.Host, f.Transport.String(), f.BytesUp, f.BytesDown)
+	max := w.s.opts.MaxBody
+	if r := f.Request; r != nil {
+		data, size, flags := bodyCols(r.Body, max)
+		args = append(args, r.Method, r.URL, r.Proto, headersJSON(r.Headers), headersJSON(r.Trailers), data, size, flags)
+	} else {
+		args = append(args, nil, nil, nil, nil, nil, nil, nil, nil)
+	}
+	if r := f.Response; r != nil {
+		data, size, flags := bodyCols(r.Body, max)
+		args = append(args, r.Status, r.Reason, r.Proto, headersJSON(r.Headers), headersJSON(r.Trailers), data, size, flags)
+	} else {
+		args = append(args, nil, nil, nil, nil, nil, nil, nil, nil)
+	}
+	args = append(args, jsonOrNil(f.TLS), jsonOrNil(f.DNS), jsonOrNil(f.Notes))
+	res, err := w.stmt.ExecContext(w.ctx, args...)
+	if err != nil {
+		return fmt.Errorf("store flow %d of %s: %w", f.Seq, f.Source, err)
+	}
+	f.ID, _ = res.LastInsertId()
+	w.pending++
+	if w.pending >= batchSize {
+		return w.Flush()
+	}
+	return nil
+}
+
+// Flush commits the flows added so far.
+func (w *Writer) Flush() error {
+	if w.tx == nil {
+		return nil
+	}
+	w.stmt.Close()
+	err := w.tx.Commit()
+	w.tx, w.stmt, w.pending = nil, nil, 0
+	if err != nil {
+		return fmt.Errorf("store flows: commit: %w", err)
+	}
+	return nil
+}
+
+// Close commits what is pending.
+func (w *Writer) Close() error { return w.Flush() }
+
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func bodyCols(b flow.Body, max int) ([]byte, int64, int) {
+	data, flags := b.Data, 0
+	if len(data) > max {
+		data = data[:max]
+		flags |= 1
+	}
+	if b.Truncated {
+		flags |= 1
+	}
+	if b.Incomplete {
+		flags |= 2
+	}
+	if data == nil {
+		data = []byte{}
+	}
+	return data, b.Size, flags
+}
+
+func headersJSON(h flow.Headers) any {
+	if h == nil {
+		return nil
+	}
+	pairs := make([][2]string, len(h))
+	for i, x := range h {
+		pairs[i] = [2]string{x.Name, x.Value}
+	}
+	b, _ := json.Marshal(pairs)
+	return string(b)
+}
+
+func jsonOrNil(v any) any {
+	switch x := v.(type) {
+	case *flow.TLSInfo:
+		if x == nil {
+			return nil
+		}
+	case *flow.DNS:
+		if x == nil {
+			return nil
+		}
+	case []string:
+		if len(x) == 0 {
+			return nil
+		}
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// Flows calls fn for each flow of the session in the order they were stored.
+func (s *Store) Flows(ctx context.Context, session Session, fn func(*flow.Flow) error) error {
+	rows, err := s.db.QueryContext(ctx, "SELECT id, "+flowColumns+" FROM flows WHERE session_id = ? ORDER BY id", session.ID)
+	if err != nil {
+		return fmt.Errorf("read flows of %q: %w", session.Name, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		f, err := scanFlow(rows)
+		if err != nil {
+			return fmt.Errorf("read flows of %q: %w", session.Name, err)
+		}
+		if err := fn(f); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+func scanFlow(rows *sql.Rows) (*flow.Flow, error) {
+	var (
+		f                                          flow.Flow
+		sessionID, start, end                      int64
+		client, server, transport                  string
+		method, url, reqProto, reqH, reqT          sql.NullString
+		reason, respProto, respH, respT            sql.NullString
+		reqBody, respBody                          []byte
+		reqSize, reqFlags, status, respSize, respF sql.NullInt64
+		tlsJ, dnsJ, notesJ                         sql.NullString
+	)
+	err := rows.Scan(&f.ID, &sessionID, &f.Source, &f.Seq, &start, &end, &client, &server, &f.Host, &transport,
+		&f.BytesUp, &f.BytesDown, &method, &url, &reqProto, &reqH, &reqT, &reqBody, &reqSize, &reqFlags,
+		&status, &reason, &respProto, &respH, &respT, &respBody, &respSize, &respF, &tlsJ, &dnsJ, &notesJ)
+	if err != nil {
+		return nil, err
+	}
+	if start != 0 {
+		f.Start = time.Unix(0, start)
+	}
+	if end != 0 {
+		f.End = time.Unix(0, end)
+	}
+	f.Client, f.Server = parseEndpoint(client), parseEndpoint(server)
+	f.Transport = flow.ParseTransport(transport)
+	if method.Valid {
+		f.Request = &flow.Request{Method: method.String, URL: url.String, Proto: reqProto.String,
+			Headers: parseHeaders(reqH), Trailers: parseHeaders(reqT), Body: body(reqBody, reqSize, reqFlags)}
+	}
+	if status.Valid {
+		f.Response = &flow.Response{Status: int(status.Int64), Reason: reason.String, Proto: respProto.String,
+			Headers: parseHeaders(respH), Trailers: parseHeaders(respT), Body: body(respBody, respSize, respF)}
+	}
+	if tlsJ.Valid {
+		f.TLS = &flow.TLSInfo{}
+		if err := json.Unmarshal([]byte(tlsJ.String), f.TLS); err != nil {
+			return nil, fmt.Errorf("flow %d: tls column: %w", f.ID, err)
+		}
+	}
+	if dnsJ.Valid {
+		f.DNS = &flow.DNS{}
+		if err := json.Unmarshal([]byte(dnsJ.String), f.DNS); err != nil {
+			return nil, fmt.Errorf("flow %d: dns column: %w", f.ID, err)
+		}
+	}
+	if notesJ.Valid {
+		_ = json.Unmarshal([]byte(notesJ.String), &f.Notes)
+	}
+	return &f, nil
+}
+
+func parseEndpoint(s string) flow.Endpoint {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return flow.Endpoint{Addr: ap.Addr(), Port: ap.Port()}
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return flow.Endpoint{Addr: a}
+	}
+	return flow.Endpoint{}
+}
+
+func parseHeaders(s sql.NullString) flow.Headers {
+	if !s.Valid {
+		return nil
+	}
+	var pairs [][2]string
+	if json.Unmarshal([]byte(s.String), &pairs) != nil {
+		return nil
+	}
+	h := make(flow.Headers, len(pairs))
+	for i, p := range pairs {
+		h[i] = flow.Header{Name: p[0], Value: p[1]}
+	}
+	return h
+}
+
+func body(data []byte, size, flags sql.NullInt64) flow.Body {
+	return flow.Body{Data: data, Size: size.Int64, Truncated: flags.Int64&1 != 0, Incomplete: flags.Int64&2 != 0}
+}
