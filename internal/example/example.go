@@ -1,5 +1,7 @@
 // Package example ships a small phone session so that phonehome can be tried
 // with nothing else: `phonehome analyze --example`.
+//go:generate go run ./gen data
+
 package example
 
 import "embed"

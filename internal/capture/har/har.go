@@ -182,9 +182,9 @@ type entry struct {
 			Text     string `json:"text"`
 			Encoding string `json:"encoding"`
 		} `json:"content"`
-		HeadersSize  number `json:"headersSize"`
-		BodySize     number `json:"bodySize"`
-		TransferSize number `json:"_transferSize"`
+		HeadersSize  *number `json:"headersSize"`
+		BodySize     *number `json:"bodySize"`
+		TransferSize *number `json:"_transferSize"`
 	} `json:"response"`
 }
 
@@ -204,8 +204,8 @@ type request struct {
 			ContentType string `json:"contentType"`
 		} `json:"params"`
 	} `json:"postData"`
-	HeadersSize number `json:"headersSize"`
-	BodySize    number `json:"bodySize"`
+	HeadersSize *number `json:"headersSize"`
+	BodySize    *number `json:"bodySize"`
 }
 
 func headers(nv []nameValue) flow.Headers {
@@ -284,7 +284,8 @@ func (e *entry) flow(maxBody int) (*flow.Flow, error) {
 		req.Body = body(data, maxBody)
 	}
 	f.Request = req
-	f.BytesUp = sizeOr(e.Request.HeadersSize, 0) + sizeOr(e.Request.BodySize, req.Body.Size)
+	f.BytesUp = sizeOr(e.Request.HeadersSize, headerBytes(req.Method+" "+req.URL+" "+req.Proto, req.Headers)) +
+		sizeOr(e.Request.BodySize, req.Body.Size)
 
 	if r := e.Response; r != nil && r.Status > 0 {
 		resp := &flow.Response{Status: int(r.Status), Reason: r.StatusText, Proto: proto(r.HTTPVersion), Headers: headers(r.Headers)}
@@ -305,18 +306,30 @@ func (e *entry) flow(maxBody int) (*flow.Flow, error) {
 		f.Response = resp
 		down := sizeOr(r.TransferSize, -1)
 		if down < 0 {
-			down = sizeOr(r.HeadersSize, 0) + sizeOr(r.BodySize, resp.Body.Size)
+			down = sizeOr(r.HeadersSize, headerBytes(resp.Proto+" "+strconv.Itoa(resp.Status)+" "+resp.Reason, resp.Headers)) +
+				sizeOr(r.BodySize, resp.Body.Size)
 		}
 		f.BytesDown = down
 	}
 	return f, nil
 }
 
-func sizeOr(n number, fallback int64) int64 {
-	if n < 0 {
+// sizeOr returns a size the producer recorded, or fallback when it recorded
+// none (absent, null or -1, as HAR allows).
+func sizeOr(n *number, fallback int64) int64 {
+	if n == nil || *n < 0 {
 		return fallback
 	}
-	return int64(n)
+	return int64(*n)
+}
+
+// headerBytes estimates the wire size of a start line and headers in HTTP/1.1.
+func headerBytes(start string, h flow.Headers) int64 {
+	n := int64(len(start) + 4)
+	for _, x := range h {
+		n += int64(len(x.Name) + len(x.Value) + 4)
+	}
+	return n
 }
 
 // postBody rebuilds a request body from postData: the text (base64 when the
