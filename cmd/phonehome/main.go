@@ -70,6 +70,7 @@ func newVersionCmd(stdout io.Writer) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version of phonehome",
+		Long:  "Print the version of phonehome. Include it when you report a problem, together with the command you ran and what it printed.",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, err := fmt.Fprintln(stdout, "phonehome", version)

@@ -75,11 +75,13 @@ func Read(r io.Reader, name string, opts Options, emit func(*flow.Flow)) error {
 		if perr != nil || l < 0 || l > maxFlowBytes {
 			return &Error{n, off, fmt.Errorf("bad length prefix %q: not a mitmproxy flow file, or corrupt", lenBytes)}
 		}
-		buf := make([]byte, len(lenBytes)+l+1)
-		copy(buf, lenBytes)
-		if _, err := io.ReadFull(br, buf[len(lenBytes):]); err != nil {
+		prefix := append([]byte(nil), lenBytes...)
+		// ReadAll grows with what arrives: a corrupt length cannot force a huge allocation.
+		rest, err := io.ReadAll(io.LimitReader(br, int64(l)+1))
+		if err != nil || len(rest) < l+1 {
 			return &Error{n, off, errTruncated}
 		}
+		buf := append(prefix, rest...)
 		v, _, err := parseValue(buf, 0)
 		if err != nil {
 			return &Error{n, off, err}

@@ -154,6 +154,10 @@ func (c *conn) tcp(p *packet, d int, ts time.Time) {
 		switch {
 		case diff == 0:
 			c.deliver(d, data, ts)
+			if p.short > 0 { // the snap length cut this segment: exactly p.short bytes are lost
+				h.next += uint32(p.short)
+				c.lost(d, int64(p.short))
+			}
 			c.drain(d, ts)
 		case diff < 0:
 			c.a.stats.Retransmitted++
@@ -180,6 +184,15 @@ func (c *conn) deliver(d int, data []byte, ts time.Time) {
 	h.bytes += int64(len(data))
 	c.last = ts
 	if c.proto == protoUnknown {
+		// Decide the protocol on enough bytes: a stream cut into tiny
+		// segments would otherwise be misjudged on its first byte.
+		if len(h.hello) > 0 || len(data) < sniffLen {
+			h.hello = append(h.hello, data...)
+			if len(h.hello) < sniffLen && couldStartHTTP(h.hello) {
+				return
+			}
+			data, h.hello = h.hello, nil
+		}
 		c.sniff(d, data)
 	}
 	switch c.proto {
@@ -195,6 +208,18 @@ func (c *conn) deliver(d int, data []byte, ts time.Time) {
 	case protoDNS:
 		c.dnsTCP(d, data, ts)
 	}
+}
+
+const sniffLen = 8
+
+// couldStartHTTP reports whether b is a prefix of a request or status line.
+func couldStartHTTP(b []byte) bool {
+	for _, m := range methods {
+		if strings.HasPrefix(m+" ", string(b)) {
+			return true
+		}
+	}
+	return strings.HasPrefix("HTTP/1.", string(b)) || hello.LooksLikeTLS(b) || len(b) < 3 && b[0] == 22
 }
 
 func (c *conn) sniff(d int, data []byte) {
@@ -261,20 +286,26 @@ func (c *conn) skipGap(d int, ts time.Time) {
 	if len(h.pending) == 0 {
 		return
 	}
-	n := int64(uint32(h.pending[0].seq - h.next))
-	c.missing += n
-	c.a.stats.MissingBytes += n
-	c.a.stats.Gaps++
-	dirName := "client→server"
-	if d == 1 {
-		dirName = "server→client"
-	}
-	c.note(strconv.FormatInt(n, 10) + " bytes missing from the capture (" + dirName + ")")
-	if c.proto == protoHTTP {
-		h.http.gap(n)
-	}
+	c.lost(d, int64(uint32(h.pending[0].seq-h.next)))
 	h.next = h.pending[0].seq
 	c.drain(d, ts)
+}
+
+// lost accounts for n bytes of direction d that the capture does not have.
+func (c *conn) lost(d int, n int64) {
+	c.a.stats.MissingBytes += n
+	c.a.stats.Gaps++
+	c.missing += n
+	if c.missing == n { // one note per connection is enough; the total is in the stats
+		dirName := "client→server"
+		if d == 1 {
+			dirName = "server→client"
+		}
+		c.note("bytes missing from the capture (" + dirName + "), first gap " + strconv.FormatInt(n, 10) + " bytes")
+	}
+	if c.proto == protoHTTP {
+		c.dir[d].http.gap(n)
+	}
 }
 
 // finish flushes what is held and emits what the connection still owes.
@@ -305,6 +336,10 @@ func (c *conn) finish() {
 		c.emitConn(flow.TransportTLS)
 	case protoOther:
 		c.emitConn(flow.TransportTCP)
+	case protoUnknown:
+		if c.dir[0].bytes+c.dir[1].bytes > 0 {
+			c.emitConn(flow.TransportTCP)
+		}
 	case protoQUIC:
 		c.emitConn(flow.TransportQUIC)
 	}

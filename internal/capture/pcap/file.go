@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -140,13 +141,22 @@ func (fr *fileReader) take(n int) ([]byte, error) {
 		fr.discard(n)
 		return b, nil
 	}
-	if cap(fr.big) < n {
-		fr.big = make([]byte, n)
+	// Grow as the bytes arrive, so a corrupt length field cannot make us
+	// allocate far more than the file holds.
+	b := fr.big[:0]
+	for len(b) < n {
+		k := min(n-len(b), readBufSize)
+		b = slices.Grow(b, k)
+		m, err := io.ReadFull(fr.br, b[len(b):len(b)+k])
+		b = b[:len(b)+m]
+		fr.off += int64(m)
+		if err != nil {
+			fr.big = b
+			return b, err
+		}
 	}
-	b := fr.big[:n]
-	m, err := io.ReadFull(fr.br, b)
-	fr.off += int64(m)
-	return b[:m], err
+	fr.big = b
+	return b, nil
 }
 
 func (fr *fileReader) truncated(start int64, what string, need, have int) error {

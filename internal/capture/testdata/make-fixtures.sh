@@ -62,3 +62,15 @@ curl -s -o /dev/null $P -k "https://localhost:18443/track/v1?sender=com.miui.sec
 curl -s -o /dev/null $P -H 'Content-Type: application/octet-stream' --data-binary $'\x1f\x8b\x08\x00binary' "$H/upload"
 sleep 1; kill -TERM $mp; wait $mp || true
 ls -l *.pcap *.pcapng *.flows
+
+# QUIC: Chromium forced to speak HTTP/3 to a name mapped to loopback. A UDP
+# socket takes the packets without answering, so Chromium sends its whole
+# ClientHello (two Initial packets) and retries; the Initials carry the name.
+python3 -c 'import socket,time; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(("127.0.0.1",443)); time.sleep(12)' & pids+=($!)
+tcpdump -i lo -U -w quic-chromium.pcap 'udp port 443' 2>/dev/null & cap=$!; sleep 1.5
+profile=$(mktemp -d)
+timeout 8 chromium --headless --no-sandbox --disable-gpu --no-first-run --disable-background-networking \
+  --disable-component-update --disable-sync --user-data-dir="$profile" --enable-quic \
+  --origin-to-force-quic-on=quic.phonehome.test:443 --host-resolver-rules='MAP quic.phonehome.test 127.0.0.1' \
+  --dump-dom https://quic.phonehome.test/ >/dev/null 2>&1 || true
+rm -rf "$profile"; sleep 1; kill $cap; wait $cap || true

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+func phonehome(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), args, strings.NewReader(""), &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./cmd/phonehome -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from the golden file (go test ./cmd/phonehome -update rewrites it):\n%s", name, got)
+	}
+}
+
+func TestAnalyzeExampleGolden(t *testing.T) {
+	for _, c := range []struct {
+		golden string
+		args   []string
+	}{
+		{"analyze-example.txt", []string{"analyze", "--example"}},
+		{"analyze-example-flows.txt", []string{"analyze", "--example", "--flows"}},
+		{"analyze-example.jsonl", []string{"analyze", "--example", "--format", "json"}},
+	} {
+		t.Run(c.golden, func(t *testing.T) {
+			out, errOut, code := phonehome(t, c.args...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			golden(t, c.golden, out)
+		})
+	}
+}
+
+func TestAnalyzeStoresSession(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "phone.db")
+	_, errOut, code := phonehome(t, "analyze", "--example", "--db", db, "--session", "before opt-out")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	_, errOut, code = phonehome(t, "analyze", "--example", "--db", db, "--session", "before opt-out")
+	if code == 0 || !strings.Contains(errOut, "already exists") || !strings.Contains(errOut, "--session") {
+		t.Errorf("reusing a session name must fail and say what to do: %d %s", code, errOut)
+	}
+	out, errOut, code := phonehome(t, "sessions", "--db", db)
+	if code != 0 || !strings.Contains(out, "before opt-out") || !strings.Contains(out, "22") {
+		t.Errorf("sessions: %d %s %s", code, out, errOut)
+	}
+}
+
+func TestAnalyzeBadInput(t *testing.T) {
+	dir := t.TempDir()
+	text := filepath.Join(dir, "notes.txt")
+	os.WriteFile(text, []byte("just some notes"), 0o644)
+	good := filepath.Join("..", "..", "internal", "capture", "testdata", "http-ethernet.pcap")
+	cut := filepath.Join("..", "..", "internal", "capture", "testdata", "truncated.pcap")
+
+	out, errOut, code := phonehome(t, "analyze", good, text, cut)
+	if code != 1 {
+		t.Errorf("exit %d", code)
+	}
+	for _, want := range []string{"notes.txt", "not pcap, pcapng, HAR or a mitmproxy flow file", "truncated.pcap: packet 12 at offset 1538", "read before the error"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+	// Flows of the good file and of the part of the truncated file are still reported.
+	if !strings.Contains(out, "12 flows") || !strings.Contains(out, "127.0.0.1") {
+		t.Errorf("what was read must be reported:\n%s", out)
+	}
+
+	_, errOut, code = phonehome(t, "analyze")
+	if code != 1 || !strings.Contains(errOut, "--example") {
+		t.Errorf("no files: %d %s", code, errOut)
+	}
+	_, errOut, code = phonehome(t, "analyze", "--format", "xml", good)
+	if code != 1 || !strings.Contains(errOut, "text or json") {
+		t.Errorf("bad format: %d %s", code, errOut)
+	}
+	_, errOut, code = phonehome(t, "analyze", filepath.Join(dir, "missing.pcap"))
+	if code != 1 || !strings.Contains(errOut, "missing.pcap") {
+		t.Errorf("missing file: %d %s", code, errOut)
+	}
+}
+
+func TestHelpOnEveryCommand(t *testing.T) {
+	root := newRoot(&bytes.Buffer{}, &bytes.Buffer{})
+	for _, cmd := range append(root.Commands(), root) {
+		if cmd.Name() == "help" || cmd.Name() == "completion" {
+			continue
+		}
+		args := []string{cmd.Name(), "--help"}
+		if cmd == root {
+			args = []string{"--help"}
+		}
+		out, _, code := phonehome(t, args...)
+		if code != 0 || !strings.Contains(out, "Usage:") || len(out) < 150 {
+			t.Errorf("%s --help: exit %d, %d bytes", cmd.Name(), code, len(out))
+		}
+	}
+}
