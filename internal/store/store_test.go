@@ -23,10 +23,10 @@ func sample() []*flow.Flow {
 			Host:      "api.ad.intl.xiaomi.com",
 			Transport: flow.TransportHTTP,
 			Request: &flow.Request{Method: "POST", URL: "http://api.ad.intl.xiaomi.com/x?imei=1", Proto: "HTTP/1.1",
-				Headers: flow.Headers{{"Host", "api.ad.intl.xiaomi.com"}, {"X-A", "1"}, {"X-A", "2"}},
+				Headers: flow.Headers{{Name: "Host", Value: "api.ad.intl.xiaomi.com"}, {Name: "X-A", Value: "1"}, {Name: "X-A", Value: "2"}},
 				Body:    flow.Body{Data: []byte("0123456789"), Size: 10}},
-			Response: &flow.Response{Status: 200, Reason: "OK", Proto: "HTTP/1.1", Headers: flow.Headers{{"Content-Type", "application/json"}},
-				Body: flow.Body{Data: []byte("{}"), Size: 5000, Incomplete: true}, Trailers: flow.Headers{{"X-Sum", "1"}}},
+			Response: &flow.Response{Status: 200, Reason: "OK", Proto: "HTTP/1.1", Headers: flow.Headers{{Name: "Content-Type", Value: "application/json"}},
+				Body: flow.Body{Data: []byte("{}"), Size: 5000, Incomplete: true}, Trailers: flow.Headers{{Name: "X-Sum", Value: "1"}}},
 			BytesUp: 200, BytesDown: 5100, Notes: []string{"bytes missing"},
 		},
 		{

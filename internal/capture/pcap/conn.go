@@ -246,14 +246,12 @@ func (c *conn) sniff(d int, data []byte) {
 // before the first held segment are declared lost.
 func (c *conn) hold(d int, seq uint32, data []byte, ts time.Time) {
 	h := &c.dir[d]
-	end := seq + uint32(len(data))
 	for _, s := range h.pending {
 		if s.seq == seq && len(s.data) >= len(data) {
 			c.a.stats.Retransmitted++
 			return
 		}
 	}
-	_ = end
 	h.pending = append(h.pending, segment{seq, append([]byte(nil), data...)})
 	h.pendLen += len(data)
 	sort.Slice(h.pending, func(i, j int) bool { return int32(h.pending[i].seq-h.pending[j].seq) < 0 })

@@ -192,6 +192,12 @@ func (h *httpHalf) line(data []byte) (line, rest []byte, ok bool) {
 	return bytes.TrimSuffix(line, []byte{'\r'}), data[i+1:], true
 }
 
+// reserve sizes the body buffer once when the length is declared, instead of
+// growing it by doubling (which copies every body twice).
+func (h *httpHalf) reserve() {
+	h.msg.body.Data = make([]byte, 0, min(h.remain, int64(h.maxBody)))
+}
+
 func (h *httpHalf) bodyBytes(b []byte) {
 	h.msg.bytes += int64(len(b))
 	body := h.msg.body
@@ -230,6 +236,7 @@ func (h *httpHalf) head(block []byte) {
 			h.st = stChunkSize
 		case contentLength(headers) > 0:
 			h.remain, h.st = contentLength(headers), stBody
+			h.reserve()
 		default:
 			h.done()
 		}
@@ -265,6 +272,7 @@ func (h *httpHalf) head(block []byte) {
 			h.done()
 		} else {
 			h.st = stBody
+			h.reserve()
 		}
 	default:
 		h.st = stUntilClose

@@ -217,7 +217,7 @@ func TestMemoryBoundedByConnections(t *testing.T) {
 	}
 	var n int
 	_, err := pcap.Read(&buf, "x", pcap.Options{MaxConns: 10}, func(*flow.Flow) { n++ })
-	if err != nil || n != 50 {
+	if err != nil || n != 500 {
 		t.Errorf("connections over the bound must be flushed as flows: %d %v", n, err)
 	}
 }
@@ -260,7 +260,7 @@ func BenchmarkReadHTTP(b *testing.B) {
 	body := strings.Repeat("a", 20000)
 	resp := fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 	var ex [][2]string
-	for i := 0; i < 50; i++ {
+	for i := 0; i < 500; i++ {
 		ex = append(ex, [2]string{postReq, resp})
 	}
 	data := conversation(b, 1448, ex...)
@@ -269,7 +269,7 @@ func BenchmarkReadHTTP(b *testing.B) {
 	for b.Loop() {
 		n := 0
 		_, err := pcap.Read(bytes.NewReader(data), "bench", pcap.Options{}, func(*flow.Flow) { n++ })
-		if err != nil || n != 50 {
+		if err != nil || n != 500 {
 			b.Fatal(err, n)
 		}
 	}

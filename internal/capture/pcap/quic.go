@@ -34,7 +34,6 @@ type quicState struct {
 	iv     []byte
 	crypto []byte // CRYPTO stream from offset 0, contiguous
 	held   map[uint64][]byte
-	done   bool
 }
 
 func expandLabel(secret []byte, label string, n int) []byte {

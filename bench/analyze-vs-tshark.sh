@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Times `phonehome analyze` against tshark on the same generated pcap of mixed
+# HTTP/DNS/TLS traffic, both pinned to one core, and checks that every HTTP
+# request in the file is found. Needs Debian's tshark.
+#   bench/analyze-vs-tshark.sh [SIZE_MB]      (default 512)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size=${1:-512}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+command -v tshark >/dev/null || { echo "tshark is needed: apt-get install tshark" >&2; exit 1; }
+
+go build -o "$work/phonehome" ./cmd/phonehome
+go build -o "$work/genpcap" ./bench/genpcap
+echo "generating a ${size} MB capture..." >&2
+gen=$("$work/genpcap" -o "$work/bench.pcap" -size "$size")
+want=$(sed -E 's/.*http_requests=([0-9]+).*/\1/' <<<"$gen")
+bytes=$(stat -c %s "$work/bench.pcap")
+echo "$gen" >&2
+
+# timed RESULT_PREFIX CMD...: wall seconds and peak RSS (KiB) of CMD, pinned to core 0.
+timed() {
+  local name=$1; shift
+  /usr/bin/time -f "%e %M" -o "$work/$name.time" taskset -c 0 "$@"
+}
+
+cat "$work/bench.pcap" > /dev/null # same page cache state for both
+timed ph_text env GOMAXPROCS=1 "$work/phonehome" analyze --no-progress "$work/bench.pcap" > "$work/ph.txt"
+timed ph_json env GOMAXPROCS=1 "$work/phonehome" analyze --no-progress --format json "$work/bench.pcap" > "$work/ph.jsonl"
+timed tshark tshark -r "$work/bench.pcap" -Y http.request -T fields -e http.host -e http.request.uri > "$work/tshark.txt"
+
+ph_found=$(grep -c '"method"' "$work/ph.jsonl" || true)
+ts_found=$(wc -l < "$work/tshark.txt")
+read -r ph_s ph_kb < "$work/ph_text.time"
+read -r pj_s pj_kb < "$work/ph_json.time"
+read -r ts_s ts_kb < "$work/tshark.time"
+mb=$(awk -v b="$bytes" 'BEGIN{printf "%.0f", b/1e6}')
+rate() { awk -v b="$bytes" -v s="$1" 'BEGIN{printf "%.1f", b/1e6/s}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.0f", b/a}'; }
+echo
+echo "| ${mb} MB pcap, one core | time | throughput | peak RSS | HTTP requests found (of $want) |"
+echo "|---|---:|---:|---:|---:|"
+echo "| phonehome analyze (table) | ${ph_s} s | $(rate "$ph_s") MB/s | $((ph_kb / 1024)) MiB | (same run as JSON below) |"
+echo "| phonehome analyze --format json | ${pj_s} s | $(rate "$pj_s") MB/s | $((pj_kb / 1024)) MiB | $ph_found |"
+echo "| tshark -Y http.request -T fields | ${ts_s} s | $(rate "$ts_s") MB/s | $((ts_kb / 1024)) MiB | $ts_found |"
+echo
+echo "phonehome is $(ratio "$ph_s" "$ts_s")x tshark's throughput (table), $(ratio "$pj_s" "$ts_s")x with JSON output."
+if [ "$ph_found" != "$want" ]; then
+  echo "FAIL: phonehome found $ph_found of $want HTTP requests" >&2; exit 1
+fi
