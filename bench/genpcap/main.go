@@ -52,7 +52,7 @@ func main() {
 	// A few real TLS conversations, replayed on new ports.
 	var tlsConvs [][]synth.Chunk
 	for i, h := range hosts[:4] {
-		c, err := synth.TLSConversation(h, []string{"h2", "http/1.1"}, 2000+500*i, 40000+20000*i)
+		c, err := synth.TLSConversation(h, []string{"h2", "http/1.1"}, 1500+500*i, 3000+8000*i)
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -132,9 +132,16 @@ func request(rng *rand.Rand, host string, n int) string {
 		host, ua, len(body), body)
 }
 
+// response sizes follow background app traffic: mostly small API answers,
+// some pages of JSON, a few downloads.
 func response(rng *rand.Rand) string {
-	size := 200 + rng.IntN(4000)
-	if rng.IntN(5) == 0 {
+	var size int
+	switch r := rng.IntN(100); {
+	case r < 70:
+		size = 100 + rng.IntN(1900)
+	case r < 95:
+		size = 2000 + rng.IntN(14000)
+	default:
 		size = 20000 + rng.IntN(180000)
 	}
 	body := strings.Repeat("a", size)

@@ -147,7 +147,9 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 		}
 	}
 	var readErrs []error
-	opts := capture.Options{MaxBody: o.maxBody}
+	// Every sink here (table, flow lines, JSON, SQLite) is done with a flow's
+	// bytes when it returns: the store's driver copies what it binds.
+	opts := capture.Options{MaxBody: o.maxBody, Transient: true}
 	if o.example {
 		for _, ex := range example.Files() {
 			if _, err := capture.Read(bytes.NewReader(ex.Data), ex.Name, opts, emit); err != nil {

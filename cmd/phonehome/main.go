@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -60,6 +61,31 @@ PCAPdroid, a browser's HAR, or a mitmproxy flow file):
 		SilenceErrors: true,
 	}
 	root.AddCommand(newAnalyzeCmd(stdout, stderr), newSessionsCmd(stdout), newVersionCmd(stdout))
+	// --cpuprofile is for developers measuring the hot paths (see bench/).
+	var profile string
+	var stopProfile func()
+	root.PersistentFlags().StringVar(&profile, "cpuprofile", "", "write a CPU profile to this file")
+	_ = root.PersistentFlags().MarkHidden("cpuprofile")
+	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		if profile == "" {
+			return nil
+		}
+		fh, err := os.Create(profile)
+		if err != nil {
+			return fmt.Errorf("cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(fh); err != nil {
+			fh.Close()
+			return fmt.Errorf("cpuprofile: %w", err)
+		}
+		stopProfile = func() { pprof.StopCPUProfile(); fh.Close() }
+		return nil
+	}
+	root.PersistentPostRun = func(cmd *cobra.Command, args []string) {
+		if stopProfile != nil {
+			stopProfile()
+		}
+	}
 	return root
 }
 

@@ -8,6 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"phonehome/internal/capture"
+	"phonehome/internal/flow"
+	"phonehome/internal/store"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -124,5 +128,41 @@ func TestHelpOnEveryCommand(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "Usage:") || len(out) < 150 {
 			t.Errorf("%s --help: exit %d, %d bytes", cmd.Name(), code, len(out))
 		}
+	}
+}
+
+// TestStoredBodiesSurviveBufferReuse reads a capture into a store while the
+// reader recycles body buffers, and checks every stored body against a
+// second, non-recycling read of the same file.
+func TestStoredBodiesSurviveBufferReuse(t *testing.T) {
+	capFile := filepath.Join("..", "..", "internal", "capture", "testdata", "http-ethernet.pcap")
+	db := filepath.Join(t.TempDir(), "reuse.db")
+	if _, errOut, code := phonehome(t, "analyze", "--db", db, "--session", "s", capFile); code != 0 {
+		t.Fatal(errOut)
+	}
+	var want []*flow.Flow
+	if _, err := capture.ReadFile(capFile, capture.Options{}, func(f *flow.Flow) { want = append(want, f) }); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st, err := store.Open(ctx, db, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	sess, err := st.SessionByName(ctx, "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	err = st.Flows(ctx, sess, func(f *flow.Flow) error {
+		if !bytes.Equal(f.Response.Body.Data, want[i].Response.Body.Data) || !bytes.Equal(f.Request.Body.Data, want[i].Request.Body.Data) {
+			t.Errorf("flow %d (%s): stored body differs from the capture", i, f.Request.URL)
+		}
+		i++
+		return nil
+	})
+	if err != nil || i != len(want) {
+		t.Fatalf("%v: %d of %d flows", err, i, len(want))
 	}
 }

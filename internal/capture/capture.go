@@ -32,6 +32,9 @@ const (
 // Options configure every reader.
 type Options struct {
 	MaxBody int // bytes of each body kept for analysis (0: 1 MiB)
+	// Transient promises that emit copies whatever it keeps of a flow's body
+	// bytes, so readers may reuse their buffers once it returns.
+	Transient bool
 	// Progress, if set, is called now and then with bytes read so far.
 	Progress func(read int64)
 }
@@ -91,7 +94,7 @@ func Read(r io.Reader, name string, opts Options, emit func(*flow.Flow)) (Result
 	switch format {
 	case FormatPcap:
 		var st pcap.Stats
-		st, err = pcap.Read(br, name, pcap.Options{MaxBody: opts.MaxBody}, count)
+		st, err = pcap.Read(br, name, pcap.Options{MaxBody: opts.MaxBody, ReuseBodies: opts.Transient}, count)
 		res.Pcap = &st
 	case FormatHAR:
 		err = har.Read(br, name, har.Options{MaxBody: opts.MaxBody}, count)

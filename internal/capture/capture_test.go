@@ -349,3 +349,33 @@ func TestQUIC(t *testing.T) {
 		t.Errorf("QUIC flow: %v host %q tls %+v", f.Transport, f.Host, f.TLS)
 	}
 }
+
+// TestTransientBodies checks that recycled body buffers hold the same bytes,
+// at the time each flow is emitted, as freshly allocated ones.
+func TestTransientBodies(t *testing.T) {
+	for _, file := range []string{"testdata/http-ethernet.pcap", "testdata/mixed.pcapng"} {
+		var want, got [][]byte
+		if _, err := ReadFile(file, Options{}, func(f *flow.Flow) {
+			if f.Response != nil {
+				want = append(want, f.Response.Body.Data)
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ReadFile(file, Options{Transient: true}, func(f *flow.Flow) {
+			if f.Response != nil {
+				got = append(got, bytes.Clone(f.Response.Body.Data))
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d vs %d flows", file, len(got), len(want))
+		}
+		for i := range want {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Errorf("%s: response %d differs with recycled buffers", file, i)
+			}
+		}
+	}
+}

@@ -155,3 +155,18 @@ func FuzzHAR(f *testing.F) {
 		})
 	})
 }
+
+func BenchmarkRead(b *testing.B) {
+	data, err := os.ReadFile("../../example/data/xiaomi-proxy.har")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		n := 0
+		if err := Read(strings.NewReader(string(data)), "bench.har", Options{}, func(*flow.Flow) { n++ }); err != nil || n != 6 {
+			b.Fatal(err, n)
+		}
+	}
+}

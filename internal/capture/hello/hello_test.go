@@ -87,3 +87,14 @@ func FuzzClientHello(f *testing.F) {
 		_, _ = hello.ParseClientHello(b)
 	})
 }
+
+func BenchmarkClientHello(b *testing.B) {
+	client, _ := realHellos(b, "tracking.intl.miui.com", []string{"h2", "http/1.1"})
+	b.SetBytes(int64(len(client)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := hello.ParseClientHelloRecords(client); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -114,3 +114,18 @@ func FuzzTnetstring(f *testing.F) {
 		_ = Read(bytes.NewReader(b), "fuzz.flows", Options{MaxBody: 16}, func(*flow.Flow) {})
 	})
 }
+
+func BenchmarkRead(b *testing.B) {
+	data, err := os.ReadFile("../testdata/mitmdump-8.1.1.flows")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		n := 0
+		if err := Read(bytes.NewReader(data), "bench.flows", Options{}, func(*flow.Flow) { n++ }); err != nil || n != 4 {
+			b.Fatal(err, n)
+		}
+	}
+}

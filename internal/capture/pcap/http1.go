@@ -195,7 +195,12 @@ func (h *httpHalf) line(data []byte) (line, rest []byte, ok bool) {
 // reserve sizes the body buffer once when the length is declared, instead of
 // growing it by doubling (which copies every body twice).
 func (h *httpHalf) reserve() {
-	h.msg.body.Data = make([]byte, 0, min(h.remain, int64(h.maxBody)))
+	n := int(min(h.remain, int64(h.maxBody)))
+	if h.c.a.pool != nil {
+		h.msg.body.Data = h.c.a.pool.get(n)
+		return
+	}
+	h.msg.body.Data = make([]byte, 0, n)
 }
 
 func (h *httpHalf) bodyBytes(b []byte) {
@@ -206,6 +211,12 @@ func (h *httpHalf) bodyBytes(b []byte) {
 		if len(b) > room {
 			b = b[:room]
 			body.Truncated = true
+		}
+		if p := h.c.a.pool; p != nil && len(body.Data)+len(b) > cap(body.Data) {
+			grown := p.get(min(max(2*cap(body.Data), len(body.Data)+len(b)), h.maxBody))
+			grown = append(grown, body.Data...)
+			p.put(body.Data)
+			body.Data = grown
 		}
 		body.Data = append(body.Data, b...)
 	} else if len(b) > 0 {

@@ -20,6 +20,9 @@ type Options struct {
 	MaxOutOfOrder int           // bytes held per direction waiting for a gap to fill (default 1 MiB)
 	IdleTimeout   time.Duration // a connection silent this long (capture time) is closed (default 5 min)
 	MaxConns      int           // connections tracked at once; the least recently active is closed first (default 100,000)
+	// ReuseBodies lets the reader recycle body buffers once emit returns. Set it
+	// only when the consumer copies whatever it keeps of Body.Data.
+	ReuseBodies bool
 }
 
 func (o *Options) defaults() {
@@ -92,12 +95,16 @@ type Assembler struct {
 	stats  Stats
 	now    time.Time
 	pkt    packet
+	pool   *bufPool // nil unless Options.ReuseBodies
 }
 
 // NewAssembler returns an assembler that names flows after source.
 func NewAssembler(source string, opts Options, emit func(*flow.Flow)) *Assembler {
 	opts.defaults()
 	a := &Assembler{source: source, opts: opts, emitFn: emit, conns: make(map[connKey]*conn)}
+	if opts.ReuseBodies {
+		a.pool = &bufPool{}
+	}
 	a.dns.init()
 	return a
 }
@@ -107,6 +114,14 @@ func (a *Assembler) emit(f *flow.Flow) {
 	f.Source = a.source
 	f.Seq = a.stats.Flows
 	a.emitFn(f)
+	if a.pool != nil {
+		if f.Request != nil {
+			a.pool.put(f.Request.Body.Data)
+		}
+		if f.Response != nil {
+			a.pool.put(f.Response.Body.Data)
+		}
+	}
 }
 
 // Packet processes one captured frame of the given link type.
