@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -94,6 +95,9 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 		defer fh.Close()
 		out = fh
 	}
+	bw := bufio.NewWriterSize(out, 256<<10) // one write per flow line would be one syscall per flow
+	defer bw.Flush()
+	out = bw
 	ctx := cmd.Context()
 
 	var sinks []flowSink
@@ -179,6 +183,9 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 		if err := summary.WriteText(out); err != nil {
 			return err
 		}
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("analyze: write output: %w", err)
 	}
 	for _, err := range readErrs {
 		fmt.Fprintln(stderr, "phonehome:", err)
