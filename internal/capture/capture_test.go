@@ -379,3 +379,102 @@ func TestTransientBodies(t *testing.T) {
 		}
 	}
 }
+
+func TestNanosecondPcap(t *testing.T) {
+	micro, _, err := readAll(t, "testdata/http-ethernet.pcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nano, _, err := readAll(t, "testdata/http-ethernet-nanosec.pcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(requests(nano), httpSession) {
+		t.Fatalf("requests: %v", requests(nano))
+	}
+	for i := range micro {
+		if !micro[i].Start.Equal(nano[i].Start) {
+			t.Errorf("flow %d: %v vs %v", i, micro[i].Start, nano[i].Start)
+		}
+	}
+}
+
+// bigEndianPcapng rewrites a little-endian pcap as a big-endian pcapng with two
+// interfaces (the packets on the second, with nanosecond resolution), as a
+// capture made on a big-endian machine by dumpcap would be.
+func bigEndianPcapng(t *testing.T, src string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := binary.BigEndian
+	block := func(typ uint32, body []byte) []byte {
+		for len(body)%4 != 0 {
+			body = append(body, 0)
+		}
+		n := uint32(12 + len(body))
+		b := be.AppendUint32(nil, typ)
+		b = be.AppendUint32(b, n)
+		b = append(b, body...)
+		return be.AppendUint32(b, n)
+	}
+	shb := be.AppendUint32(nil, 0x1a2b3c4d)
+	shb = be.AppendUint16(shb, 1)
+	shb = be.AppendUint16(shb, 0)
+	shb = be.AppendUint64(shb, ^uint64(0))
+	out := block(0x0a0d0d0a, shb)
+	idb0 := be.AppendUint16(nil, 101) // raw IP, unused
+	idb0 = be.AppendUint16(idb0, 0)
+	idb0 = be.AppendUint32(idb0, 65535)
+	out = append(out, block(1, idb0)...)
+	idb1 := be.AppendUint16(nil, 1)
+	idb1 = be.AppendUint16(idb1, 0)
+	idb1 = be.AppendUint32(idb1, 262144)
+	idb1 = be.AppendUint16(idb1, 9) // if_tsresol
+	idb1 = be.AppendUint16(idb1, 1)
+	idb1 = append(idb1, 9, 0, 0, 0)
+	idb1 = append(idb1, 0, 0, 0, 0) // opt_endofopt
+	out = append(out, block(1, idb1)...)
+	for p := data[24:]; len(p) >= 16; {
+		le := binary.LittleEndian
+		sec, usec, incl := le.Uint32(p), le.Uint32(p[4:]), le.Uint32(p[8:])
+		ts := uint64(sec)*1e9 + uint64(usec)*1000
+		epb := be.AppendUint32(nil, 1)
+		epb = be.AppendUint32(epb, uint32(ts>>32))
+		epb = be.AppendUint32(epb, uint32(ts))
+		epb = be.AppendUint32(epb, incl)
+		epb = be.AppendUint32(epb, le.Uint32(p[12:]))
+		epb = append(epb, p[16:16+incl]...)
+		out = append(out, block(6, epb)...)
+		out = append(out, block(5, []byte{0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0})...) // a statistics block to skip
+		p = p[16+incl:]
+	}
+	return out
+}
+
+func TestBigEndianPcapng(t *testing.T) {
+	b := bigEndianPcapng(t, "testdata/http-ethernet.pcap")
+	var flows []*flow.Flow
+	res, err := Read(bytes.NewReader(b), "be.pcapng", Options{}, func(f *flow.Flow) { flows = append(flows, f) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(requests(flows), httpSession) {
+		t.Fatalf("requests: %v", requests(flows))
+	}
+	checkHTTPSession(t, flows)
+	want, _, _ := readAll(t, "testdata/http-ethernet.pcap")
+	if !flows[0].Start.Equal(want[0].Start) {
+		t.Errorf("if_tsresol: %v vs %v", flows[0].Start, want[0].Start)
+	}
+	if res.Pcap.Packets == 0 {
+		t.Error("no packets counted")
+	}
+	// Cut inside the last block: an error naming the block, the flows before it kept.
+	_, err = Read(bytes.NewReader(b[:len(b)-30]), "cut.pcapng", Options{}, func(*flow.Flow) {})
+	var fe *pcap.FormatError
+	if !errors.As(err, &fe) || !strings.Contains(err.Error(), "truncated pcapng block") {
+		t.Errorf("cut pcapng: %v", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"phonehome/internal/flow"
 )
@@ -167,6 +168,38 @@ func BenchmarkRead(b *testing.B) {
 		n := 0
 		if err := Read(strings.NewReader(string(data)), "bench.har", Options{}, func(*flow.Flow) { n++ }); err != nil || n != 6 {
 			b.Fatal(err, n)
+		}
+	}
+}
+
+// TestWriteRoundTrip writes flows as HAR and reads them back.
+func TestWriteRoundTrip(t *testing.T) {
+	in, err := read(t, "fiddler-params.har")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chrome, err := read(t, "chrome.har")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in = append(in, chrome...)
+	var buf strings.Builder
+	if err := Write(&buf, "phonehome test", in); err != nil {
+		t.Fatal(err)
+	}
+	var out []*flow.Flow
+	if err := Read(strings.NewReader(buf.String()), "round.har", Options{}, func(f *flow.Flow) { out = append(out, f) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != len(in) {
+		t.Fatalf("%d flows back, want %d", len(out), len(in))
+	}
+	for i := range in {
+		a, b := in[i], out[i]
+		if a.Request.URL != b.Request.URL || a.Request.Method != b.Request.Method || string(a.Request.Body.Data) != string(b.Request.Body.Data) ||
+			a.Response.Status != b.Response.Status || string(a.Response.Body.Data) != string(b.Response.Body.Data) ||
+			!a.Start.Truncate(time.Millisecond).Equal(b.Start) || a.Server.Addr != b.Server.Addr || len(a.Request.Headers) != len(b.Request.Headers) {
+			t.Errorf("entry %d changed:\n%+v\n%+v", i, a.Request, b.Request)
 		}
 	}
 }

@@ -49,6 +49,9 @@ dumpcap -q -i lo -f 'port 18080 or port 18443 or port 53' -w "$work/mixed.pcapng
 traffic_mixed; traffic_http; sleep 1; kill $cap; wait $cap || true
 cp "$work/mixed.pcapng" mixed.pcapng
 
+# The same packets with nanosecond timestamps.
+tcpdump -r http-ethernet.pcap --time-stamp-precision=nano -w http-ethernet-nanosec.pcap 2>/dev/null
+
 # A file cut in the middle of a packet, as a crashed capture leaves it.
 head -c 20000 http-ethernet.pcap > truncated.pcap
 

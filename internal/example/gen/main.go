@@ -25,7 +25,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"phonehome/internal/capture/har"
 	"phonehome/internal/capture/pcap"
+	"phonehome/internal/flow"
 	"phonehome/internal/synth"
 )
 
@@ -162,90 +164,32 @@ func writePcap(path string) (tlsTimes []time.Time, err error) {
 	return tlsTimes, nil
 }
 
-// HAR 1.2, as an intercepting proxy exports it.
-type nv struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
-}
-type harEntry struct {
-	Started  string      `json:"startedDateTime"`
-	Time     float64     `json:"time"`
-	Request  harRequest  `json:"request"`
-	Response harResponse `json:"response"`
-	Cache    struct{}    `json:"cache"`
-	Timings  struct {
-		Send    float64 `json:"send"`
-		Wait    float64 `json:"wait"`
-		Receive float64 `json:"receive"`
-	} `json:"timings"`
-	ServerIP string `json:"serverIPAddress"`
-}
-type harRequest struct {
-	Method      string   `json:"method"`
-	URL         string   `json:"url"`
-	HTTPVersion string   `json:"httpVersion"`
-	Cookies     []nv     `json:"cookies"`
-	Headers     []nv     `json:"headers"`
-	QueryString []nv     `json:"queryString"`
-	PostData    *harPost `json:"postData,omitempty"`
-	HeadersSize int      `json:"headersSize"`
-	BodySize    int      `json:"bodySize"`
-}
-type harPost struct {
-	MimeType string `json:"mimeType"`
-	Text     string `json:"text"`
-	Encoding string `json:"encoding,omitempty"`
-}
-type harResponse struct {
-	Status      int    `json:"status"`
-	StatusText  string `json:"statusText"`
-	HTTPVersion string `json:"httpVersion"`
-	Cookies     []nv   `json:"cookies"`
-	Headers     []nv   `json:"headers"`
-	Content     struct {
-		Size     int    `json:"size"`
-		MimeType string `json:"mimeType"`
-		Text     string `json:"text"`
-	} `json:"content"`
-	RedirectURL string `json:"redirectURL"`
-	HeadersSize int    `json:"headersSize"`
-	BodySize    int    `json:"bodySize"`
-}
-
 func writeHAR(path string, tlsTimes []time.Time) error {
 	var t time.Time
-	var entries []harEntry
-	add := func(method, rawURL, ua, ctype string, body []byte, binary bool, status int, respBody string) {
+	var flows []*flow.Flow
+	add := func(method, rawURL, ua, ctype string, body []byte, gzipped bool, status int, respBody string) {
 		u, _ := url.Parse(rawURL)
-		t = tlsTimes[len(entries)].Add(31 * time.Millisecond) // the request rides the connection the LAN capture saw
-		e := harEntry{Started: t.Format("2006-01-02T15:04:05.000Z07:00"), Time: 148.3, ServerIP: hostAddr[u.Hostname()].String()}
-		e.Request = harRequest{Method: method, URL: rawURL, HTTPVersion: "HTTP/1.1", Cookies: []nv{}, QueryString: []nv{},
-			Headers: []nv{{"Host", u.Host}, {"User-Agent", ua}, {"Accept-Encoding", "gzip"}}, HeadersSize: -1, BodySize: len(body)}
-		for k, vs := range u.Query() {
-			for _, v := range vs {
-				e.Request.QueryString = append(e.Request.QueryString, nv{k, v})
-			}
-		}
+		t = tlsTimes[len(flows)].Add(31 * time.Millisecond) // the request rides the connection the LAN capture saw
+		req := &flow.Request{Method: method, URL: rawURL, Proto: "HTTP/1.1",
+			Headers: flow.Headers{{Name: "Host", Value: u.Host}, {Name: "User-Agent", Value: ua}, {Name: "Accept-Encoding", Value: "gzip"}}}
 		if body != nil {
-			e.Request.Headers = append(e.Request.Headers, nv{"Content-Type", ctype}, nv{"Content-Length", fmt.Sprint(len(body))})
-			pd := &harPost{MimeType: ctype, Text: string(body)}
-			if binary {
-				e.Request.Headers = append(e.Request.Headers, nv{"Content-Encoding", "gzip"})
-				pd.Text, pd.Encoding = base64.StdEncoding.EncodeToString(body), "base64"
+			req.Headers = append(req.Headers, flow.Header{Name: "Content-Type", Value: ctype}, flow.Header{Name: "Content-Length", Value: fmt.Sprint(len(body))})
+			if gzipped {
+				req.Headers = append(req.Headers, flow.Header{Name: "Content-Encoding", Value: "gzip"})
 			}
-			e.Request.PostData = pd
+			req.Body = flow.Body{Data: body, Size: int64(len(body))}
 		}
-		e.Response = harResponse{Status: status, StatusText: "OK", HTTPVersion: "HTTP/1.1", Cookies: []nv{},
-			Headers: []nv{{"Server", "Tengine"}, {"Content-Type", "application/json;charset=UTF-8"}}, HeadersSize: -1, BodySize: len(respBody)}
-		e.Response.Content.Size, e.Response.Content.MimeType, e.Response.Content.Text = len(respBody), "application/json", respBody
-		e.Timings.Send, e.Timings.Wait, e.Timings.Receive = 0.4, 140.2, 7.7
-		entries = append(entries, e)
+		resp := &flow.Response{Status: status, Reason: "OK", Proto: "HTTP/1.1",
+			Headers: flow.Headers{{Name: "Server", Value: "Tengine"}, {Name: "Content-Type", Value: "application/json;charset=UTF-8"}},
+			Body:    flow.Body{Data: []byte(respBody), Size: int64(len(respBody))}}
+		flows = append(flows, &flow.Flow{Start: t, End: t.Add(148300 * time.Microsecond),
+			Server: flow.Endpoint{Addr: hostAddr[u.Hostname()], Port: 443}, Request: req, Response: resp})
 	}
 	dalvik := "Dalvik/2.1.0 (Linux; U; Android 7.1.2; Redmi 4A MIUI/V8.5.4.0.NCCMIED)"
 	ok := `{"code":0,"msg":"ok"}`
 
 	track := func(sender, event string, extra url.Values) []byte {
-		v := url.Values{"sender": {sender}, "event": {event}, "ts": {fmt.Sprint(t.UnixMilli())},
+		v := url.Values{"sender": {sender}, "event": {event}, "ts": {fmt.Sprint(tlsTimes[len(flows)].UnixMilli())},
 			"duration": {"2315"}, "android_id": {device["android_id"]}, "oaid": {device["oaid"]},
 			"model": {"Redmi 4A"}, "miui": {"V8.5.4.0.NCCMIED"}, "locale": {"en_IN"}, "net": {"wifi"}}
 		for k, x := range extra {
@@ -280,7 +224,7 @@ func writeHAR(path string, tlsTimes []time.Time) error {
 		{"event": "youtube_video_play", "video_id": "dQw4w9WgXcQ"},
 		{"event": "download", "url": "https://files.example.org/statement-oct.pdf"},
 	} {
-		e := map[string]any{"ts": t.Add(time.Duration(i) * 9 * time.Second).UnixMilli()}
+		e := map[string]any{"ts": tlsTimes[len(flows)].Add(time.Duration(i-5) * 9 * time.Second).UnixMilli()}
 		for k, v := range ev {
 			e[k] = v
 		}
@@ -296,14 +240,13 @@ func writeHAR(path string, tlsTimes []time.Time) error {
 	zw.Close()
 	add("POST", "https://data.mistat.intl.xiaomi.com/mistats/v3", "Mint Browser/3.4.3 "+dalvik, "application/json", gz.Bytes(), true, 200, ok)
 
-	har := map[string]any{"log": map[string]any{
-		"version": "1.2",
-		"creator": map[string]string{"name": "phonehome example generator", "version": "1"},
-		"entries": entries,
-	}}
-	b, err := json.MarshalIndent(har, "", "  ")
+	fh, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
+	if err := har.Write(fh, "phonehome example generator", flows); err != nil {
+		fh.Close()
+		return err
+	}
+	return fh.Close()
 }
