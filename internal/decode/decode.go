@@ -1,0 +1,148 @@
+// Package decode unwraps what an app sends, layer by layer, into named values:
+// the URL's query, headers and cookies, and the body through content codings
+// (gzip, deflate, zlib, brotli, zstd), forms, multipart, JSON (also JSON inside
+// strings), base64, hex, percent-encoding, protobuf wire format and JWT. Each
+// value keeps the path of layers it was found under, for example
+// "body › gzip › json:data › base64 › json:imei".
+//
+// It is pure: functions of bytes, no I/O, no other internal package. Limits on
+// depth, decoded size, expansion ratio and value count make a decompression bomb
+// or a deeply nested payload a recorded limit, never a crash.
+package decode
+
+import (
+	"strings"
+)
+
+// Sep joins the layers of a path.
+const Sep = " › "
+
+// Value is one leaf found in a request.
+type Value struct {
+	Path string // layers from the request part to this value
+	Key  string // the nearest name: JSON key, form field, header; "" when none
+	Text string // the value, decoded, as text (binary leaves are hex)
+	// Numeric marks a value that was a number (JSON number, protobuf varint),
+	// not a string: pattern detectors treat those with more suspicion.
+	Numeric bool
+}
+
+// Opaque is a payload that could not be decoded and looks encrypted or compressed
+// with an unknown scheme. It is never guessed at.
+type Opaque struct {
+	Path    string
+	Size    int
+	Entropy float64 // bits per byte
+}
+
+// Result is everything found in one request.
+type Result struct {
+	Values []Value
+	Opaque []Opaque
+	// Limits lists the limits that were hit, with the path where they were.
+	Limits []string
+}
+
+// Limits bound the work done on one request.
+type Limits struct {
+	MaxDepth   int // nested layers (default 12)
+	MaxDecoded int // total bytes produced by decoding (default 16 MiB)
+	MaxRatio   int // decompressed size may be at most this many times the compressed (default 200)
+	MaxValues  int // values kept (default 20,000)
+}
+
+func (l *Limits) defaults() {
+	if l.MaxDepth <= 0 {
+		l.MaxDepth = 12
+	}
+	if l.MaxDecoded <= 0 {
+		l.MaxDecoded = 16 << 20
+	}
+	if l.MaxRatio <= 0 {
+		l.MaxRatio = 200
+	}
+	if l.MaxValues <= 0 {
+		l.MaxValues = 20000
+	}
+}
+
+// Header is one request header.
+type Header struct{ Name, Value string }
+
+// Request describes the parts of an HTTP request to decode.
+type Request struct {
+	URL     string
+	Headers []Header
+	Body    []byte
+}
+
+// state carries the limits and the output through one decoding.
+type state struct {
+	lim     Limits
+	res     Result
+	decoded int
+	full    bool
+}
+
+func (s *state) add(v Value) {
+	if len(s.res.Values) >= s.lim.MaxValues {
+		if !s.full {
+			s.full = true
+			s.limit("values", v.Path)
+		}
+		return
+	}
+	s.res.Values = append(s.res.Values, v)
+}
+
+func (s *state) limit(what, path string) {
+	if len(s.res.Limits) < 16 {
+		s.res.Limits = append(s.res.Limits, what+" limit at "+path)
+	}
+}
+
+// budget reserves n decoded bytes; false when the request is over its limit.
+func (s *state) budget(n int, path string) bool {
+	if s.decoded+n > s.lim.MaxDecoded {
+		s.limit("decoded size", path)
+		return false
+	}
+	s.decoded += n
+	return true
+}
+
+func join(path, seg string) string {
+	if path == "" {
+		return seg
+	}
+	return path + Sep + seg
+}
+
+// Decode decodes every part of a request.
+func Decode(r Request, lim Limits) Result {
+	lim.defaults()
+	s := &state{lim: lim}
+	var ctype, cenc string
+	for _, h := range r.Headers {
+		switch strings.ToLower(h.Name) {
+		case "content-type":
+			ctype = h.Value
+		case "content-encoding":
+			cenc = h.Value
+		}
+	}
+	s.url(r.URL)
+	s.headers(r.Headers)
+	if len(r.Body) > 0 {
+		s.body(r.Body, ctype, cenc)
+	}
+	return s.res
+}
+
+// Bytes decodes a standalone payload (a body without a request around it).
+func Bytes(path string, b []byte, lim Limits) Result {
+	lim.defaults()
+	s := &state{lim: lim}
+	s.bytes(b, path, "", 0)
+	return s.res
+}

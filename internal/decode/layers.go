@@ -1,0 +1,529 @@
+package decode
+
+import (
+	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"compress/zlib"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"math"
+	"mime"
+	"mime/multipart"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/zstd"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+func (s *state) url(raw string) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return
+	}
+	for i, seg := range strings.Split(strings.Trim(u.EscapedPath(), "/"), "/") {
+		if seg == "" {
+			continue
+		}
+		if un, err := url.PathUnescape(seg); err == nil {
+			seg = un
+		}
+		s.str(seg, "path["+strconv.Itoa(i)+"]", "", 1)
+	}
+	if u.RawQuery != "" {
+		s.form(u.RawQuery, "query", 1)
+	}
+}
+
+// Headers that describe the transfer, not the sender; they carry nothing personal.
+var plainHeaders = map[string]bool{"host": true, "content-length": true, "content-type": true, "content-encoding": true,
+	"accept": true, "accept-encoding": true, "connection": true, "transfer-encoding": true, "cache-control": true,
+	"pragma": true, "te": true, "upgrade-insecure-requests": true, "sec-fetch-mode": true, "sec-fetch-site": true,
+	"sec-fetch-dest": true, "expect": true, "keep-alive": true, "range": true, "if-none-match": true, "if-modified-since": true}
+
+func (s *state) headers(hs []Header) {
+	for _, h := range hs {
+		name := strings.ToLower(h.Name)
+		if plainHeaders[name] {
+			continue
+		}
+		if name == "cookie" {
+			for _, c := range strings.Split(h.Value, ";") {
+				k, v, ok := strings.Cut(strings.TrimSpace(c), "=")
+				if !ok {
+					continue
+				}
+				s.str(v, "cookie:"+k, k, 1)
+			}
+			continue
+		}
+		v := h.Value
+		if name == "authorization" {
+			if _, tok, ok := strings.Cut(v, " "); ok {
+				v = tok
+			}
+		}
+		s.str(v, "header:"+h.Name, h.Name, 1)
+	}
+}
+
+func (s *state) body(b []byte, ctype, cenc string) {
+	path := "body"
+	// Content codings apply in the order listed; undo them last first.
+	codings := strings.Split(strings.ToLower(cenc), ",")
+	for i := len(codings) - 1; i >= 0; i-- {
+		c := strings.TrimSpace(codings[i])
+		if c == "" || c == "identity" {
+			continue
+		}
+		out, ok := s.decompress(c, b, path)
+		if !ok {
+			break // mislabelled: let the sniffing below decide
+		}
+		b, path = out, join(path, c)
+	}
+	mt, params, _ := mime.ParseMediaType(ctype)
+	if strings.HasPrefix(mt, "multipart/") && params["boundary"] != "" {
+		if s.multipart(b, params["boundary"], path, 1) {
+			return
+		}
+	}
+	s.bytes(b, path, "", 1)
+}
+
+// decompress undoes one content coding within the limits.
+func (s *state) decompress(coding string, b []byte, path string) ([]byte, bool) {
+	var r io.Reader
+	var err error
+	switch coding {
+	case "gzip", "x-gzip":
+		zr, _ := gzipPool.Get().(*gzip.Reader)
+		if zr == nil {
+			zr, err = gzip.NewReader(bytes.NewReader(b))
+		} else {
+			err = zr.Reset(bytes.NewReader(b))
+		}
+		if err == nil {
+			defer gzipPool.Put(zr)
+		}
+		r = zr
+	case "deflate":
+		if isZlib(b) {
+			r, err = zlib.NewReader(bytes.NewReader(b))
+		} else {
+			r = flate.NewReader(bytes.NewReader(b))
+		}
+	case "zlib":
+		r, err = zlib.NewReader(bytes.NewReader(b))
+	case "br":
+		r = brotli.NewReader(bytes.NewReader(b))
+	case "zstd":
+		d, derr := zstd.NewReader(bytes.NewReader(b), zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+		if derr != nil {
+			return nil, false
+		}
+		defer d.Close()
+		r, err = d, nil
+	default:
+		return nil, false
+	}
+	if err != nil {
+		return nil, false
+	}
+	room := s.lim.MaxDecoded - s.decoded
+	if max := s.lim.MaxRatio*len(b) + 64<<10; max < room {
+		room = max
+	}
+	out, err := io.ReadAll(io.LimitReader(r, int64(room)+1))
+	if len(out) > room {
+		s.limit("expansion", join(path, coding))
+		out = out[:room]
+	} else if err != nil && len(out) == 0 {
+		return nil, false
+	}
+	if !s.budget(len(out), join(path, coding)) {
+		return nil, false
+	}
+	return out, true
+}
+
+// gzipPool keeps decompressors between requests: a fresh one allocates a
+// window of 32 KiB, the largest cost of decoding a small compressed body.
+var gzipPool sync.Pool
+
+func isZlib(b []byte) bool {
+	return len(b) >= 2 && b[0]&0x0f == 8 && (uint16(b[0])<<8|uint16(b[1]))%31 == 0
+}
+
+// sniffCoding names the compression a payload starts with, if any.
+func sniffCoding(b []byte) string {
+	switch {
+	case len(b) >= 3 && b[0] == 0x1f && b[1] == 0x8b && b[2] == 8:
+		return "gzip"
+	case len(b) >= 4 && b[0] == 0x28 && b[1] == 0xb5 && b[2] == 0x2f && b[3] == 0xfd:
+		return "zstd"
+	case len(b) >= 2 && isZlib(b) && b[0] == 0x78:
+		return "zlib"
+	}
+	return ""
+}
+
+// bytes decodes a binary payload.
+func (s *state) bytes(b []byte, path, key string, depth int) {
+	if depth > s.lim.MaxDepth {
+		s.limit("depth", path)
+		return
+	}
+	if c := sniffCoding(b); c != "" {
+		if out, ok := s.decompress(c, b, path); ok {
+			s.bytes(out, join(path, c), key, depth+1)
+			return
+		}
+	}
+	if printable(b) {
+		s.str(string(b), path, key, depth)
+		return
+	}
+	if protoValid(b, 0) {
+		s.proto(b, join(path, "protobuf"), "", depth+1)
+		return
+	}
+	if e := entropy(b); len(b) >= 32 && e > 6.0 || len(b) >= 16 && e >= 0.9*math.Log2(float64(len(b))) {
+		s.res.Opaque = append(s.res.Opaque, Opaque{Path: path, Size: len(b), Entropy: e})
+		return
+	}
+	s.add(Value{Path: path, Key: key, Text: hex.EncodeToString(b)})
+}
+
+// str decodes a text value, trying the layers that hide data inside strings.
+func (s *state) str(v, path, key string, depth int) {
+	if depth > s.lim.MaxDepth {
+		s.limit("depth", path)
+		s.add(Value{Path: path, Key: key, Text: v})
+		return
+	}
+	t := strings.TrimSpace(v)
+	if len(t) >= 2 && (t[0] == '{' || t[0] == '[') && json.Valid([]byte(t)) {
+		s.json([]byte(t), path, key, depth+1)
+		return
+	}
+	if len(t) >= 16 && strings.Count(t, ".") == 2 {
+		if s.jwt(t, path, depth+1) {
+			return
+		}
+	}
+	if strings.Contains(t, "=") && looksLikeForm(t) {
+		s.form(t, path, depth+1)
+		return
+	}
+	if len(t) >= 6 && strings.Contains(t, "%") {
+		if un, err := url.QueryUnescape(t); err == nil && un != t {
+			s.str(un, join(path, "url-decoded"), key, depth+1)
+			return
+		}
+	}
+	if len(t) >= 16 && len(t)%2 == 0 && isHex(t) {
+		if b, err := hex.DecodeString(t); err == nil && plausible(b) {
+			s.bytes(b, join(path, "hex"), key, depth+1)
+			return
+		}
+	} else if len(t) >= 8 {
+		if b, ok := decodeBase64(t); ok {
+			if plausible(b) {
+				s.bytes(b, join(path, "base64"), key, depth+1)
+				return
+			}
+			if len(b) >= 24 && entropy(b) >= 0.8*math.Log2(float64(min(len(b), 256))) {
+				s.res.Opaque = append(s.res.Opaque, Opaque{Path: join(path, "base64"), Size: len(b), Entropy: entropy(b)})
+			}
+		}
+	}
+	s.add(Value{Path: path, Key: key, Text: v})
+}
+
+// looksLikeForm reports whether t is key=value pairs joined by '&'. A single
+// pair needs a value, so that base64 padding ("YWJj=") is not taken for a form.
+func looksLikeForm(t string) bool {
+	pairs := strings.Split(t, "&")
+	for _, kv := range pairs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || len(k) > 64 {
+			return false
+		}
+		for i := 0; i < len(k); i++ {
+			c := k[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("_-.[]%$:", c) >= 0) {
+				return false
+			}
+		}
+		if len(pairs) == 1 && strings.Trim(v, "=") == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// form decodes application/x-www-form-urlencoded text (or a query string),
+// keeping the order of fields.
+func (s *state) form(t, path string, depth int) {
+	prefix := "form:"
+	if path == "query" {
+		prefix, path = "query:", ""
+	}
+	for _, kv := range strings.Split(t, "&") {
+		if kv == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(kv, "=")
+		if uk, err := url.QueryUnescape(k); err == nil {
+			k = uk
+		}
+		if uv, err := url.QueryUnescape(v); err == nil {
+			v = uv
+		}
+		s.str(v, join(path, prefix+k), k, depth)
+	}
+}
+
+func (s *state) multipart(b []byte, boundary, path string, depth int) bool {
+	r := multipart.NewReader(bytes.NewReader(b), boundary)
+	found := false
+	for {
+		p, err := r.NextPart()
+		if err != nil {
+			return found
+		}
+		data, err := io.ReadAll(io.LimitReader(p, int64(len(b))))
+		if err != nil {
+			return found
+		}
+		found = true
+		seg := "multipart:" + p.FormName()
+		if fn := p.FileName(); fn != "" {
+			seg += "(" + fn + ")"
+		}
+		s.bytes(data, join(path, seg), p.FormName(), depth+1)
+	}
+}
+
+// jwt decodes the header and claims of a JSON Web Token.
+func (s *state) jwt(t, path string, depth int) bool {
+	parts := strings.Split(t, ".")
+	if len(parts) != 3 {
+		return false
+	}
+	head, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[0], "="))
+	if err != nil || !bytes.Contains(head, []byte(`"alg"`)) || !json.Valid(head) {
+		return false
+	}
+	claims, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil || !json.Valid(claims) {
+		return false
+	}
+	s.json(head, join(path, "jwt:header"), "", depth)
+	s.json(claims, join(path, "jwt:claims"), "", depth)
+	return true
+}
+
+func decodeBase64(t string) ([]byte, bool) {
+	urlSafe := false
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		switch {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '+', c == '/':
+		case c == '-' || c == '_':
+			urlSafe = true
+		case c == '=' && i >= len(t)-2:
+		default:
+			return nil, false
+		}
+	}
+	enc := base64.RawStdEncoding
+	if urlSafe {
+		enc = base64.RawURLEncoding
+	}
+	b, err := enc.DecodeString(strings.TrimRight(t, "="))
+	return b, err == nil
+}
+
+func isHex(t string) bool {
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// printable reports whether b is text a person could read.
+func printable(b []byte) bool {
+	if !utf8.Valid(b) {
+		return false
+	}
+	bad := 0
+	for _, c := range b {
+		if c < 0x20 && c != '\t' && c != '\n' && c != '\r' || c == 0x7f {
+			bad++
+		}
+	}
+	return bad == 0
+}
+
+// plausible reports whether bytes decoded from base64 or hex are worth
+// decoding further: text, a compressed stream, or a protobuf message.
+func plausible(b []byte) bool {
+	if len(b) < 4 {
+		return false
+	}
+	if sniffCoding(b) != "" {
+		return true
+	}
+	if printable(b) {
+		letters := 0
+		for _, c := range b {
+			if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(" .,:;_-+@/{}[]\"'=&%", c) >= 0 {
+				letters++
+			}
+		}
+		return letters*10 >= len(b)*9
+	}
+	return len(b) >= 8 && protoValid(b, 0) && protoHasText(b)
+}
+
+func entropy(b []byte) float64 {
+	if len(b) == 0 {
+		return 0
+	}
+	var counts [256]int
+	for _, c := range b {
+		counts[c]++
+	}
+	e := 0.0
+	n := float64(len(b))
+	for _, c := range counts {
+		if c > 0 {
+			p := float64(c) / n
+			e -= p * math.Log2(p)
+		}
+	}
+	return e
+}
+
+// protoValid reports whether b parses completely as protobuf wire format.
+func protoValid(b []byte, depth int) bool {
+	if len(b) == 0 || depth > 8 {
+		return false
+	}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || num < 1 || num > 1<<20 {
+			return false
+		}
+		b = b[n:]
+		switch typ {
+		case protowire.VarintType:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		case protowire.Fixed32Type, protowire.Fixed64Type, protowire.BytesType:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		default:
+			return false
+		}
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+// protoHasText reports whether a message holds at least one readable string,
+// which random bytes that happen to parse rarely do.
+func protoHasText(b []byte) bool {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		if typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return false
+			}
+			if len(v) >= 3 && printable(v) || protoValid(v, 1) && protoHasText(v) {
+				return true
+			}
+			b = b[m:]
+			continue
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return false
+		}
+		b = b[m:]
+	}
+	return false
+}
+
+// proto walks a protobuf message without a schema; paths name field numbers.
+func (s *state) proto(b []byte, path, fields string, depth int) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return
+		}
+		b = b[n:]
+		f := strconv.Itoa(int(num))
+		if fields != "" {
+			f = fields + "." + f
+		}
+		here := path + ":" + f
+		switch typ {
+		case protowire.VarintType:
+			v, m := protowire.ConsumeVarint(b)
+			if m < 0 {
+				return
+			}
+			s.add(Value{Path: here, Key: f, Text: strconv.FormatUint(v, 10), Numeric: true})
+			b = b[m:]
+		case protowire.Fixed32Type:
+			v, m := protowire.ConsumeFixed32(b)
+			if m < 0 {
+				return
+			}
+			s.add(Value{Path: here, Key: f, Text: strconv.FormatFloat(float64(math.Float32frombits(v)), 'g', -1, 32), Numeric: true})
+			b = b[m:]
+		case protowire.Fixed64Type:
+			v, m := protowire.ConsumeFixed64(b)
+			if m < 0 {
+				return
+			}
+			s.add(Value{Path: here, Key: f, Text: strconv.FormatFloat(math.Float64frombits(v), 'g', -1, 64), Numeric: true})
+			b = b[m:]
+		case protowire.BytesType:
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return
+			}
+			b = b[m:]
+			switch {
+			case printable(v) && len(v) > 0:
+				s.str(string(v), here, f, depth+1)
+			case protoValid(v, 1) && depth < s.lim.MaxDepth:
+				s.proto(v, path, f, depth+1)
+			default:
+				s.bytes(v, here, f, depth+1)
+			}
+		default:
+			return
+		}
+	}
+}
