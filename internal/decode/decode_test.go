@@ -128,7 +128,9 @@ func TestOpaque(t *testing.T) {
 	}
 }
 
-func pctEscape(s string) string { return strings.NewReplacer("+", "%2B", "/", "%2F", "=", "%3D").Replace(s) }
+func pctEscape(s string) string {
+	return strings.NewReplacer("+", "%2B", "/", "%2F", "=", "%3D").Replace(s)
+}
 
 func TestLimits(t *testing.T) {
 	bomb := gz(make([]byte, 50<<20))
