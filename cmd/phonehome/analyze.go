@@ -16,6 +16,10 @@ import (
 	"golang.org/x/term"
 
 	"phonehome/internal/capture"
+	"phonehome/internal/decode"
+	"phonehome/internal/detect"
+	"phonehome/internal/detect/pii"
+	"phonehome/internal/detect/trackers"
 	"phonehome/internal/example"
 	"phonehome/internal/flow"
 	"phonehome/internal/report"
@@ -31,6 +35,9 @@ type analyzeOpts struct {
 	maxBody    int
 	output     string
 	noProgress bool
+	trackers   []string
+	region     string
+	noDetect   bool
 }
 
 func newAnalyzeCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -73,6 +80,9 @@ read before that point is still shown.`,
 	f.IntVar(&o.maxBody, "max-body", 1<<20, "bytes of each request and response body kept for analysis and storage")
 	f.StringVarP(&o.output, "output", "o", "", "write the result to this file instead of standard output")
 	f.BoolVar(&o.noProgress, "no-progress", false, "do not show a progress bar for large files")
+	f.BoolVar(&o.noDetect, "no-detect", false, "only list who talked to whom: skip decoding and finding personal data (much faster on very large captures)")
+	f.StringArrayVar(&o.trackers, "trackers", nil, "also load this tracker list (hosts file, domain list, Adblock/EasyPrivacy, Disconnect services.json, DuckDuckGo tds.json, Exodus export); repeatable")
+	f.StringVar(&o.region, "phone-region", "", "two-letter country (e.g. IN, DE) for reading phone numbers written without a country code")
 	return cmd
 }
 
@@ -100,7 +110,14 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 	out = bw
 	ctx := cmd.Context()
 
+	engine, err := newEngine(o, stderr)
+	if err != nil {
+		return err
+	}
 	var sinks []flowSink
+	if !o.noDetect {
+		sinks = append(sinks, func(f *flow.Flow) error { engine.Inspect(f); return nil })
+	}
 	summary := report.NewSummary()
 	sinks = append(sinks, func(f *flow.Flow) error { summary.Add(f); return nil })
 
@@ -133,7 +150,7 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 	switch {
 	case o.format == "json":
 		jw := report.NewJSONWriter(out)
-		sinks = append(sinks, jw.Flow)
+		sinks = append(sinks, jw.Flow, jw.Findings)
 	case o.flows:
 		sinks = append(sinks, func(f *flow.Flow) error { return report.FlowLine(out, f) })
 	}
@@ -195,6 +212,28 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 		return exitError{1}
 	}
 	return nil
+}
+
+// newEngine builds the detection engine with the built-in knowledge and the
+// tracker lists the user named.
+func newEngine(o analyzeOpts, stderr io.Writer) (*detect.Engine, error) {
+	kb := trackers.Builtin()
+	for _, path := range o.trackers {
+		fh, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("analyze: --trackers: %w", err)
+		}
+		n, err := kb.Load(fh, filepath.Base(path))
+		fh.Close()
+		if err != nil {
+			return nil, fmt.Errorf("analyze: --trackers %s: %w (supported: hosts file, one domain per line, Adblock/EasyPrivacy, Disconnect services.json, DuckDuckGo tds.json, Exodus export)", path, err)
+		}
+		fmt.Fprintf(stderr, "loaded %d tracker domains from %s\n", n, path)
+	}
+	if o.region != "" && len(o.region) != 2 {
+		return nil, fmt.Errorf("analyze: --phone-region takes a two-letter country code such as IN or DE, not %q", o.region)
+	}
+	return detect.New(kb, pii.New(strings.ToUpper(o.region)), decode.Limits{}), nil
 }
 
 func sourceNames(o analyzeOpts, files []string) []string {

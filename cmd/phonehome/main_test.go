@@ -166,3 +166,30 @@ func TestStoredBodiesSurviveBufferReuse(t *testing.T) {
 		t.Fatalf("%v: %d of %d flows", err, i, len(want))
 	}
 }
+
+func TestAnalyzeTrackersFlag(t *testing.T) {
+	dir := t.TempDir()
+	hosts := filepath.Join(dir, "hosts")
+	os.WriteFile(hosts, []byte("0.0.0.0 connect.rom.miui.com\n"), 0o644)
+	out, errOut, code := phonehome(t, "analyze", "--example", "--format", "json", "--trackers", hosts)
+	if code != 0 || !strings.Contains(errOut, "loaded 1 tracker domains") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, `"type":"finding"`) {
+		t.Error("JSON output must carry finding lines")
+	}
+	prose := filepath.Join(dir, "notes.txt")
+	os.WriteFile(prose, []byte("not a list\nof anything\n"), 0o644)
+	_, errOut, code = phonehome(t, "analyze", "--example", "--trackers", prose)
+	if code != 1 || !strings.Contains(errOut, "notes.txt") || !strings.Contains(errOut, "supported:") {
+		t.Errorf("a file that is no tracker list: %d %s", code, errOut)
+	}
+	_, errOut, code = phonehome(t, "analyze", "--example", "--phone-region", "India")
+	if code != 1 || !strings.Contains(errOut, "two-letter") {
+		t.Errorf("bad region: %d %s", code, errOut)
+	}
+	out, _, code = phonehome(t, "analyze", "--example", "--no-detect")
+	if code != 0 || strings.Contains(out, "WHAT WAS SENT") {
+		t.Errorf("--no-detect must skip findings: %d", code)
+	}
+}

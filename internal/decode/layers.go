@@ -234,7 +234,7 @@ func (s *state) str(v, path, key string, depth int) {
 			s.bytes(b, join(path, "hex"), key, depth+1)
 			return
 		}
-	} else if len(t) >= 8 {
+	} else if len(t) >= 8 && !isHexDashed(t) {
 		if b, ok := decodeBase64(t); ok {
 			if plausible(b) {
 				s.bytes(b, join(path, "base64"), key, depth+1)
@@ -351,6 +351,18 @@ func decodeBase64(t string) ([]byte, bool) {
 	}
 	b, err := enc.DecodeString(strings.TrimRight(t, "="))
 	return b, err == nil
+}
+
+// isHexDashed reports whether t is hex digits and dashes (a UUID, a hash):
+// such strings are valid base64 too, but never are base64.
+func isHexDashed(t string) bool {
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func isHex(t string) bool {

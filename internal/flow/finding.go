@@ -9,6 +9,19 @@ type Finding struct {
 	Path       string  // decode path, e.g. "body › gzip › json:data › base64 › json:imei"
 	Method     string  // "pattern", "key", "known", "inference"
 	Confidence float64 // 0..1
+	// Context marks a fingerprint finding (device model, app version, ...) in a
+	// request that carries nothing identifying: kept on the flow, not reported.
+	Context bool
+}
+
+// Destination is who receives a flow, as far as phonehome knows.
+type Destination struct {
+	Owner    string // the company
+	Category string // advertising, analytics, telemetry, social, fingerprinting, content, cdn
+	SDK      string
+	List     string // the list that said so
+	Site     string // registrable domain (eTLD+1)
+	Party    string // "first", "third", or "" when the first party is unknown
 }
 
 // Action is what policy decided to do with a flow.

@@ -161,8 +161,10 @@ type Flow struct {
 	BytesDown int64    // server to client, application bytes
 	Notes     []string // what was wrong or missing in the capture of this flow
 
-	Findings []Finding // appended by detection
-	Verdict  Verdict   // set by policy
+	Findings []Finding   // appended by detection
+	Dest     Destination // who receives it, set by detection
+	App      string      // the app that sent it (package or bundle ID), when known
+	Verdict  Verdict     // set by policy
 }
 
 // Note records a problem with the capture of this flow.

@@ -23,6 +23,19 @@ type Destination struct {
 	Transports map[flow.Transport]int
 	First      time.Time
 	Last       time.Time
+	Dest       flow.Destination
+	Apps       map[string]int
+	Data       map[string]*Datum // kind + "\x00" + value → what was received
+	Cleartext  bool              // personal data went over plain HTTP
+}
+
+// Datum is one piece of data a destination received, over all its flows.
+type Datum struct {
+	Kind   string
+	Value  string
+	Path   string // where it was first found
+	Method string
+	Count  int
 }
 
 // Summary aggregates flows per destination as they stream past; it keeps no flow.
@@ -65,8 +78,36 @@ func (s *Summary) Add(f *flow.Flow) {
 	host := f.HostOrAddr()
 	d := s.dests[host]
 	if d == nil {
-		d = &Destination{Host: host, Methods: map[string]int{}, Transports: map[flow.Transport]int{}}
+		d = &Destination{Host: host, Methods: map[string]int{}, Transports: map[flow.Transport]int{}, Apps: map[string]int{}, Data: map[string]*Datum{}}
 		s.dests[host] = d
+	}
+	if f.Dest.Owner != "" || d.Dest.Site == "" {
+		party := d.Dest.Party
+		d.Dest = f.Dest
+		if f.Dest.Party == "" {
+			d.Dest.Party = party
+		}
+	}
+	if f.App != "" {
+		d.Apps[f.App]++
+	}
+	counted := map[string]bool{} // a value repeated inside one request counts once
+	for _, x := range f.Findings {
+		if x.Context {
+			continue
+		}
+		if f.Transport == flow.TransportHTTP {
+			d.Cleartext = true
+		}
+		k := x.Kind + "\x00" + x.Value
+		if dt := d.Data[k]; dt != nil {
+			if !counted[k] {
+				dt.Count++
+			}
+		} else {
+			d.Data[k] = &Datum{Kind: x.Kind, Value: x.Value, Path: x.Path, Method: x.Method, Count: 1}
+		}
+		counted[k] = true
 	}
 	d.Requests++
 	d.BytesUp += f.BytesUp
@@ -170,18 +211,23 @@ func (s *Summary) WriteText(w io.Writer) error {
 		_, err := io.WriteString(w, b.String())
 		return err
 	}
-	rows := [][]string{{"DESTINATION", "REQUESTS", "UP", "DOWN", "METHODS", "TRANSPORT", "FIRST SEEN", "LAST SEEN"}}
+	rows := [][]string{{"DESTINATION", "OWNER", "REQUESTS", "UP", "DOWN", "METHODS", "TRANSPORT", "FIRST SEEN", "LAST SEEN"}}
 	for _, d := range dests {
 		methods := methodLabel(d.Methods)
 		if methods == "" {
 			methods = "-"
 		}
-		rows = append(rows, []string{d.Host, fmt.Sprint(d.Requests), Bytes(d.BytesUp), Bytes(d.BytesDown),
+		owner := d.Dest.Owner
+		if owner == "" {
+			owner = "-"
+		}
+		rows = append(rows, []string{d.Host, owner, fmt.Sprint(d.Requests), Bytes(d.BytesUp), Bytes(d.BytesDown),
 			methods, transportLabel(d.Transports), fmtTime(d.First), fmtTime(d.Last)})
 	}
 	b.WriteString("\n")
-	writeTable(&b, rows, map[int]bool{1: true, 2: true, 3: true})
+	writeTable(&b, rows, map[int]bool{2: true, 3: true, 4: true})
 	b.WriteString("\nCLEARTEXT: sent unencrypted, readable by anyone on the network. tls/quic: encrypted and not decrypted (only the name is known).\n")
+	s.writeFindings(&b)
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -1,0 +1,136 @@
+// Package detect says what a flow carries and who receives it: it decodes the
+// request (package decode), finds personal data in it (package pii), names the
+// destination (package trackers) and the app that sent it, and attaches the
+// results to the flow. It works on one flow at a time, so the offline reader and
+// the live proxy share it.
+//
+// Contract: Inspect reads the observed request and only writes the flow's
+// Findings, Dest, App and Notes. It is safe for concurrent use.
+package detect
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+
+	"phonehome/internal/decode"
+	"phonehome/internal/detect/pii"
+	"phonehome/internal/detect/trackers"
+	"phonehome/internal/flow"
+)
+
+// OpaquePayload is the kind of the finding that flags a payload phonehome could
+// not decode and that looks encrypted: something is sent that nobody can check.
+const OpaquePayload = "opaque_payload"
+
+// Engine inspects flows.
+type Engine struct {
+	kb     *trackers.KB
+	pii    *pii.Detector
+	limits decode.Limits
+}
+
+// New returns an engine with a knowledge base, a detector and decoding limits.
+func New(kb *trackers.KB, d *pii.Detector, lim decode.Limits) *Engine {
+	return &Engine{kb: kb, pii: d, limits: lim}
+}
+
+// Inspect attaches destination, app and findings to f.
+func (e *Engine) Inspect(f *flow.Flow) {
+	host := f.HostOrAddr()
+	if entry, ok := e.kb.Lookup(host); ok {
+		f.Dest = flow.Destination{Owner: entry.Owner, Category: entry.Category, SDK: entry.SDK, List: entry.List}
+	}
+	f.Dest.Site = trackers.Site(host)
+	r := f.Request
+	if r == nil {
+		return
+	}
+	req := decode.Request{URL: r.URL, Body: r.Body.Data}
+	for _, h := range r.Headers {
+		req.Headers = append(req.Headers, decode.Header{Name: h.Name, Value: h.Value})
+	}
+	res := decode.Decode(req, e.limits)
+	for _, l := range res.Limits {
+		f.Note("decode: " + l)
+	}
+	hits := e.pii.Scan(res.Values)
+
+	f.App = r.Headers.Get("X-Requested-With")
+	for _, h := range hits {
+		if h.Kind == pii.SenderApp && f.App == "" {
+			f.App = h.Value
+		}
+	}
+	f.Dest.Party = e.party(f)
+
+	identifying := false
+	for _, h := range hits {
+		if !pii.Fingerprint(h.Kind) {
+			identifying = true
+			break
+		}
+	}
+	seen := map[string]bool{}
+	for _, h := range hits {
+		k := h.Kind + "\x00" + h.Value + "\x00" + h.Path
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		f.Findings = append(f.Findings, flow.Finding{Kind: h.Kind, Value: h.Value, Path: h.Path, Method: h.Method,
+			Confidence: h.Confidence, Context: !identifying && pii.Fingerprint(h.Kind)})
+	}
+	for _, o := range res.Opaque {
+		f.Findings = append(f.Findings, flow.Finding{Kind: OpaquePayload, Value: fmt.Sprintf("%d bytes, %.1f bits/byte", o.Size, o.Entropy),
+			Path: o.Path, Method: pii.ByInference, Confidence: 0.6})
+	}
+}
+
+// party decides whether the destination belongs to whoever sent the request:
+// the app (its package's domain or owner), or the page (Origin, Referer).
+func (e *Engine) party(f *flow.Flow) string {
+	if f.App != "" {
+		parts := strings.Split(f.App, ".")
+		if len(parts) >= 2 {
+			appSite := trackers.Site(parts[1] + "." + parts[0])
+			if appSite == f.Dest.Site {
+				return "first"
+			}
+			owner := e.kb.PackageOwner(f.App)
+			if owner == "" {
+				if entry, ok := e.kb.Lookup(appSite); ok {
+					owner = entry.Owner
+				}
+			}
+			if owner != "" && f.Dest.Owner != "" {
+				if owner == f.Dest.Owner {
+					return "first"
+				}
+				return "third"
+			}
+		}
+	}
+	for _, h := range []string{"Origin", "Referer"} {
+		if v := f.Request.Headers.Get(h); v != "" {
+			if u, err := url.Parse(v); err == nil && u.Host != "" {
+				if trackers.Site(u.Hostname()) == f.Dest.Site {
+					return "first"
+				}
+				return "third"
+			}
+		}
+	}
+	return ""
+}
+
+// Reported returns the findings a person should see: all but context-only fingerprints.
+func Reported(f *flow.Flow) []flow.Finding {
+	var out []flow.Finding
+	for _, x := range f.Findings {
+		if !x.Context {
+			out = append(out, x)
+		}
+	}
+	return out
+}

@@ -1,0 +1,262 @@
+package pii
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Hit is one piece of personal data found in a value.
+type Hit struct {
+	Kind       string
+	Value      string
+	Path       string
+	Method     string
+	Confidence float64
+}
+
+// Detector finds personal data in decoded values. It is safe for concurrent use.
+type Detector struct {
+	// Region is the ISO country used to parse phone numbers written without a
+	// country code ("" accepts only numbers with one).
+	Region string
+	keys   map[string]rule
+}
+
+// New returns a detector; region is as for Detector.Region.
+func New(region string) *Detector { return &Detector{Region: region, keys: keyTable()} }
+
+// rule says what a field name means and how its value must look.
+type rule struct {
+	kind  string
+	valid func(v string, numeric bool) bool
+	conf  float64
+}
+
+// normKey lowercases a field name and drops everything but letters and digits,
+// so "Android-ID", "android_id" and "androidId" are one key.
+func normKey(k string) string {
+	b := make([]byte, 0, len(k))
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+			b = append(b, c)
+		case c >= 'A' && c <= 'Z':
+			b = append(b, c+32)
+		}
+	}
+	return string(b)
+}
+
+var (
+	reUUID     = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	reMACSep   = regexp.MustCompile(`^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(?:[:-][0-9a-fA-F]{2}){4}$`)
+	reHex      = regexp.MustCompile(`^[0-9a-fA-F]+$`)
+	reEmail    = regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}`)
+	rePackage  = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]*(\.[a-zA-Z][a-zA-Z0-9_]*)+$`)
+	reScreen   = regexp.MustCompile(`^\d{3,4}\s*[x*×]\s*\d{3,4}$`)
+	reLocale   = regexp.MustCompile(`^[a-zA-Z]{2,3}([_-][a-zA-Z]{2,4})?([_-][a-zA-Z]{2})?$`)
+	reLatLng   = regexp.MustCompile(`^(-?\d{1,2}\.\d{3,}),\s*(-?\d{1,3}\.\d{3,})$`)
+	reDigits   = regexp.MustCompile(`^\d+$`)
+	reURL      = regexp.MustCompile(`^https?://[^\s/]+`)
+	reAlnumID  = regexp.MustCompile(`^[A-Za-z0-9_.:=+/-]{6,128}$`)
+	reVersion  = regexp.MustCompile(`^[vV]?\d+(\.\d+){0,4}([._-][0-9A-Za-z.]+)?$`)
+	reTimezone = regexp.MustCompile(`^([A-Z][a-z]+/[A-Za-z_]+|GMT[+-]\d{1,2}(:\d\d)?|UTC[+-]?\d*|[+-]\d{2}:?\d{2}|-?\d{1,5})$`)
+)
+
+func text(v string, numeric bool) bool {
+	return !numeric && strings.TrimSpace(v) != "" && v != "null" && v != "unknown" && v != "0"
+}
+
+func luhn(s string) bool {
+	sum := 0
+	for i := len(s) - 1; i >= 0; i-- {
+		d := int(s[i] - '0')
+		if (len(s)-1-i)%2 == 1 {
+			d *= 2
+			if d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+	}
+	return sum%10 == 0
+}
+
+func repeated(s string) bool { return strings.Count(s, s[:1]) == len(s) }
+
+// IMEIs carry a reporting-body prefix; most in use start with one of these.
+var imeiPrefixes = map[string]bool{"01": true, "30": true, "33": true, "35": true, "44": true, "45": true, "49": true,
+	"50": true, "51": true, "52": true, "53": true, "54": true, "86": true, "91": true, "98": true, "99": true}
+
+func validIMEI(v string, _ bool) bool {
+	return len(v) == 15 && reDigits.MatchString(v) && luhn(v) && !repeated(v)
+}
+
+// hashOf reports whether v looks like a hex MD5, SHA-1 or SHA-256 digest.
+func hashOf(v string) bool {
+	switch len(v) {
+	case 32, 40, 64:
+		return reHex.MatchString(v)
+	}
+	return false
+}
+
+func validIMEIOrHash(v string, n bool) bool { return validIMEI(v, n) || hashOf(v) }
+
+func validIMSI(v string, _ bool) bool {
+	return (len(v) == 15 || len(v) == 14) && reDigits.MatchString(v) && v[0] >= '2' && v[0] <= '7' && !repeated(v)
+}
+
+func validICCID(v string, _ bool) bool {
+	return len(v) >= 18 && len(v) <= 22 && strings.HasPrefix(v, "89") && reDigits.MatchString(v[:19])
+}
+
+func validAndroidID(v string, _ bool) bool {
+	return (len(v) == 16 || len(v) == 15) && reHex.MatchString(v) && !repeated(v) || hashOf(v)
+}
+
+func validAdID(v string, _ bool) bool {
+	return reUUID.MatchString(v) && strings.Trim(v, "0-") != "" || hashOf(v)
+}
+
+// placeholder MACs that Android and iOS report when the app may not read the real one.
+var placeholderMACs = map[string]bool{"020000000000": true, "000000000000": true, "ffffffffffff": true}
+
+func macDigits(v string) string {
+	return strings.ToLower(strings.NewReplacer(":", "", "-", "", ".", "").Replace(v))
+}
+
+func validMAC(v string, _ bool) bool {
+	d := macDigits(v)
+	if len(d) != 12 || !reHex.MatchString(d) || placeholderMACs[d] {
+		return false
+	}
+	return reMACSep.MatchString(v) || len(v) == 12 || len(v) == 14 && strings.Count(v, ".") == 2 || hashOf(v)
+}
+
+func validID(v string, numeric bool) bool {
+	if !reAlnumID.MatchString(v) || repeated(v) || timestamp(v) {
+		return false
+	}
+	if numeric && len(v) < 6 {
+		return false
+	}
+	return strings.Trim(v, "0-") != ""
+}
+
+// timestamp reports whether v is a Unix time in seconds or milliseconds
+// between 2001 and 2039: telemetry is full of them, and they identify nobody.
+func timestamp(v string) bool {
+	if !reDigits.MatchString(v) {
+		return false
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return false
+	}
+	return len(v) == 10 && n >= 1e9 && n < 2.2e9 || len(v) == 13 && n >= 1e12 && n < 2.2e12
+}
+
+func validAccount(v string, numeric bool) bool {
+	return validID(v, numeric) || reEmail.MatchString(v)
+}
+
+func validName(v string, numeric bool) bool {
+	if numeric || len(v) < 2 || len(v) > 60 {
+		return false
+	}
+	for _, r := range v {
+		if !(r == ' ' || r == '-' || r == '\'' || r == '.' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r > 0x7f) {
+			return false
+		}
+	}
+	return true
+}
+
+func validCoord(v string, _ bool) bool {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f == 0 || f < -180 || f > 180 {
+		return false
+	}
+	// Fewer than three decimals (about 100 m) is a region, not a place.
+	i := strings.IndexByte(v, '.')
+	return i >= 0 && len(v)-i-1 >= 3
+}
+
+func validLatLng(v string, _ bool) bool {
+	m := reLatLng.FindStringSubmatch(strings.TrimSpace(v))
+	if m == nil {
+		return false
+	}
+	lat, _ := strconv.ParseFloat(m[1], 64)
+	lng, _ := strconv.ParseFloat(m[2], 64)
+	return lat >= -90 && lat <= 90 && lng >= -180 && lng <= 180 && !(lat == 0 && lng == 0)
+}
+
+func validURL(v string, _ bool) bool { return reURL.MatchString(v) }
+
+func validQuery(v string, numeric bool) bool {
+	return text(v, numeric) && !reURL.MatchString(v) && len(v) <= 500 && !reDigits.MatchString(v)
+}
+
+func validPackage(v string, _ bool) bool { return rePackage.MatchString(v) && len(v) <= 200 }
+
+func validScreen(v string, _ bool) bool { return reScreen.MatchString(v) }
+
+func validLocale(v string, _ bool) bool { return reLocale.MatchString(v) && v != "null" }
+
+func validVersion(v string, _ bool) bool {
+	return reVersion.MatchString(v) || strings.Contains(v, " ") && len(v) < 40
+}
+
+func validTimezone(v string, _ bool) bool { return reTimezone.MatchString(v) }
+
+func validSSID(v string, numeric bool) bool {
+	return text(v, numeric) && len(v) <= 32 && v != "<unknown ssid>"
+}
+
+// keyTable maps normalised field names to what they carry: the names real
+// SDKs use (Firebase, Adjust, AppsFlyer, Facebook, MIUI, Umeng, ...).
+func keyTable() map[string]rule {
+	keys := map[string]rule{}
+	add := func(r rule, names ...string) {
+		for _, n := range names {
+			keys[normKey(n)] = r
+		}
+	}
+	add(rule{IMEI, validIMEIOrHash, 0.95}, "imei", "imei1", "imei2", "deviceimei", "imeimd5", "imeisha1", "imeisha256", "hashedimei", "meid")
+	add(rule{IMSI, validIMSI, 0.9}, "imsi", "subscriberid")
+	add(rule{ICCID, validICCID, 0.9}, "iccid", "simserial", "simserialnumber")
+	add(rule{SerialNumber, validID, 0.8}, "serial", "serialno", "serialnumber", "buildserial", "devicesn")
+	add(rule{AndroidID, validAndroidID, 0.95}, "androidid", "ssaid", "androididmd5", "androididsha1", "aid")
+	add(rule{AdvertisingID, validAdID, 0.95}, "gaid", "adid", "advertisingid", "idfa", "rdid", "oaid", "aaid", "gpsadid", "googleadid", "adidmd5", "gaidmd5", "idfamd5", "advertiserid", "googleaid")
+	add(rule{MACAddress, validMAC, 0.9}, "mac", "macaddress", "wifimac", "macaddr", "macmd5", "devicemac", "btmac", "bluetoothmac")
+	add(rule{InstallID, validID, 0.8}, "installid", "instanceid", "installationid", "appinstanceid", "iid", "firebaseinstanceid", "fid", "installuuid", "anonid", "anonymousid", "distinctid", "clientid", "cid", "vid", "visitorid")
+	add(rule{DeviceID, validID, 0.8}, "deviceid", "did", "udid", "deviceuuid", "devid", "uniqueid", "hardwareid", "xiaomiid", "hwid")
+	add(rule{PhoneNumber, nil, 0.9}, "phone", "phonenumber", "phoneno", "mobile", "mobileno", "msisdn", "tel", "telephone", "number", "callee", "caller", "udph")
+	add(rule{Email, nil, 0.95}, "email", "emailaddress", "mail", "udem", "useremail")
+	add(rule{AccountID, validAccount, 0.8}, "userid", "uid", "accountid", "miaccount", "miid", "xiaomiaccount", "account", "username", "login", "customerid", "memberid", "externalid", "sub")
+	add(rule{PersonName, validName, 0.7}, "firstname", "lastname", "fullname", "givenname", "familyname", "surname", "displayname", "udfn", "udln", "contactname")
+	add(rule{Password, text, 0.9}, "password", "passwd", "pwd", "pass", "passcode")
+	add(rule{Location, validCoord, 0.85}, "lat", "latitude", "lng", "lon", "long", "longitude", "geolat", "geolng", "geolon")
+	add(rule{Location, validLatLng, 0.9}, "loc", "location", "latlng", "latlon", "ll", "geo", "coordinates", "gps")
+	add(rule{WifiSSID, validSSID, 0.9}, "ssid", "wifissid", "wifiname", "networkname")
+	add(rule{WifiBSSID, validMAC, 0.9}, "bssid", "wifibssid", "apmac", "routermac")
+	add(rule{VisitedURL, validURL, 0.85}, "url", "pageurl", "currenturl", "dl", "href", "link", "pagelink", "weburl", "documentlocation", "referrer", "referer", "ref", "dr", "landingurl", "siteurl", "taburl")
+	add(rule{SearchQuery, validQuery, 0.85}, "q", "query", "search", "searchquery", "keyword", "keywords", "kw", "searchterm", "term", "searchtext", "wd", "searchkey")
+	add(rule{AppList, validPackage, 0.9}, "packagenames", "apps", "installedapps", "applist", "pkglist", "packages", "installedpackages", "applications", "pkgs")
+	add(rule{Contact, nil, 0.9}, "contact", "contacts", "contactnumber", "contactphone", "contactlist")
+	add(rule{DeviceModel, text, 0.9}, "model", "devicemodel", "phonemodel", "md", "dm", "hardwaremodel", "productmodel", "mo")
+	add(rule{Manufacturer, text, 0.9}, "manufacturer", "brand", "make", "devicebrand", "devicemanufacturer", "mf", "devicemake")
+	add(rule{OSVersion, validVersion, 0.85}, "osversion", "osv", "androidversion", "osver", "platformversion", "systemversion", "romversion", "miuiversion", "miui", "sdkint", "apilevel")
+	add(rule{AppVersion, validVersion, 0.8}, "appversion", "versionname", "appver", "av", "browserversion", "appvername", "versioncode", "appbuild", "clientversion")
+	add(rule{Locale, validLocale, 0.85}, "locale", "language", "lang", "hl", "lc", "deviceLanguage", "ul", "systemlanguage", "country", "region")
+	add(rule{Timezone, validTimezone, 0.85}, "timezone", "tz", "timezoneoffset", "tzoffset", "zone")
+	add(rule{Carrier, text, 0.85}, "carrier", "operator", "carriername", "networkoperator", "simoperator", "operatorname", "isp", "mnc", "mcc", "mccmnc")
+	add(rule{NetworkType, text, 0.8}, "network", "nettype", "networktype", "connectiontype", "net", "conn", "connectivity", "wifi", "radio", "ct")
+	add(rule{ScreenSize, validScreen, 0.85}, "screen", "resolution", "screensize", "sr", "screenresolution", "display", "res", "vp")
+	add(rule{SenderApp, validPackage, 0.9}, "sender", "packagename", "package", "pkg", "pkgname", "bundleid", "bundle", "apppackage", "app", "appid", "appkey", "callingpackage", "xrequestedwith", "sourcepackage")
+	return keys
+}

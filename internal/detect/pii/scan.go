@@ -1,0 +1,167 @@
+package pii
+
+import (
+	"regexp"
+	"strings"
+
+	"github.com/nyaruka/phonenumbers"
+
+	"phonehome/internal/decode"
+)
+
+// Field names whose values are never personal data, however they look:
+// signatures, nonces, timestamps and content hashes.
+var skipKeys = map[string]bool{"nonce": true, "sign": true, "signature": true, "sig": true, "ts": true, "timestamp": true,
+	"time": true, "requestid": true, "reqid": true, "traceid": true, "spanid": true, "hash": true, "checksum": true,
+	"md5": true, "sha1": true, "sha256": true, "etag": true, "crc": true, "seq": true, "eventid": true, "msgid": true,
+	"messageid": true, "v": true, "ver": true, "version": true, "alg": true, "typ": true, "kid": true}
+
+func (d *Detector) phone(v string, keyed bool) (string, bool) {
+	v = strings.TrimSpace(v)
+	if len(v) < 7 || len(v) > 20 {
+		return "", false
+	}
+	digits := 0
+	for _, c := range v {
+		switch {
+		case c >= '0' && c <= '9':
+			digits++
+		case strings.ContainsRune("+-() .", c):
+		default:
+			return "", false
+		}
+	}
+	if digits < 7 || timestamp(v) {
+		return "", false
+	}
+	region := d.Region
+	if !strings.HasPrefix(v, "+") {
+		if !keyed || region == "" {
+			if !keyed || !strings.HasPrefix(v, "00") {
+				return "", false
+			}
+		}
+	}
+	num, err := phonenumbers.Parse(v, region)
+	if err != nil || !phonenumbers.IsValidNumber(num) {
+		return "", false
+	}
+	return phonenumbers.Format(num, phonenumbers.E164), true
+}
+
+var reUAModel = regexp.MustCompile(`Android (\d[\d.]*);(?: [a-z]{2}[-_][A-Za-z]{2};)? ([^;)]+?)(?: Build/[^;)]*)?(?: MIUI/([^;) ]+))?\)`)
+
+// Scan finds personal data in the decoded values of one request.
+func (d *Detector) Scan(vals []decode.Value) []Hit {
+	var hits []Hit
+	hit := func(kind, value, path, method string, conf float64) {
+		hits = append(hits, Hit{Kind: kind, Value: value, Path: path, Method: method, Confidence: conf})
+	}
+	var apps []decode.Value // values under an app-list key, joined into one finding
+	for _, v := range vals {
+		key := normKey(v.Key)
+		if skipKeys[key] {
+			continue
+		}
+		text := strings.TrimSpace(v.Text)
+		if text == "" {
+			continue
+		}
+		if r, ok := d.keys[key]; ok {
+			switch r.kind {
+			case PhoneNumber, Contact:
+				if n, ok := d.phone(text, true); ok {
+					hit(r.kind, n, v.Path, ByKey, r.conf)
+					continue
+				}
+			case Email:
+				if m := reEmail.FindString(text); m != "" {
+					hit(Email, m, v.Path, ByKey, r.conf)
+					continue
+				}
+			case AppList:
+				if validPackage(text, v.Numeric) {
+					apps = append(apps, v)
+					continue
+				}
+				if strings.Count(text, ",") >= 1 {
+					n := 0
+					for _, p := range strings.Split(text, ",") {
+						if validPackage(strings.TrimSpace(p), false) {
+							n++
+						}
+					}
+					if n >= 2 {
+						hit(AppList, text, v.Path, ByKey, r.conf)
+						continue
+					}
+				}
+			default:
+				if r.valid(text, v.Numeric) {
+					conf := r.conf
+					if hashOf(text) && r.kind != Password {
+						conf -= 0.1 // a hash of an identifier is still that identifier, but less surely
+					}
+					hit(r.kind, text, v.Path, ByKey, conf)
+					continue
+				}
+			}
+		}
+		d.patterns(v, text, hit)
+	}
+	if len(apps) >= 2 {
+		var names []string
+		for _, a := range apps {
+			names = append(names, a.Text)
+		}
+		path := apps[0].Path
+		if i := strings.LastIndex(path, "["); i > 0 {
+			path = path[:i]
+		}
+		hit(AppList, strings.Join(names, ","), path, ByKey, 0.9)
+	} else if len(apps) == 1 {
+		hit(SenderApp, apps[0].Text, apps[0].Path, ByKey, 0.6)
+	}
+	return hits
+}
+
+// patterns recognises values by their shape alone, where the name said nothing.
+func (d *Detector) patterns(v decode.Value, text string, hit func(kind, value, path, method string, conf float64)) {
+	if strings.HasPrefix(v.Path, "header:User-Agent") || strings.EqualFold(v.Key, "user-agent") {
+		if m := reUAModel.FindStringSubmatch(text); m != nil {
+			hit(OSVersion, "Android "+m[1], v.Path, ByPattern, 0.9)
+			hit(DeviceModel, strings.TrimSpace(m[2]), v.Path, ByPattern, 0.9)
+		}
+		if p := strings.Fields(text); len(p) > 0 {
+			if name, _, _ := strings.Cut(p[0], "/"); validPackage(name, false) && strings.Count(name, ".") >= 2 {
+				hit(SenderApp, name, v.Path, ByPattern, 0.8)
+			}
+		}
+		return
+	}
+	// Cheap tests of length and characters guard every regular expression:
+	// this runs on every value of every request.
+	if strings.IndexByte(text, '@') > 0 {
+		if m := reEmail.FindString(text); m != "" && !strings.Contains(m, "@2x.") {
+			hit(Email, m, v.Path, ByPattern, 0.9)
+			return
+		}
+	}
+	if v.Numeric {
+		return // a bare number is too often a counter, a price or a time
+	}
+	switch n := len(text); {
+	case n == 15 && validIMEI(text, false) && imeiPrefixes[text[:2]]:
+		hit(IMEI, text, v.Path, ByPattern, 0.85)
+	case n >= 19 && n <= 22 && validICCID(text, false) && reDigits.MatchString(text) && luhn(text):
+		hit(ICCID, text, v.Path, ByPattern, 0.85)
+	case n == 17 && reMACSep.MatchString(text) && validMAC(text, false):
+		hit(MACAddress, text, v.Path, ByPattern, 0.8)
+	case text[0] == '+':
+		if n, ok := d.phone(text, false); ok {
+			hit(PhoneNumber, n, v.Path, ByPattern, 0.85)
+		}
+	case n >= 11 && n <= 40 && strings.IndexByte(text, ',') > 0 && validLatLng(text, false):
+		hit(Location, text, v.Path, ByPattern, 0.8)
+	}
+}
