@@ -39,6 +39,7 @@ type Entry struct {
 type KB struct {
 	domains  map[string]Entry
 	packages map[string]string // Android package → owner
+	read     int               // domains read by add, known before or not
 }
 
 // New returns an empty knowledge base.
@@ -91,6 +92,7 @@ func (kb *KB) add(domain string, e Entry, override bool) {
 	if domain == "" || !strings.Contains(domain, ".") {
 		return
 	}
+	kb.read++
 	if old, ok := kb.domains[domain]; ok && !override {
 		// Keep the owner and SDK we know; a list may sharpen the category.
 		if old.Category == "content" && e.Category != "" {
@@ -139,13 +141,13 @@ var ErrUnknownList = errors.New("unknown tracker list format")
 // Load reads a tracker list in any supported format, recognised by content:
 // hosts file, one domain per line, Adblock Plus/EasyPrivacy rules, Disconnect
 // services.json, DuckDuckGo tds.json (web or app), Exodus tracker export.
-// It returns how many domains it added.
+// It returns how many domains the list named.
 func (kb *KB) Load(r io.Reader, name string) (int, error) {
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return 0, fmt.Errorf("read tracker list %s: %w", name, err)
 	}
-	before := len(kb.domains)
+	before := kb.read
 	t := bytes.TrimSpace(b)
 	switch {
 	case bytes.HasPrefix(t, []byte("[Adblock")) || bytes.HasPrefix(t, []byte("||")) || bytes.Contains(b, []byte("\n||")):
@@ -158,7 +160,7 @@ func (kb *KB) Load(r io.Reader, name string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("load tracker list %s: %w", name, err)
 	}
-	return len(kb.domains) - before, nil
+	return kb.read - before, nil
 }
 
 var hostRE = regexp.MustCompile(`^[a-z0-9_*-]+(\.[a-z0-9_-]+)+$`)
