@@ -38,6 +38,7 @@ type analyzeOpts struct {
 	trackers   []string
 	region     string
 	noDetect   bool
+	profile    string
 }
 
 func newAnalyzeCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -82,6 +83,7 @@ read before that point is still shown.`,
 	f.BoolVar(&o.noProgress, "no-progress", false, "do not show a progress bar for large files")
 	f.BoolVar(&o.noDetect, "no-detect", false, "only list who talked to whom: skip decoding and finding personal data (much faster on very large captures)")
 	f.StringArrayVar(&o.trackers, "trackers", nil, "also load this tracker list (hosts file, domain list, Adblock/EasyPrivacy, Disconnect services.json, DuckDuckGo tds.json, Exodus export); repeatable")
+	f.StringVar(&o.profile, "profile", "", "YAML or JSON file of your own values (imei, android_id, phone_number, email, contact, location, ...) to find in every form: encoded, hashed, reformatted")
 	f.StringVar(&o.region, "phone-region", "", "two-letter country (e.g. IN, DE) for reading phone numbers written without a country code")
 	return cmd
 }
@@ -233,7 +235,22 @@ func newEngine(o analyzeOpts, stderr io.Writer) (*detect.Engine, error) {
 	if o.region != "" && len(o.region) != 2 {
 		return nil, fmt.Errorf("analyze: --phone-region takes a two-letter country code such as IN or DE, not %q", o.region)
 	}
-	return detect.New(kb, pii.New(strings.ToUpper(o.region)), decode.Limits{}), nil
+	d := pii.New(strings.ToUpper(o.region))
+	if o.profile != "" {
+		b, err := os.ReadFile(o.profile)
+		if err != nil {
+			return nil, fmt.Errorf("analyze: --profile: %w", err)
+		}
+		prof, err := pii.ParseProfile(b)
+		if err != nil {
+			return nil, fmt.Errorf("analyze: --profile %s: %w", o.profile, err)
+		}
+		if d.Known, err = pii.NewKnown(prof, d.Region); err != nil {
+			return nil, fmt.Errorf("analyze: --profile %s: %w", o.profile, err)
+		}
+		fmt.Fprintf(stderr, "looking for %d forms of the values in %s\n", d.Known.Patterns(), o.profile)
+	}
+	return detect.New(kb, d, decode.Limits{}), nil
 }
 
 func sourceNames(o analyzeOpts, files []string) []string {

@@ -193,3 +193,24 @@ func TestAnalyzeTrackersFlag(t *testing.T) {
 		t.Errorf("--no-detect must skip findings: %d", code)
 	}
 }
+
+func TestAnalyzeProfile(t *testing.T) {
+	out, errOut, code := phonehome(t, "analyze", "--example", "--format", "json", "--profile", filepath.Join("..", "..", "docs", "example-profile.yaml"))
+	if code != 0 || !strings.Contains(errOut, "looking for") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{
+		`"kind":"imei","value":"356938035643809","path":"body › json:imei_md5 › as md5","method_found":"known"`,
+		`"kind":"contact","value":"+91 98200 12345","path":"query:phone › base64","method_found":"known"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %s", want)
+		}
+	}
+	bad := filepath.Join(t.TempDir(), "p.yaml")
+	os.WriteFile(bad, []byte("shoe_size: 42\n"), 0o644)
+	_, errOut, code = phonehome(t, "analyze", "--example", "--profile", bad)
+	if code != 1 || !strings.Contains(errOut, "shoe_size") || !strings.Contains(errOut, "imei") {
+		t.Errorf("unknown kind in a profile: %d %s", code, errOut)
+	}
+}

@@ -54,7 +54,7 @@ func TestExample(t *testing.T) {
 		"tracking.intl.miui.com android_id=3b6f1e0a9c2d4f81 @ body › form:android_id",
 		"tracking.intl.miui.com advertising_id=d8f1c2a4-7b3e-4e59-9a0c-5e2f6b1d7c90 @ body › form:oaid",
 		"global.market.xiaomi.com app_list=com.whatsapp,com.facebook.katana,com.truecaller,in.amazon.mShop.android.shopping,com.phonepe.app,com.google.android.youtube @ body › json:packageNames",
-		"global.market.xiaomi.com imei=4c1d1c5c2f0bb4e1a8e6f1f5f0a8d9b3 @ body › json:imei_md5",
+		"global.market.xiaomi.com imei=af2d48f2495881aed1737bb21017f9b6 @ body › json:imei_md5",
 		"data.mistat.intl.xiaomi.com visited_url=https://www.healthline.com/health/depression/signs @ body › gzip › json:events[0].url",
 		"data.mistat.intl.xiaomi.com search_query=loan against salary no documents @ body › gzip › json:events[1].query",
 		"data.mistat.intl.xiaomi.com account_id=6120847731 @ body › gzip › json:events[3].mi_account",

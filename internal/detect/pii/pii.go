@@ -20,7 +20,9 @@ type Detector struct {
 	// Region is the ISO country used to parse phone numbers written without a
 	// country code ("" accepts only numbers with one).
 	Region string
-	keys   map[string]rule
+	// Known, if set, holds the person's own values to find in every form.
+	Known *Known
+	keys  map[string]rule
 }
 
 // New returns a detector; region is as for Detector.Region.

@@ -1,6 +1,12 @@
 package pii
 
 import (
+	"crypto/md5"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
 	"testing"
 
 	"phonehome/internal/decode"
@@ -32,7 +38,7 @@ func TestValues(t *testing.T) {
 		{"phone", "015123456789", false, PhoneNumber}, // national format, region DE
 		{"x", "+4915123456789", false, PhoneNumber},
 		{"ts", "+4915123456789", false, ""}, // a skip key wins
-		{"x", "1731916800000", false, ""},  // a timestamp in milliseconds
+		{"x", "1731916800000", false, ""},   // a timestamp in milliseconds
 		{"device_id", "1731916800", false, ""},
 		{"user_email", "anna.schmidt@example.de", false, Email},
 		{"icon", "logo@2x.png", false, ""},
@@ -92,6 +98,118 @@ func BenchmarkScan(b *testing.B) {
 	for b.Loop() {
 		if len(d.Scan(vals)) != 3 {
 			b.Fatal()
+		}
+	}
+}
+
+func TestKnownValues(t *testing.T) {
+	prof, err := ParseProfile([]byte(`
+imei: "356938035643809"
+email: Anna.Schmidt@Example.de
+phone_number: "+49 151 23456789"
+mac_address: 64:CC:2E:9A:41:7D
+contact: ["+919820012345"]
+location: "52.5200,13.4050"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := NewKnown(prof, "DE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := New("DE")
+	d.Known = k
+	otherHash := "4c1d1c5c2f0bb4e1a8e6f1f5f0a8d9b3" // an MD5 of something else: must not match
+	cases := []struct {
+		text, kind, path string
+	}{
+		{"356938035643809", IMEI, "p"},
+		{"x=" + "5d5b9f6c4d45c1ba3a6a1c2ee02c7d3f", "", ""},
+		{"anna.schmidt@example.de", Email, "p"},
+		{"015123456789", PhoneNumber, "p"},
+		{"4915123456789", PhoneNumber, "p"},
+		{"64cc2e9a417d", MACAddress, "p"},
+		{"KzkxOTgyMDAxMjM0NQ==", Contact, "p › as base64"},
+		{otherHash, "", ""},
+	}
+	for _, c := range cases {
+		hits := d.Scan([]decode.Value{{Path: "p", Key: "x", Text: c.text}})
+		got, path := "", ""
+		for _, h := range hits {
+			if h.Method == ByKnown {
+				got, path = h.Kind, h.Path
+			}
+		}
+		if got != c.kind || path != c.path {
+			t.Errorf("%q: %q at %q, want %q at %q (%+v)", c.text, got, path, c.kind, c.path, hits)
+		}
+	}
+	// Hashes of the normalised forms: lowercased email, E.164 phone.
+	for _, form := range []string{"md5", "sha1", "sha256"} {
+		var text string
+		for _, p := range k.pats {
+			if p.kind == Email && p.form == form && p.text == strings.ToLower(p.text) && strings.Contains(formSource(p, k), "anna.schmidt@example.de") {
+				text = p.text
+			}
+		}
+		if text == "" {
+			t.Fatalf("no %s form of the lowercased email", form)
+		}
+		hits := d.Scan([]decode.Value{{Path: "body › json:em", Key: "em", Text: text}})
+		if len(hits) != 1 || hits[0].Kind != Email || hits[0].Path != "body › json:em › as "+form {
+			t.Errorf("%s of email: %+v", form, hits)
+		}
+	}
+	hits := d.Scan([]decode.Value{{Path: "a", Key: "lat", Text: "52.5213"}, {Path: "b", Key: "lng", Text: "13.4101"}})
+	if len(hits) != 1 || hits[0].Method != ByKnown || hits[0].Kind != Location {
+		t.Errorf("home location: %+v", hits)
+	}
+	if _, err := ParseProfile([]byte("favourite_colour: blue")); err == nil || !strings.Contains(err.Error(), "favourite_colour") {
+		t.Errorf("unknown kind: %v", err)
+	}
+}
+
+// formSource recomputes which normal form a hash pattern came from.
+func formSource(p pattern, k *Known) string {
+	for _, base := range []string{"anna.schmidt@example.de"} {
+		for _, q := range k.pats {
+			if q.form == "" && q.text == base {
+				sum := md5.Sum([]byte(base))
+				s1 := sha1.Sum([]byte(base))
+				s256 := sha256.Sum256([]byte(base))
+				for _, h := range []string{hex.EncodeToString(sum[:]), hex.EncodeToString(s1[:]), hex.EncodeToString(s256[:])} {
+					if h == p.text {
+						return base
+					}
+				}
+			}
+		}
+	}
+	return ""
+}
+
+func BenchmarkKnownScan(b *testing.B) {
+	prof := Profile{}
+	for i := 0; i < 1000; i++ {
+		prof[Contact] = append(prof[Contact], fmt.Sprintf("+4915%09d", 100000000+i*7919))
+	}
+	k, err := NewKnown(prof, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Decoded text: realistic telemetry values, none of them known.
+	var sb strings.Builder
+	for sb.Len() < 1<<20 {
+		sb.WriteString(`https://www.example.com/news/2026/11/18/story?id=829374 page_finished 1731916800000 3b6f1e0a9c2d4f81 Redmi 4A en_IN `)
+	}
+	text := sb.String()
+	b.Logf("%d profile values expanded into %d forms", 1000, k.Patterns())
+	b.SetBytes(int64(len(text)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if hits := k.Match(text); len(hits) != 0 {
+			b.Fatal(hits)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package pii
 
 import (
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/nyaruka/phonenumbers"
@@ -58,8 +59,30 @@ func (d *Detector) Scan(vals []decode.Value) []Hit {
 		hits = append(hits, Hit{Kind: kind, Value: value, Path: path, Method: method, Confidence: conf})
 	}
 	var apps []decode.Value // values under an app-list key, joined into one finding
-	for _, v := range vals {
+	var lat, lng *decode.Value
+	knownAt := map[string]bool{} // kind + path where a known value was found
+	for i := range vals {
+		v := vals[i]
+		if d.Known != nil {
+			for _, h := range d.Known.Match(v.Text) {
+				path := v.Path
+				if h.Path != "" {
+					path += " › as " + h.Path
+				}
+				hit(h.Kind, h.Value, path, ByKnown, h.Confidence)
+				knownAt[h.Kind+"\x00"+v.Path] = true
+				if h.Kind == Contact { // someone else's number, not the user's own
+					knownAt[PhoneNumber+"\x00"+v.Path] = true
+				}
+			}
+		}
 		key := normKey(v.Key)
+		switch key {
+		case "lat", "latitude", "geolat":
+			lat = &vals[i]
+		case "lng", "lon", "long", "longitude", "geolng", "geolon":
+			lng = &vals[i]
+		}
 		if skipKeys[key] {
 			continue
 		}
@@ -108,6 +131,36 @@ func (d *Detector) Scan(vals []decode.Value) []Hit {
 			}
 		}
 		d.patterns(v, text, hit)
+	}
+	if lat != nil && lng != nil && validCoord(lat.Text, false) && validCoord(lng.Text, false) {
+		// One place, not two numbers: the pair replaces its halves.
+		pair := lat.Text + "," + lng.Text
+		method, conf := ByKey, 0.9
+		if d.Known != nil {
+			la, _ := strconv.ParseFloat(lat.Text, 64)
+			lo, _ := strconv.ParseFloat(lng.Text, 64)
+			if home, ok := d.Known.NearKnownLocation(la, lo); ok {
+				pair, method, conf = home, ByKnown, 0.95
+			}
+		}
+		kept := hits[:0]
+		for _, h := range hits {
+			if h.Kind == Location && (h.Path == lat.Path || h.Path == lng.Path) && h.Method == ByKey {
+				continue
+			}
+			kept = append(kept, h)
+		}
+		hits = append(kept, Hit{Kind: Location, Value: pair, Path: lat.Path, Method: method, Confidence: conf})
+	}
+	if len(knownAt) > 0 { // the same value found by name or shape too: keep the known finding only
+		kept := hits[:0]
+		for _, h := range hits {
+			if h.Method != ByKnown && knownAt[h.Kind+"\x00"+h.Path] {
+				continue
+			}
+			kept = append(kept, h)
+		}
+		hits = kept
 	}
 	if len(apps) >= 2 {
 		var names []string

@@ -15,6 +15,7 @@ package main
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/md5"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -206,7 +207,7 @@ func writeHAR(path string, tlsTimes []time.Time) error {
 		track("com.miui.securitycenter", "scan_result", url.Values{"threats": {"0"}}), false, 200, ok)
 	folder, _ := json.Marshal(map[string]any{"folderName": "More apps", "promoted": true,
 		"packageNames": []string{"com.whatsapp", "com.facebook.katana", "com.truecaller", "in.amazon.mShop.android.shopping", "com.phonepe.app", "com.google.android.youtube"},
-		"imei_md5":     "4c1d1c5c2f0bb4e1a8e6f1f5f0a8d9b3", "androidVersion": "7.1.2", "model": "Redmi 4A"})
+		"imei_md5":     fmt.Sprintf("%x", md5.Sum([]byte(device["imei"]))), "androidVersion": "7.1.2", "model": "Redmi 4A"})
 	add("POST", "https://global.market.xiaomi.com/apm/folder/promoted", dalvik, "application/json", folder, false, 200,
 		`{"code":0,"apps":[{"packageName":"com.example.game","title":"Example Game"}]}`)
 	add("POST", "https://global.api.huangye.miui.com/yellowpage/v3/message/stat", "com.android.mms "+dalvik, "application/x-www-form-urlencoded",
