@@ -62,13 +62,17 @@ var (
 	reLatLng   = regexp.MustCompile(`^(-?\d{1,2}\.\d{3,}),\s*(-?\d{1,3}\.\d{3,})$`)
 	reDigits   = regexp.MustCompile(`^\d+$`)
 	reURL      = regexp.MustCompile(`^https?://[^\s/]+`)
-	reAlnumID  = regexp.MustCompile(`^[A-Za-z0-9_.:=+/-]{6,128}$`)
+	reAlnumID  = regexp.MustCompile(`^[A-Za-z0-9_.:=+/$-]{6,256}$`)
 	reVersion  = regexp.MustCompile(`^[vV]?\d+(\.\d+){0,4}([._-][0-9A-Za-z.]+)?$`)
 	reTimezone = regexp.MustCompile(`^([A-Z][a-z]+/[A-Za-z_]+|GMT[+-]\d{1,2}(:\d\d)?|UTC[+-]?\d*|[+-]\d{2}:?\d{2}|-?\d{1,5})$`)
 )
 
 func text(v string, numeric bool) bool {
-	return !numeric && strings.TrimSpace(v) != "" && v != "null" && v != "unknown" && v != "0"
+	switch v {
+	case "", "null", "unknown", "0", "true", "false", "none", "n/a":
+		return false
+	}
+	return !numeric && strings.TrimSpace(v) != ""
 }
 
 func luhn(s string) bool {
@@ -233,12 +237,12 @@ func keyTable() map[string]rule {
 	add(rule{ICCID, validICCID, 0.9}, "iccid", "simserial", "simserialnumber")
 	add(rule{SerialNumber, validID, 0.8}, "serial", "serialno", "serialnumber", "buildserial", "devicesn")
 	add(rule{AndroidID, validAndroidID, 0.95}, "androidid", "ssaid", "androididmd5", "androididsha1", "aid")
-	add(rule{AdvertisingID, validAdID, 0.95}, "gaid", "adid", "advertisingid", "idfa", "rdid", "oaid", "aaid", "gpsadid", "googleadid", "adidmd5", "gaidmd5", "idfamd5", "advertiserid", "googleaid")
+	add(rule{AdvertisingID, validAdID, 0.95}, "gaid", "adid", "advertisingid", "idfa", "rdid", "oaid", "aaid", "gpsadid", "googleadid", "adidmd5", "gaidmd5", "idfamd5", "advertiserid", "googleaid", "googleadvertisingid", "advertisingidentifier")
 	add(rule{MACAddress, validMAC, 0.9}, "mac", "macaddress", "wifimac", "macaddr", "macmd5", "devicemac", "btmac", "bluetoothmac")
-	add(rule{InstallID, validID, 0.8}, "installid", "instanceid", "installationid", "appinstanceid", "iid", "firebaseinstanceid", "fid", "installuuid", "anonid", "anonymousid", "distinctid", "clientid", "cid", "vid", "visitorid")
-	add(rule{DeviceID, validID, 0.8}, "deviceid", "did", "udid", "deviceuuid", "devid", "uniqueid", "hardwareid", "xiaomiid", "hwid")
+	add(rule{InstallID, validID, 0.8}, "installid", "instanceid", "installationid", "appinstanceid", "iid", "firebaseinstanceid", "fid", "installuuid", "anonid", "anonymousid", "distinctid", "clientid", "cid", "vid", "visitorid", "androiduuid", "iosuuid", "persistentiosuuid", "webuuid", "randomizedbundletoken", "pushtoken", "fcmtoken", "registrationid", "devicetoken", "apnstoken", "afid", "appsflyerid")
+	add(rule{DeviceID, validID, 0.8}, "deviceid", "did", "udid", "deviceuuid", "devid", "uniqueid", "hardwareid", "xiaomiid", "hwid", "randomizeddevicetoken")
 	add(rule{PhoneNumber, nil, 0.9}, "phone", "phonenumber", "phoneno", "mobile", "mobileno", "msisdn", "tel", "telephone", "number", "callee", "caller", "udph")
-	add(rule{Email, nil, 0.95}, "email", "emailaddress", "mail", "udem", "useremail")
+	add(rule{Email, nil, 0.95}, "email", "emailaddress", "mail", "udem", "useremail", "hashedemail", "emailhash", "emailsha256")
 	add(rule{AccountID, validAccount, 0.8}, "userid", "uid", "accountid", "miaccount", "miid", "xiaomiaccount", "account", "username", "login", "customerid", "memberid", "externalid", "sub")
 	add(rule{PersonName, validName, 0.7}, "firstname", "lastname", "fullname", "givenname", "familyname", "surname", "displayname", "udfn", "udln", "contactname")
 	add(rule{Password, text, 0.9}, "password", "passwd", "pwd", "pass", "passcode")
@@ -250,15 +254,15 @@ func keyTable() map[string]rule {
 	add(rule{SearchQuery, validQuery, 0.85}, "q", "query", "search", "searchquery", "keyword", "keywords", "kw", "searchterm", "term", "searchtext", "wd", "searchkey")
 	add(rule{AppList, validPackage, 0.9}, "packagenames", "apps", "installedapps", "applist", "pkglist", "packages", "installedpackages", "applications", "pkgs")
 	add(rule{Contact, nil, 0.9}, "contact", "contacts", "contactnumber", "contactphone", "contactlist")
-	add(rule{DeviceModel, text, 0.9}, "model", "devicemodel", "phonemodel", "md", "dm", "hardwaremodel", "productmodel", "mo")
+	add(rule{DeviceModel, text, 0.9}, "model", "devicemodel", "phonemodel", "md", "dm", "hardwaremodel", "productmodel", "mo", "devicename")
 	add(rule{Manufacturer, text, 0.9}, "manufacturer", "brand", "make", "devicebrand", "devicemanufacturer", "mf", "devicemake")
-	add(rule{OSVersion, validVersion, 0.85}, "osversion", "osv", "androidversion", "osver", "platformversion", "systemversion", "romversion", "miuiversion", "miui", "sdkint", "apilevel")
-	add(rule{AppVersion, validVersion, 0.8}, "appversion", "versionname", "appver", "av", "browserversion", "appvername", "versioncode", "appbuild", "clientversion")
-	add(rule{Locale, validLocale, 0.85}, "locale", "language", "lang", "hl", "lc", "deviceLanguage", "ul", "systemlanguage", "country", "region")
-	add(rule{Timezone, validTimezone, 0.85}, "timezone", "tz", "timezoneoffset", "tzoffset", "zone")
+	add(rule{OSVersion, validVersion, 0.85}, "osversion", "osv", "androidversion", "osver", "platformversion", "systemversion", "romversion", "miuiversion", "miui", "sdkint", "apilevel", "deviceos")
+	add(rule{AppVersion, validVersion, 0.8}, "appversion", "versionname", "appver", "av", "browserversion", "appvername", "versioncode", "appbuild", "clientversion", "appversionname", "gameversion")
+	add(rule{Locale, validLocale, 0.85}, "locale", "language", "lang", "hl", "lc", "deviceLanguage", "ul", "systemlanguage", "country", "region", "langcode", "userdefaultlanguage", "languagecode")
+	add(rule{Timezone, validTimezone, 0.85}, "timezone", "tz", "timezoneoffset", "tzoffset", "zone", "timezoneid", "timezoneoffsetminutes")
 	add(rule{Carrier, text, 0.85}, "carrier", "operator", "carriername", "networkoperator", "simoperator", "operatorname", "isp", "mnc", "mcc", "mccmnc")
 	add(rule{NetworkType, text, 0.8}, "network", "nettype", "networktype", "connectiontype", "net", "conn", "connectivity", "wifi", "radio", "ct")
 	add(rule{ScreenSize, validScreen, 0.85}, "screen", "resolution", "screensize", "sr", "screenresolution", "display", "res", "vp")
-	add(rule{SenderApp, validPackage, 0.9}, "sender", "packagename", "package", "pkg", "pkgname", "bundleid", "bundle", "apppackage", "app", "appid", "appkey", "callingpackage", "xrequestedwith", "sourcepackage")
+	add(rule{SenderApp, validPackage, 0.9}, "sender", "packagename", "package", "pkg", "pkgname", "bundleid", "bundle", "apppackage", "app", "appid", "appkey", "callingpackage", "xrequestedwith", "sourcepackage", "androidpackage", "iosbundle")
 	return keys
 }

@@ -59,8 +59,9 @@ func (d *Detector) Scan(vals []decode.Value) []Hit {
 		hits = append(hits, Hit{Kind: kind, Value: value, Path: path, Method: method, Confidence: conf})
 	}
 	var apps []decode.Value // values under an app-list key, joined into one finding
-	var lat, lng *decode.Value
-	knownAt := map[string]bool{} // kind + path where a known value was found
+	var lat, lng, sw, sh *decode.Value
+	pkgs := map[string][]decode.Value{} // package names by the field (or array) that holds them
+	knownAt := map[string]bool{}        // kind + path where a known value was found
 	for i := range vals {
 		v := vals[i]
 		if d.Known != nil {
@@ -76,12 +77,16 @@ func (d *Detector) Scan(vals []decode.Value) []Hit {
 				}
 			}
 		}
-		key := normKey(v.Key)
+		key := d.effectiveKey(v)
 		switch key {
-		case "lat", "latitude", "geolat":
+		case "lat", "latitude", "geolat", "locationlat":
 			lat = &vals[i]
-		case "lng", "lon", "long", "longitude", "geolng", "geolon":
+		case "lng", "lon", "long", "longitude", "geolng", "geolon", "locationlng", "locationlon":
 			lng = &vals[i]
+		case "screenwidth", "displaywidth", "screenw", "sw":
+			sw = &vals[i]
+		case "screenheight", "displayheight", "screenh", "sh":
+			sh = &vals[i]
 		}
 		if skipKeys[key] {
 			continue
@@ -89,6 +94,22 @@ func (d *Detector) Scan(vals []decode.Value) []Hit {
 		text := strings.TrimSpace(v.Text)
 		if text == "" {
 			continue
+		}
+		if kind, ok := positional(v); ok {
+			if kind == ScreenSize {
+				if strings.HasSuffix(v.Path, "[9]") {
+					sw = &vals[i]
+				} else {
+					sh = &vals[i]
+				}
+			} else if kind != "" && (text != "" && !v.Numeric || kind == OSVersion) {
+				hit(kind, text, v.Path, ByKey, 0.85)
+			}
+			continue
+		}
+		if isPackageName(text) {
+			group := stripIndex(v.Path)
+			pkgs[group] = append(pkgs[group], v)
 		}
 		if r, ok := d.keys[key]; ok {
 			switch r.kind {
@@ -100,6 +121,10 @@ func (d *Detector) Scan(vals []decode.Value) []Hit {
 			case Email:
 				if m := reEmail.FindString(text); m != "" {
 					hit(Email, m, v.Path, ByKey, r.conf)
+					continue
+				}
+				if hashOf(text) { // hashed for "privacy", still one person's address
+					hit(Email, text, v.Path, ByKey, r.conf-0.1)
 					continue
 				}
 			case AppList:
@@ -121,11 +146,11 @@ func (d *Detector) Scan(vals []decode.Value) []Hit {
 				}
 			default:
 				if r.valid(text, v.Numeric) {
-					conf := r.conf
+					kind, conf := refine(r.kind, text), r.conf
 					if hashOf(text) && r.kind != Password {
 						conf -= 0.1 // a hash of an identifier is still that identifier, but less surely
 					}
-					hit(r.kind, text, v.Path, ByKey, conf)
+					hit(kind, text, v.Path, ByKey, conf)
 					continue
 				}
 			}
@@ -151,6 +176,22 @@ func (d *Detector) Scan(vals []decode.Value) []Hit {
 			kept = append(kept, h)
 		}
 		hits = append(kept, Hit{Kind: Location, Value: pair, Path: lat.Path, Method: method, Confidence: conf})
+	}
+	if sw != nil && sh != nil && reDigits.MatchString(sw.Text) && reDigits.MatchString(sh.Text) {
+		hit(ScreenSize, sw.Text+"x"+sh.Text, sw.Path, ByKey, 0.85)
+	}
+	listed := map[string]bool{}
+	for _, a := range apps {
+		listed[stripIndex(a.Path)] = true
+	}
+	for group, vs := range pkgs {
+		if len(vs) >= 3 && !listed[group] { // a list of installed apps, whatever the field is called
+			names := make([]string, len(vs))
+			for i, x := range vs {
+				names[i] = x.Text
+			}
+			hit(AppList, strings.Join(names, ","), group, ByInference, 0.8)
+		}
 	}
 	if len(knownAt) > 0 { // the same value found by name or shape too: keep the known finding only
 		kept := hits[:0]
@@ -217,4 +258,96 @@ func (d *Detector) patterns(v decode.Value, text string, hit func(kind, value, p
 	case n >= 11 && n <= 40 && strings.IndexByte(text, ',') > 0 && validLatLng(text, false):
 		hit(Location, text, v.Path, ByPattern, 0.8)
 	}
+}
+
+// effectiveKey names a value by its field and, for JSON, the object around it:
+// "os.version" is an OS version where "version" alone means nothing.
+func (d *Detector) effectiveKey(v decode.Value) string {
+	i := strings.LastIndex(v.Path, "json:")
+	if i >= 0 {
+		jp := stripIndexes(v.Path[i+5:])
+		if j := strings.LastIndexByte(jp, '.'); j > 0 {
+			parent := jp[:j]
+			if k := strings.LastIndexByte(parent, '.'); k >= 0 {
+				parent = parent[k+1:]
+			}
+			if c := normKey(parent + jp[j+1:]); d.keys[c].kind != "" || c == "screenwidth" || c == "screenheight" || c == "locationlat" || c == "locationlng" {
+				return c
+			}
+		}
+	}
+	return normKey(v.Key)
+}
+
+// stripIndexes removes array indexes from a JSON path.
+func stripIndexes(p string) string {
+	if !strings.Contains(p, "[") {
+		return p
+	}
+	var b strings.Builder
+	skip := false
+	for _, c := range p {
+		switch {
+		case c == '[':
+			skip = true
+		case c == ']':
+			skip = false
+		case !skip:
+			b.WriteRune(c)
+		}
+	}
+	return b.String()
+}
+
+// stripIndex removes a trailing array index, so the elements of one array share a path.
+func stripIndex(p string) string {
+	if strings.HasSuffix(p, "]") {
+		if i := strings.LastIndexByte(p, '['); i > 0 {
+			return p[:i]
+		}
+	}
+	return p
+}
+
+var reAppsFlyerID = regexp.MustCompile(`^\d{13}-\d{6,20}$`)
+
+// refine sharpens what a field name said by what the value looks like.
+func refine(kind, v string) string {
+	if kind == DeviceID && len(v) == 16 && reHex.MatchString(v) {
+		return AndroidID // Android's ANDROID_ID is 16 hex digits, whatever the SDK calls it
+	}
+	if (kind == AccountID || kind == DeviceID) && reAppsFlyerID.MatchString(v) {
+		return InstallID // AppsFlyer's install ID: install time in ms, a dash, random digits
+	}
+	return kind
+}
+
+// Top-level domains that reverse-DNS package names start with; host names do not.
+var packageTLDs = map[string]bool{"com": true, "org": true, "net": true, "io": true, "de": true, "in": true, "app": true,
+	"air": true, "me": true, "co": true, "tv": true, "uk": true, "fr": true, "jp": true, "cn": true, "ru": true, "br": true,
+	"kr": true, "us": true, "ch": true, "nl": true, "it": true, "es": true, "au": true, "ca": true, "se": true, "info": true, "mobi": true}
+
+func isPackageName(v string) bool {
+	if !rePackage.MatchString(v) || len(v) > 200 {
+		return false
+	}
+	first, _, _ := strings.Cut(v, ".")
+	return packageTLDs[first]
+}
+
+// Positional formats: SDKs that send device details as an array, not named fields.
+// Facebook's "extinfo": version, package, version code, version name, OS version,
+// model, locale, time zone, carrier, width, height, density, ...
+var extinfo = []string{"", SenderApp, "", AppVersion, OSVersion, DeviceModel, Locale, Timezone, Carrier, ScreenSize, ScreenSize}
+
+func positional(v decode.Value) (string, bool) {
+	if normKey(v.Key) != "extinfo" || !strings.HasSuffix(v.Path, "]") {
+		return "", false
+	}
+	i := strings.LastIndexByte(v.Path, '[')
+	n, err := strconv.Atoi(v.Path[i+1 : len(v.Path)-1])
+	if err != nil || n >= len(extinfo) {
+		return "", true
+	}
+	return extinfo[n], true
 }
