@@ -122,6 +122,7 @@ func join(path, seg string) string {
 func Decode(r Request, lim Limits) Result {
 	lim.defaults()
 	s := &state{lim: lim}
+	s.res.Values = make([]Value, 0, 64)
 	var ctype, cenc string
 	for _, h := range r.Headers {
 		switch strings.ToLower(h.Name) {

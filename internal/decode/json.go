@@ -15,6 +15,11 @@ func (s *state) json(b []byte, path, key string, depth int) {
 		s.add(Value{Path: path, Key: key, Text: string(b)})
 		return
 	}
+	s.validJSON(b, path, key, depth)
+}
+
+// validJSON walks a document already known to be valid.
+func (s *state) validJSON(b []byte, path, key string, depth int) {
 	w := jsonWalker{s: s, b: b, path: path, depth: depth}
 	w.value("", key)
 }
@@ -39,10 +44,13 @@ func (w *jsonWalker) ws() {
 }
 
 func (w *jsonWalker) here(jp string) string {
-	if jp == "" {
+	switch {
+	case jp == "":
 		return join(w.path, "json")
+	case w.path == "":
+		return "json:" + jp
 	}
-	return join(w.path, "json:"+jp)
+	return w.path + Sep + "json:" + jp // one allocation per leaf
 }
 
 func (w *jsonWalker) value(jp, key string) {

@@ -211,7 +211,7 @@ func (s *state) str(v, path, key string, depth int) {
 	}
 	t := strings.TrimSpace(v)
 	if len(t) >= 2 && (t[0] == '{' || t[0] == '[') && json.Valid([]byte(t)) {
-		s.json([]byte(t), path, key, depth+1)
+		s.validJSON([]byte(t), path, key, depth+1)
 		return
 	}
 	if len(t) >= 16 && strings.Count(t, ".") == 2 {

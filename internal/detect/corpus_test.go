@@ -266,3 +266,37 @@ func TestProfileRecall(t *testing.T) {
 		t.Errorf("recall %.3f for profiled values, goal 0.99", recall)
 	}
 }
+
+// BenchmarkInspectCorpus inspects every corpus request once per iteration and
+// reports the mean time per request: the "typical tracker request" figure.
+func BenchmarkInspectCorpus(b *testing.B) {
+	raw, err := os.ReadFile("testdata/corpus.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var entries []corpusEntry
+	if err := yaml.Unmarshal(raw, &entries); err != nil {
+		b.Fatal(err)
+	}
+	t := &testing.T{}
+	var reqs []*flow.Request
+	var hosts []string
+	size := 0
+	for _, c := range entries {
+		r := c.request(t)
+		reqs = append(reqs, r)
+		u, _ := url.Parse(c.URL)
+		hosts = append(hosts, u.Hostname())
+		size += len(r.URL) + len(r.Body.Data)
+	}
+	e := New(trackers.Builtin(), pii.New(""), decode.Limits{})
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	for b.Loop() {
+		for i, r := range reqs {
+			e.Inspect(&flow.Flow{Host: hosts[i], Request: r})
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(reqs))/1000, "µs/request")
+	b.ReportMetric(float64(size)/float64(len(reqs)), "bytes/request")
+}

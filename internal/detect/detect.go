@@ -11,6 +11,7 @@ package detect
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 
 	"phonehome/internal/decode"
@@ -46,7 +47,7 @@ func (e *Engine) Inspect(f *flow.Flow) {
 	if r == nil {
 		return
 	}
-	req := decode.Request{URL: r.URL, Body: r.Body.Data}
+	req := decode.Request{URL: r.URL, Body: r.Body.Data, Headers: make([]decode.Header, 0, len(r.Headers))}
 	for _, h := range r.Headers {
 		req.Headers = append(req.Headers, decode.Header{Name: h.Name, Value: h.Value})
 	}
@@ -71,9 +72,11 @@ func (e *Engine) Inspect(f *flow.Flow) {
 			break
 		}
 	}
-	seen := map[string]bool{}
+	type key struct{ kind, value, path string }
+	seen := make(map[key]bool, len(hits))
+	f.Findings = slices.Grow(f.Findings, len(hits))
 	for _, h := range hits {
-		k := h.Kind + "\x00" + h.Value + "\x00" + h.Path
+		k := key{h.Kind, h.Value, h.Path}
 		if seen[k] {
 			continue
 		}

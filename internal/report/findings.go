@@ -88,7 +88,7 @@ func (s *Summary) writeFindings(b *strings.Builder) {
 		}
 		fmt.Fprintf(b, "\n%s — %s\n", d.Host, destLabel(d))
 		if d.Cleartext {
-			b.WriteString("  ! sent in CLEARTEXT: anyone on the network could read it\n")
+			b.WriteString("  ! sent in CLEARTEXT or in the URL of a third-party request: others can read it\n")
 		}
 		if len(d.Apps) > 0 {
 			apps := make([]string, 0, len(d.Apps))
@@ -152,7 +152,7 @@ func (j *JSONWriter) Findings(f *flow.Flow) error {
 		}
 		fj := FindingJSON{Type: "finding", Flow: f.ID, Client: f.Client.String(), Method: f.Request.Method, URL: f.Request.URL,
 			Host: f.HostOrAddr(), Owner: f.Dest.Owner, Category: f.Dest.Category, Party: f.Dest.Party, App: f.App,
-			Kind: x.Kind, Value: x.Value, Path: x.Path, Found: x.Method, Confidence: x.Confidence, Cleartext: f.Transport.Cleartext()}
+			Kind: x.Kind, Value: x.Value, Path: x.Path, Found: x.Method, Confidence: x.Confidence, Cleartext: Exposed(f, x)}
 		if !f.Start.IsZero() {
 			fj.Time = f.Start.UTC().Format("2006-01-02T15:04:05.999999999Z07:00")
 		}
@@ -161,4 +161,15 @@ func (j *JSONWriter) Findings(f *flow.Flow) error {
 		}
 	}
 	return nil
+}
+
+// Exposed reports whether a finding travelled where others can read it: over
+// plain HTTP, or in the URL of a request to a third party (URLs end up in
+// server logs, proxies and Referer headers).
+func Exposed(f *flow.Flow, x flow.Finding) bool {
+	if f.Transport.Cleartext() {
+		return true
+	}
+	inURL := strings.HasPrefix(x.Path, "query:") || strings.HasPrefix(x.Path, "path[")
+	return inURL && f.Dest.Party == "third"
 }

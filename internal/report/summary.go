@@ -96,7 +96,7 @@ func (s *Summary) Add(f *flow.Flow) {
 		if x.Context {
 			continue
 		}
-		if f.Transport == flow.TransportHTTP {
+		if Exposed(f, x) {
 			d.Cleartext = true
 		}
 		k := x.Kind + "\x00" + x.Value

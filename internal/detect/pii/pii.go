@@ -23,10 +23,27 @@ type Detector struct {
 	// Known, if set, holds the person's own values to find in every form.
 	Known *Known
 	keys  map[string]rule
+	names map[string]string // every normalised field name the detector acts on, interned
 }
 
 // New returns a detector; region is as for Detector.Region.
-func New(region string) *Detector { return &Detector{Region: region, keys: keyTable()} }
+func New(region string) *Detector {
+	d := &Detector{Region: region, keys: keyTable(), names: map[string]string{}}
+	for k := range d.keys {
+		d.names[k] = k
+	}
+	for k := range skipKeys {
+		d.names[k] = k
+	}
+	for _, k := range pairKeys {
+		d.names[k] = k
+	}
+	return d
+}
+
+// Field names that matter only in pairs (a coordinate, a screen side).
+var pairKeys = []string{"lat", "latitude", "geolat", "locationlat", "lng", "lon", "long", "longitude", "geolng", "geolon",
+	"locationlng", "locationlon", "screenwidth", "displaywidth", "screenw", "sw", "screenheight", "displayheight", "screenh", "sh", "extinfo"}
 
 // rule says what a field name means and how its value must look.
 type rule struct {

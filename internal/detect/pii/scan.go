@@ -54,7 +54,7 @@ var reUAModel = regexp.MustCompile(`Android (\d[\d.]*);(?: [a-z]{2}[-_][A-Za-z]{
 
 // Scan finds personal data in the decoded values of one request.
 func (d *Detector) Scan(vals []decode.Value) []Hit {
-	var hits []Hit
+	hits := make([]Hit, 0, len(vals)/2+4)
 	hit := func(kind, value, path, method string, conf float64) {
 		hits = append(hits, Hit{Kind: kind, Value: value, Path: path, Method: method, Confidence: conf})
 	}
@@ -261,42 +261,62 @@ func (d *Detector) patterns(v decode.Value, text string, hit func(kind, value, p
 }
 
 // effectiveKey names a value by its field and, for JSON, the object around it:
-// "os.version" is an OS version where "version" alone means nothing.
+// "os.version" is an OS version where "version" alone means nothing. It
+// returns only names the detector knows (or ""), without allocating.
 func (d *Detector) effectiveKey(v decode.Value) string {
-	i := strings.LastIndex(v.Path, "json:")
-	if i >= 0 {
-		jp := stripIndexes(v.Path[i+5:])
-		if j := strings.LastIndexByte(jp, '.'); j > 0 {
-			parent := jp[:j]
-			if k := strings.LastIndexByte(parent, '.'); k >= 0 {
-				parent = parent[k+1:]
-			}
-			if c := normKey(parent + jp[j+1:]); d.keys[c].kind != "" || c == "screenwidth" || c == "screenheight" || c == "locationlat" || c == "locationlng" {
-				return c
+	var buf [96]byte
+	if i := strings.LastIndex(v.Path, "json:"); i >= 0 {
+		key, parent := lastTwo(v.Path[i+5:])
+		if parent != "" {
+			b := appendNorm(appendNorm(buf[:0], parent), key)
+			if k, ok := d.names[string(b)]; ok {
+				return k
 			}
 		}
 	}
-	return normKey(v.Key)
+	return d.names[string(appendNorm(buf[:0], v.Key))]
 }
 
-// stripIndexes removes array indexes from a JSON path.
-func stripIndexes(p string) string {
-	if !strings.Contains(p, "[") {
-		return p
+// lastTwo returns the last field name of a JSON path and the one before it,
+// skipping array indexes: "a.b[2].c" gives "c", "b".
+func lastTwo(jp string) (key, parent string) {
+	end := len(jp)
+	next := func() string {
+		for end > 0 && jp[end-1] == ']' {
+			i := strings.LastIndexByte(jp[:end], '[')
+			if i < 0 {
+				return ""
+			}
+			end = i
+		}
+		start := end
+		for start > 0 && jp[start-1] != '.' && jp[start-1] != ']' {
+			start--
+		}
+		name := jp[start:end]
+		end = start
+		if end > 0 && jp[end-1] == '.' {
+			end--
+		}
+		return name
 	}
-	var b strings.Builder
-	skip := false
-	for _, c := range p {
+	key = next()
+	parent = next()
+	return key, parent
+}
+
+// appendNorm appends k lowercased, letters and digits only.
+func appendNorm(b []byte, k string) []byte {
+	for i := 0; i < len(k); i++ {
+		c := k[i]
 		switch {
-		case c == '[':
-			skip = true
-		case c == ']':
-			skip = false
-		case !skip:
-			b.WriteRune(c)
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+			b = append(b, c)
+		case c >= 'A' && c <= 'Z':
+			b = append(b, c+32)
 		}
 	}
-	return b.String()
+	return b
 }
 
 // stripIndex removes a trailing array index, so the elements of one array share a path.
@@ -328,11 +348,8 @@ var packageTLDs = map[string]bool{"com": true, "org": true, "net": true, "io": t
 	"kr": true, "us": true, "ch": true, "nl": true, "it": true, "es": true, "au": true, "ca": true, "se": true, "info": true, "mobi": true}
 
 func isPackageName(v string) bool {
-	if !rePackage.MatchString(v) || len(v) > 200 {
-		return false
-	}
-	first, _, _ := strings.Cut(v, ".")
-	return packageTLDs[first]
+	first, _, ok := strings.Cut(v, ".")
+	return ok && packageTLDs[first] && len(v) <= 200 && rePackage.MatchString(v)
 }
 
 // Positional formats: SDKs that send device details as an array, not named fields.
@@ -341,7 +358,7 @@ func isPackageName(v string) bool {
 var extinfo = []string{"", SenderApp, "", AppVersion, OSVersion, DeviceModel, Locale, Timezone, Carrier, ScreenSize, ScreenSize}
 
 func positional(v decode.Value) (string, bool) {
-	if normKey(v.Key) != "extinfo" || !strings.HasSuffix(v.Path, "]") {
+	if !strings.EqualFold(v.Key, "extinfo") || !strings.HasSuffix(v.Path, "]") {
 		return "", false
 	}
 	i := strings.LastIndexByte(v.Path, '[')

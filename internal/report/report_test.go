@@ -1,0 +1,60 @@
+package report
+
+import (
+	"strings"
+	"testing"
+
+	"phonehome/internal/flow"
+)
+
+func TestMask(t *testing.T) {
+	cases := map[[2]string]string{
+		{"imei", "356938035643809"}:              "3569…3809",
+		{"account_id", "6120847731"}:             "61••••••31",
+		{"password", "hunter2"}:                  "••••••",
+		{"email", "ab@c"}:                        "••••",
+		{"visited_url", "https://example.com/x"}: "https://example.com/x",
+	}
+	for in, want := range cases {
+		if got := Mask(in[0], in[1]); got != want {
+			t.Errorf("Mask(%q, %q) = %q, want %q", in[0], in[1], got, want)
+		}
+	}
+}
+
+func TestExposed(t *testing.T) {
+	inQuery := flow.Finding{Kind: "advertising_id", Path: "query:gaid"}
+	inBody := flow.Finding{Kind: "advertising_id", Path: "body › json:gaid"}
+	https := func(party string) *flow.Flow {
+		return &flow.Flow{Transport: flow.TransportHTTPS, Dest: flow.Destination{Party: party}}
+	}
+	if !Exposed(&flow.Flow{Transport: flow.TransportHTTP}, inBody) {
+		t.Error("plain HTTP exposes everything")
+	}
+	if !Exposed(https("third"), inQuery) || Exposed(https("first"), inQuery) || Exposed(https("third"), inBody) {
+		t.Error("only a URL sent to a third party is exposed over TLS")
+	}
+}
+
+func TestSummaryGroupsFindings(t *testing.T) {
+	s := NewSummary()
+	for i := 0; i < 3; i++ {
+		s.Add(&flow.Flow{Host: "t.example.com", Transport: flow.TransportHTTPS, App: "com.example.app",
+			Dest:     flow.Destination{Owner: "Example", Category: "analytics", Party: "third"},
+			Request:  &flow.Request{Method: "POST", URL: "https://t.example.com/e"},
+			Findings: []flow.Finding{{Kind: "android_id", Value: "3b6f1e0a9c2d4f81", Path: "body › json:aid"}, {Kind: "android_id", Value: "3b6f1e0a9c2d4f81", Path: "body › json:events[1].aid"}, {Kind: "device_model", Value: "Pixel", Context: true}}})
+	}
+	var b strings.Builder
+	if err := s.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"t.example.com — Example, analytics, third party", "sent by: com.example.app", "android_id  3b6f…4f81  ×3  body › json:aid"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "Pixel") {
+		t.Error("context-only findings are not reported")
+	}
+}
