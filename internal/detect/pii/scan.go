@@ -177,7 +177,7 @@ func (d *Detector) Scan(vals []decode.Value) []Hit {
 		}
 		hits = append(kept, Hit{Kind: Location, Value: pair, Path: lat.Path, Method: method, Confidence: conf})
 	}
-	if sw != nil && sh != nil && reDigits.MatchString(sw.Text) && reDigits.MatchString(sh.Text) {
+	if sw != nil && sh != nil && allDigits(sw.Text) && allDigits(sh.Text) {
 		hit(ScreenSize, sw.Text+"x"+sh.Text, sw.Path, ByKey, 0.85)
 	}
 	listed := map[string]bool{}
@@ -247,7 +247,7 @@ func (d *Detector) patterns(v decode.Value, text string, hit func(kind, value, p
 	switch n := len(text); {
 	case n == 15 && validIMEI(text, false) && imeiPrefixes[text[:2]]:
 		hit(IMEI, text, v.Path, ByPattern, 0.85)
-	case n >= 19 && n <= 22 && validICCID(text, false) && reDigits.MatchString(text) && luhn(text):
+	case n >= 19 && n <= 22 && validICCID(text, false) && allDigits(text) && luhn(text):
 		hit(ICCID, text, v.Path, ByPattern, 0.85)
 	case n == 17 && reMACSep.MatchString(text) && validMAC(text, false):
 		hit(MACAddress, text, v.Path, ByPattern, 0.8)
@@ -333,7 +333,7 @@ var reAppsFlyerID = regexp.MustCompile(`^\d{13}-\d{6,20}$`)
 
 // refine sharpens what a field name said by what the value looks like.
 func refine(kind, v string) string {
-	if kind == DeviceID && len(v) == 16 && reHex.MatchString(v) {
+	if kind == DeviceID && len(v) == 16 && allHex(v) {
 		return AndroidID // Android's ANDROID_ID is 16 hex digits, whatever the SDK calls it
 	}
 	if (kind == AccountID || kind == DeviceID) && reAppsFlyerID.MatchString(v) {
