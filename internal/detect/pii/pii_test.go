@@ -213,3 +213,26 @@ func BenchmarkKnownScan(b *testing.B) {
 		}
 	}
 }
+
+func FuzzProfile(f *testing.F) {
+	f.Add([]byte("imei: \"356938035643809\"\ncontact: [\"+4915123456789\"]\nlocation: \"52.52,13.40\"\n"))
+	f.Add([]byte(`{"email": ["a@b.de", 5], "mac_address": "64:cc:2e:9a:41:7d"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := ParseProfile(b)
+		if err != nil {
+			return
+		}
+		if k, err := NewKnown(p, "DE"); err == nil {
+			k.Match("356938035643809 a@b.de")
+		}
+	})
+}
+
+func FuzzScan(f *testing.F) {
+	f.Add("imei", "356938035643809", "body › json:deviceInfo.imei", false)
+	f.Add("extinfo", "Redmi", "body › form:extinfo › json:[5]", false)
+	f.Add("User-Agent", "Dalvik/2.1.0 (Linux; U; Android 12; M2101K6G Build/SKQ1)", "header:User-Agent", false)
+	f.Fuzz(func(t *testing.T, key, text, path string, numeric bool) {
+		New("IN").Scan([]decode.Value{{Path: path, Key: key, Text: text, Numeric: numeric}, {Path: path + "[1]", Key: "lat", Text: text}})
+	})
+}

@@ -99,3 +99,16 @@ func BenchmarkLookup(b *testing.B) {
 		}
 	}
 }
+
+func FuzzLoad(f *testing.F) {
+	f.Add([]byte("0.0.0.0 ads.example.com\n"))
+	f.Add([]byte("[Adblock Plus 2.0]\n||track.example.com^$third-party\n"))
+	f.Add([]byte(`{"categories":{"Advertising":[{"X":{"https://x.example":["x.example"]}}]}}`))
+	f.Add([]byte(`{"trackers":{"a.example":{"owner":{"name":"A"},"categories":["Advertising"]}},"entities":{},"packageNames":{"com.a":"A"}}`))
+	f.Add([]byte(`{"trackers":[{"name":"T","network_signature":"t\\.example\\.com|x\\.io","categories":["Analytics"]}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		kb := New()
+		_, _ = kb.Load(strings.NewReader(string(b)), "fuzz")
+		_, _ = kb.Lookup("a.b.example.com")
+	})
+}
