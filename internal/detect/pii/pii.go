@@ -55,19 +55,7 @@ type rule struct {
 
 // normKey lowercases a field name and drops everything but letters and digits,
 // so "Android-ID", "android_id" and "androidId" are one key.
-func normKey(k string) string {
-	b := make([]byte, 0, len(k))
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-			b = append(b, c)
-		case c >= 'A' && c <= 'Z':
-			b = append(b, c+32)
-		}
-	}
-	return string(b)
-}
+func normKey(k string) string { return string(appendNorm(make([]byte, 0, len(k)), k)) }
 
 var (
 	reUUID     = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
