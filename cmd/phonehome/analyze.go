@@ -45,10 +45,14 @@ func newAnalyzeCmd(stdout, stderr io.Writer) *cobra.Command {
 	var o analyzeOpts
 	cmd := &cobra.Command{
 		Use:   "analyze [flags] FILE...",
-		Short: "Read capture files and show what talked to whom",
+		Short: "Read capture files and show who was told what",
 		Long: `Read capture files and show every conversation in them: per destination host,
-the requests, bytes sent and received, methods, whether it was cleartext or
-encrypted, and when it was first and last seen.
+the owner, requests, bytes sent and received, methods, whether it was cleartext
+or encrypted, and when it was first and last seen; then, per destination, the
+personal data it received (identifiers, location, contacts, visited pages,
+searches, installed apps, device details), where in the request it sat, and
+which app sent it. Each request is decoded layer by layer (forms, JSON,
+compression, base64, protobuf, JWT, ...) before it is searched.
 
 Formats are recognised by content, not by name:
   pcap, pcapng   tcpdump, Wireshark/dumpcap, tshark, PCAPdroid (Ethernet, Linux
@@ -64,7 +68,8 @@ read before that point is still shown.`,
   phonehome analyze phone.pcapng
   phonehome analyze --flows session.har
   phonehome analyze --format json capture.pcap > flows.jsonl
-  phonehome analyze --db phone.db --session before-opt-out phone.pcapng`,
+  phonehome analyze --db phone.db --session before-opt-out phone.pcapng
+  phonehome analyze --profile me.yaml --trackers easyprivacy.txt phone.pcapng`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 && !o.example {
 				return errors.New("analyze: name at least one capture file, or use --example (see phonehome analyze --help)")
@@ -75,7 +80,7 @@ read before that point is still shown.`,
 	f := cmd.Flags()
 	f.BoolVar(&o.example, "example", false, "analyze the example phone session that ships with phonehome")
 	f.BoolVar(&o.flows, "flows", false, "list every flow instead of the table of destinations")
-	f.StringVar(&o.format, "format", "text", "output format: text or json (JSON Lines, one flow per line)")
+	f.StringVar(&o.format, "format", "text", "output format: text or json (JSON Lines: a line per flow and one per finding)")
 	f.StringVar(&o.db, "db", "", "keep the session in this SQLite file (default: in memory, gone on exit)")
 	f.StringVar(&o.session, "session", "", "name of the session in the store (default: the file names and the time)")
 	f.IntVar(&o.maxBody, "max-body", 1<<20, "bytes of each request and response body kept for analysis and storage")
