@@ -190,3 +190,24 @@ func BenchmarkDecodeTrackerRequest(b *testing.B) {
 		}
 	}
 }
+
+// TestMalformedJSON: text that only looks like JSON is kept as text, and no
+// value from the failed walk leaks out.
+func TestMalformedJSON(t *testing.T) {
+	for _, in := range []string{`{"imei":"356938035643809"`, `{"a":tru}`, `[1,2`, `{"a" "b"}`, `{"a":"b"}x`, `{"a":"\u12"}`, `{"a":[{"b":1},]}`} {
+		r := Decode(Request{URL: "https://t.example/", Body: []byte(in)}, Limits{})
+		if len(r.Values) != 1 || r.Values[0].Text != in || r.Values[0].Path != "body" {
+			t.Errorf("%q: %+v", in, r.Values)
+		}
+	}
+	r := Decode(Request{URL: "https://t.example/", Body: []byte(`{"s":"a\"b\\c\u00e9\ud83d\ude00","n":-1.5e3,"t":true,"z":null,"e":{},"l":[]}`)}, Limits{})
+	want := map[string]string{"body › json:s": "a\"b\\cé😀", "body › json:n": "-1.5e3", "body › json:t": "true"}
+	for p, v := range want {
+		if got := find(t, r, p); got.Text != v {
+			t.Errorf("%s = %q, want %q", p, got.Text, v)
+		}
+	}
+	if len(r.Values) != 3 {
+		t.Errorf("null, {} and [] carry no value: %+v", r.Values)
+	}
+}

@@ -1,27 +1,42 @@
 package decode
 
 import (
-	"encoding/json"
+	"errors"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
 )
 
-// json walks a JSON document in place, without building maps: each leaf is
-// emitted with its JSON path as it is met. The document is validated first, so
-// the walker can trust its structure.
+// The JSON walker emits each leaf with its JSON path as it is met, without
+// building maps and without a separate validation pass. Malformed input stops
+// it; the values it emitted are then taken back, so a string that only looked
+// like JSON is decoded as something else.
+
+var errJSON = errors.New("malformed JSON")
+
+// json decodes b as JSON, or records it as a plain value when it is not.
 func (s *state) json(b []byte, path, key string, depth int) {
-	if !json.Valid(b) {
+	if !s.tryJSON(b, path, key, depth) {
 		s.add(Value{Path: path, Key: key, Text: string(b)})
-		return
 	}
-	s.validJSON(b, path, key, depth)
 }
 
-// validJSON walks a document already known to be valid.
-func (s *state) validJSON(b []byte, path, key string, depth int) {
+// tryJSON walks b if it is one JSON document and reports whether it was.
+func (s *state) tryJSON(b []byte, path, key string, depth int) bool {
+	mark, opaque := len(s.res.Values), len(s.res.Opaque)
 	w := jsonWalker{s: s, b: b, path: path, depth: depth}
-	w.value("", key)
+	err := w.value("", key, 0)
+	if err == nil {
+		w.ws()
+		if w.i != len(b) {
+			err = errJSON
+		}
+	}
+	if err != nil {
+		s.res.Values, s.res.Opaque = s.res.Values[:mark], s.res.Opaque[:opaque]
+		return false
+	}
+	return true
 }
 
 type jsonWalker struct {
@@ -43,6 +58,16 @@ func (w *jsonWalker) ws() {
 	}
 }
 
+// expect consumes c after white space.
+func (w *jsonWalker) expect(c byte) error {
+	w.ws()
+	if w.i >= len(w.b) || w.b[w.i] != c {
+		return errJSON
+	}
+	w.i++
+	return nil
+}
+
 func (w *jsonWalker) here(jp string) string {
 	switch {
 	case jp == "":
@@ -53,104 +78,153 @@ func (w *jsonWalker) here(jp string) string {
 	return w.path + Sep + "json:" + jp // one allocation per leaf
 }
 
-func (w *jsonWalker) value(jp, key string) {
+func (w *jsonWalker) value(jp, key string, nest int) error {
+	if nest > 256 {
+		return errJSON
+	}
 	w.ws()
+	if w.i >= len(w.b) {
+		return errJSON
+	}
 	switch c := w.b[w.i]; {
 	case c == '{':
 		w.i++
+		w.ws()
+		if w.i < len(w.b) && w.b[w.i] == '}' {
+			w.i++
+			return nil
+		}
 		for {
 			w.ws()
-			if w.b[w.i] == '}' {
-				w.i++
-				return
+			k, err := w.str()
+			if err != nil {
+				return err
 			}
-			k := w.str()
-			w.ws()
-			w.i++ // ':'
+			if err := w.expect(':'); err != nil {
+				return err
+			}
 			sub := k
 			if jp != "" {
 				sub = jp + "." + k
 			}
-			w.value(sub, k)
-			w.ws()
-			if w.b[w.i] == ',' {
-				w.i++
-				continue
+			if err := w.value(sub, k, nest+1); err != nil {
+				return err
 			}
-			w.i++ // '}'
-			return
+			w.ws()
+			if w.i >= len(w.b) {
+				return errJSON
+			}
+			switch w.b[w.i] {
+			case ',':
+				w.i++
+			case '}':
+				w.i++
+				return nil
+			default:
+				return errJSON
+			}
 		}
 	case c == '[':
 		w.i++
+		w.ws()
+		if w.i < len(w.b) && w.b[w.i] == ']' {
+			w.i++
+			return nil
+		}
 		for n := 0; ; n++ {
-			w.ws()
-			if w.b[w.i] == ']' {
-				w.i++
-				return
+			if err := w.value(jp+"["+strconv.Itoa(n)+"]", key, nest+1); err != nil {
+				return err
 			}
-			w.value(jp+"["+strconv.Itoa(n)+"]", key)
 			w.ws()
-			if w.b[w.i] == ',' {
-				w.i++
-				continue
+			if w.i >= len(w.b) {
+				return errJSON
 			}
-			w.i++ // ']'
-			return
+			switch w.b[w.i] {
+			case ',':
+				w.i++
+			case ']':
+				w.i++
+				return nil
+			default:
+				return errJSON
+			}
 		}
 	case c == '"':
-		w.s.str(w.str(), w.here(jp), key, w.depth)
-	case c == 't':
-		w.i += 4
-		w.s.add(Value{Path: w.here(jp), Key: key, Text: "true"})
-	case c == 'f':
-		w.i += 5
-		w.s.add(Value{Path: w.here(jp), Key: key, Text: "false"})
-	case c == 'n':
-		w.i += 4
-	default: // number
+		v, err := w.str()
+		if err != nil {
+			return err
+		}
+		w.s.str(v, w.here(jp), key, w.depth)
+	case c == 't', c == 'f', c == 'n':
+		for _, lit := range []string{"true", "false", "null"} {
+			if len(w.b)-w.i >= len(lit) && string(w.b[w.i:w.i+len(lit)]) == lit {
+				w.i += len(lit)
+				if lit != "null" {
+					w.s.add(Value{Path: w.here(jp), Key: key, Text: lit})
+				}
+				return nil
+			}
+		}
+		return errJSON
+	case c == '-' || c >= '0' && c <= '9':
 		start := w.i
 		for w.i < len(w.b) && isNumChar(w.b[w.i]) {
 			w.i++
 		}
 		w.s.add(Value{Path: w.here(jp), Key: key, Text: string(w.b[start:w.i]), Numeric: true})
+	default:
+		return errJSON
 	}
+	return nil
 }
 
 func isNumChar(c byte) bool {
 	return c >= '0' && c <= '9' || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'
 }
 
-// str reads a JSON string at w.i (which is at the opening quote) and unescapes it.
-func (w *jsonWalker) str() string {
+// str reads a JSON string at w.i, which must be at its opening quote.
+func (w *jsonWalker) str() (string, error) {
+	if w.i >= len(w.b) || w.b[w.i] != '"' {
+		return "", errJSON
+	}
 	w.i++
 	start := w.i
-	for w.b[w.i] != '"' {
-		if w.b[w.i] == '\\' {
+	for w.i < len(w.b) {
+		switch c := w.b[w.i]; {
+		case c == '"':
+			s := string(w.b[start:w.i])
+			w.i++
+			return s, nil
+		case c == '\\':
 			return w.slowStr(start)
+		case c < 0x20:
+			return "", errJSON
 		}
 		w.i++
 	}
-	s := string(w.b[start:w.i])
-	w.i++
-	return s
+	return "", errJSON
 }
 
-func (w *jsonWalker) slowStr(start int) string {
+func (w *jsonWalker) slowStr(start int) (string, error) {
 	out := append([]byte(nil), w.b[start:w.i]...)
-	for {
+	for w.i < len(w.b) {
 		c := w.b[w.i]
 		switch {
 		case c == '"':
 			w.i++
-			return string(out)
+			return string(out), nil
+		case c < 0x20:
+			return "", errJSON
 		case c != '\\':
 			out = append(out, c)
 			w.i++
 			continue
 		}
-		w.i++
-		e := w.b[w.i]
-		w.i++
+		if w.i+1 >= len(w.b) {
+			return "", errJSON
+		}
+		e := w.b[w.i+1]
+		w.i += 2
 		switch e {
 		case 'n':
 			out = append(out, '\n')
@@ -162,24 +236,34 @@ func (w *jsonWalker) slowStr(start int) string {
 			out = append(out, '\b')
 		case 'f':
 			out = append(out, '\f')
+		case '"', '\\', '/':
+			out = append(out, e)
 		case 'u':
-			r := w.hex4()
+			r, ok := w.hex4()
+			if !ok {
+				return "", errJSON
+			}
 			if utf16.IsSurrogate(r) && w.i+6 <= len(w.b) && w.b[w.i] == '\\' && w.b[w.i+1] == 'u' {
 				w.i += 2
-				r = utf16.DecodeRune(r, w.hex4())
+				r2, ok := w.hex4()
+				if !ok {
+					return "", errJSON
+				}
+				r = utf16.DecodeRune(r, r2)
 			}
 			out = utf8.AppendRune(out, r)
-		default: // '"', '\\', '/'
-			out = append(out, e)
+		default:
+			return "", errJSON
 		}
 	}
+	return "", errJSON
 }
 
-func (w *jsonWalker) hex4() rune {
+func (w *jsonWalker) hex4() (rune, bool) {
+	if w.i+4 > len(w.b) {
+		return 0, false
+	}
 	v, err := strconv.ParseUint(string(w.b[w.i:w.i+4]), 16, 32)
 	w.i += 4
-	if err != nil {
-		return utf8.RuneError
-	}
-	return rune(v)
+	return rune(v), err == nil
 }

@@ -7,7 +7,6 @@ import (
 	"compress/zlib"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"io"
 	"math"
 	"mime"
@@ -210,8 +209,7 @@ func (s *state) str(v, path, key string, depth int) {
 		return
 	}
 	t := strings.TrimSpace(v)
-	if len(t) >= 2 && (t[0] == '{' || t[0] == '[') && json.Valid([]byte(t)) {
-		s.validJSON([]byte(t), path, key, depth+1)
+	if len(t) >= 2 && (t[0] == '{' || t[0] == '[') && s.tryJSON([]byte(t), path, key, depth+1) {
 		return
 	}
 	if len(t) >= 16 && strings.Count(t, ".") == 2 {
@@ -320,15 +318,18 @@ func (s *state) jwt(t, path string, depth int) bool {
 		return false
 	}
 	head, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[0], "="))
-	if err != nil || !bytes.Contains(head, []byte(`"alg"`)) || !json.Valid(head) {
+	if err != nil || !bytes.Contains(head, []byte(`"alg"`)) {
 		return false
 	}
 	claims, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
-	if err != nil || !json.Valid(claims) {
+	if err != nil || len(claims) == 0 || claims[0] != '{' && claims[0] != '[' {
 		return false
 	}
-	s.json(head, join(path, "jwt:header"), "", depth)
-	s.json(claims, join(path, "jwt:claims"), "", depth)
+	mark := len(s.res.Values)
+	if !s.tryJSON(head, join(path, "jwt:header"), "", depth) || !s.tryJSON(claims, join(path, "jwt:claims"), "", depth) {
+		s.res.Values = s.res.Values[:mark]
+		return false
+	}
 	return true
 }
 
