@@ -21,7 +21,10 @@ const Sep = " › "
 type Value struct {
 	Path string // layers from the request part to this value
 	Key  string // the nearest name: JSON key, form field, header; "" when none
-	Text string // the value, decoded, as text (binary leaves are hex)
+	// Parent is the name of the JSON object around Key ("os" for os.version):
+	// SDKs nest, and "version" alone means nothing.
+	Parent string
+	Text   string // the value, decoded, as text (binary leaves are hex)
 	// Numeric marks a value that was a number (JSON number, protobuf varint),
 	// not a string: pattern detectors treat those with more suspicion.
 	Numeric bool

@@ -14,18 +14,11 @@ import (
 
 var errJSON = errors.New("malformed JSON")
 
-// json decodes b as JSON, or records it as a plain value when it is not.
-func (s *state) json(b []byte, path, key string, depth int) {
-	if !s.tryJSON(b, path, key, depth) {
-		s.add(Value{Path: path, Key: key, Text: string(b)})
-	}
-}
-
 // tryJSON walks b if it is one JSON document and reports whether it was.
 func (s *state) tryJSON(b []byte, path, key string, depth int) bool {
 	mark, opaque := len(s.res.Values), len(s.res.Opaque)
 	w := jsonWalker{s: s, b: b, path: path, depth: depth}
-	err := w.value("", key, 0)
+	err := w.value("", key, "", 0)
 	if err == nil {
 		w.ws()
 		if w.i != len(b) {
@@ -78,7 +71,9 @@ func (w *jsonWalker) here(jp string) string {
 	return w.path + Sep + "json:" + jp // one allocation per leaf
 }
 
-func (w *jsonWalker) value(jp, key string, nest int) error {
+// value walks one JSON value; key is the field it is the value of, parent the
+// field of the object around it.
+func (w *jsonWalker) value(jp, key, parent string, nest int) error {
 	if nest > 256 {
 		return errJSON
 	}
@@ -107,7 +102,7 @@ func (w *jsonWalker) value(jp, key string, nest int) error {
 			if jp != "" {
 				sub = jp + "." + k
 			}
-			if err := w.value(sub, k, nest+1); err != nil {
+			if err := w.value(sub, k, key, nest+1); err != nil {
 				return err
 			}
 			w.ws()
@@ -132,7 +127,7 @@ func (w *jsonWalker) value(jp, key string, nest int) error {
 			return nil
 		}
 		for n := 0; ; n++ {
-			if err := w.value(jp+"["+strconv.Itoa(n)+"]", key, nest+1); err != nil {
+			if err := w.value(jp+"["+strconv.Itoa(n)+"]", key, parent, nest+1); err != nil {
 				return err
 			}
 			w.ws()
@@ -154,13 +149,13 @@ func (w *jsonWalker) value(jp, key string, nest int) error {
 		if err != nil {
 			return err
 		}
-		w.s.str(v, w.here(jp), key, w.depth)
+		w.s.strIn(v, w.here(jp), key, parent, w.depth)
 	case c == 't', c == 'f', c == 'n':
 		for _, lit := range []string{"true", "false", "null"} {
 			if len(w.b)-w.i >= len(lit) && string(w.b[w.i:w.i+len(lit)]) == lit {
 				w.i += len(lit)
 				if lit != "null" {
-					w.s.add(Value{Path: w.here(jp), Key: key, Text: lit})
+					w.s.add(Value{Path: w.here(jp), Key: key, Parent: parent, Text: lit})
 				}
 				return nil
 			}
@@ -171,7 +166,7 @@ func (w *jsonWalker) value(jp, key string, nest int) error {
 		for w.i < len(w.b) && isNumChar(w.b[w.i]) {
 			w.i++
 		}
-		w.s.add(Value{Path: w.here(jp), Key: key, Text: string(w.b[start:w.i]), Numeric: true})
+		w.s.add(Value{Path: w.here(jp), Key: key, Parent: parent, Text: string(w.b[start:w.i]), Numeric: true})
 	default:
 		return errJSON
 	}

@@ -202,7 +202,10 @@ func (s *state) bytes(b []byte, path, key string, depth int) {
 }
 
 // str decodes a text value, trying the layers that hide data inside strings.
-func (s *state) str(v, path, key string, depth int) {
+func (s *state) str(v, path, key string, depth int) { s.strIn(v, path, key, "", depth) }
+
+// strIn is str for a value inside a JSON object named parent.
+func (s *state) strIn(v, path, key, parent string, depth int) {
 	if depth > s.lim.MaxDepth {
 		s.limit("depth", path)
 		s.add(Value{Path: path, Key: key, Text: v})
@@ -243,7 +246,7 @@ func (s *state) str(v, path, key string, depth int) {
 			}
 		}
 	}
-	s.add(Value{Path: path, Key: key, Text: v})
+	s.add(Value{Path: path, Key: key, Parent: parent, Text: v})
 }
 
 // looksLikeForm reports whether t is key=value pairs joined by '&'. A single

@@ -60,7 +60,6 @@ func normKey(k string) string { return string(appendNorm(make([]byte, 0, len(k))
 var (
 	reUUID     = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 	reMACSep   = regexp.MustCompile(`^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(?:[:-][0-9a-fA-F]{2}){4}$`)
-	reHex      = regexp.MustCompile(`^[0-9a-fA-F]+$`)
 	reEmail    = regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}`)
 	rePackage  = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]*(\.[a-zA-Z][a-zA-Z0-9_]*)+$`)
 	reLatLng   = regexp.MustCompile(`^(-?\d{1,2}\.\d{3,}),\s*(-?\d{1,3}\.\d{3,})$`)

@@ -265,44 +265,13 @@ func (d *Detector) patterns(v decode.Value, text string, hit func(kind, value, p
 // returns only names the detector knows (or ""), without allocating.
 func (d *Detector) effectiveKey(v decode.Value) string {
 	var buf [96]byte
-	if i := strings.LastIndex(v.Path, "json:"); i >= 0 {
-		key, parent := lastTwo(v.Path[i+5:])
-		if parent != "" {
-			b := appendNorm(appendNorm(buf[:0], parent), key)
-			if k, ok := d.names[string(b)]; ok {
-				return k
-			}
+	if v.Parent != "" {
+		b := appendNorm(appendNorm(buf[:0], v.Parent), v.Key)
+		if k, ok := d.names[string(b)]; ok {
+			return k
 		}
 	}
 	return d.names[string(appendNorm(buf[:0], v.Key))]
-}
-
-// lastTwo returns the last field name of a JSON path and the one before it,
-// skipping array indexes: "a.b[2].c" gives "c", "b".
-func lastTwo(jp string) (key, parent string) {
-	end := len(jp)
-	next := func() string {
-		for end > 0 && jp[end-1] == ']' {
-			i := strings.LastIndexByte(jp[:end], '[')
-			if i < 0 {
-				return ""
-			}
-			end = i
-		}
-		start := end
-		for start > 0 && jp[start-1] != '.' && jp[start-1] != ']' {
-			start--
-		}
-		name := jp[start:end]
-		end = start
-		if end > 0 && jp[end-1] == '.' {
-			end--
-		}
-		return name
-	}
-	key = next()
-	parent = next()
-	return key, parent
 }
 
 // appendNorm appends k lowercased, letters and digits only.
