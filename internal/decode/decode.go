@@ -123,9 +123,25 @@ func join(path, seg string) string {
 
 // Decode decodes every part of a request.
 func Decode(r Request, lim Limits) Result {
+	var d Decoder
+	return d.Decode(r, lim)
+}
+
+// Decoder decodes requests one after another, reusing its memory: the Result
+// of one call is valid only until the next. Not safe for concurrent use.
+type Decoder struct {
+	values []Value
+}
+
+// Decode decodes every part of a request.
+func (d *Decoder) Decode(r Request, lim Limits) Result {
 	lim.defaults()
 	s := &state{lim: lim}
-	s.res.Values = make([]Value, 0, 64)
+	if d.values == nil {
+		d.values = make([]Value, 0, 128)
+	}
+	s.res.Values = d.values[:0]
+	defer func() { d.values = s.res.Values[:0] }()
 	var ctype, cenc string
 	for _, h := range r.Headers {
 		switch strings.ToLower(h.Name) {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"sync"
 	"strings"
 
 	"phonehome/internal/decode"
@@ -26,9 +27,10 @@ const OpaquePayload = "opaque_payload"
 
 // Engine inspects flows.
 type Engine struct {
-	kb     *trackers.KB
-	pii    *pii.Detector
-	limits decode.Limits
+	kb       *trackers.KB
+	pii      *pii.Detector
+	limits   decode.Limits
+	decoders sync.Pool // of *decode.Decoder: their memory is reused across flows
 }
 
 // New returns an engine with a knowledge base, a detector and decoding limits.
@@ -51,7 +53,12 @@ func (e *Engine) Inspect(f *flow.Flow) {
 	for _, h := range r.Headers {
 		req.Headers = append(req.Headers, decode.Header{Name: h.Name, Value: h.Value})
 	}
-	res := decode.Decode(req, e.limits)
+	dec, _ := e.decoders.Get().(*decode.Decoder)
+	if dec == nil {
+		dec = &decode.Decoder{}
+	}
+	defer e.decoders.Put(dec)
+	res := dec.Decode(req, e.limits) // valid until dec is used again: hits copy what they keep
 	for _, l := range res.Limits {
 		f.Note("decode: " + l)
 	}
