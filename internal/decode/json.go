@@ -18,7 +18,7 @@ var errJSON = errors.New("malformed JSON")
 func (s *state) tryJSON(b []byte, path, key string, depth int) bool {
 	mark, opaque := len(s.res.Values), len(s.res.Opaque)
 	w := jsonWalker{s: s, b: b, path: path, depth: depth}
-	err := w.value("", key, "", 0)
+	err := w.value(key, "", 0)
 	if err == nil {
 		w.ws()
 		if w.i != len(b) {
@@ -38,6 +38,9 @@ type jsonWalker struct {
 	i     int
 	path  string
 	depth int
+	jp    []byte            // JSON path of the value being walked, grown and cut as the walk goes
+	pbuf  []byte            // scratch for building a leaf's full path
+	keys  map[string]string // object keys seen, so a key repeated in every event is one string
 }
 
 func (w *jsonWalker) ws() {
@@ -61,19 +64,35 @@ func (w *jsonWalker) expect(c byte) error {
 	return nil
 }
 
-func (w *jsonWalker) here(jp string) string {
-	switch {
-	case jp == "":
+// here is the full path of the current value: one allocation per leaf.
+func (w *jsonWalker) here() string {
+	if len(w.jp) == 0 {
 		return join(w.path, "json")
-	case w.path == "":
-		return "json:" + jp
 	}
-	return w.path + Sep + "json:" + jp // one allocation per leaf
+	w.pbuf = w.pbuf[:0]
+	if w.path != "" {
+		w.pbuf = append(append(w.pbuf, w.path...), Sep...)
+	}
+	w.pbuf = append(append(w.pbuf, "json:"...), w.jp...)
+	return string(w.pbuf)
+}
+
+// intern returns one string for each distinct object key.
+func (w *jsonWalker) intern(k []byte) string {
+	if s, ok := w.keys[string(k)]; ok {
+		return s
+	}
+	if w.keys == nil {
+		w.keys = map[string]string{}
+	}
+	s := string(k)
+	w.keys[s] = s
+	return s
 }
 
 // value walks one JSON value; key is the field it is the value of, parent the
 // field of the object around it.
-func (w *jsonWalker) value(jp, key, parent string, nest int) error {
+func (w *jsonWalker) value(key, parent string, nest int) error {
 	if nest > 256 {
 		return errJSON
 	}
@@ -91,18 +110,21 @@ func (w *jsonWalker) value(jp, key, parent string, nest int) error {
 		}
 		for {
 			w.ws()
-			k, err := w.str()
+			k, err := w.key()
 			if err != nil {
 				return err
 			}
 			if err := w.expect(':'); err != nil {
 				return err
 			}
-			sub := k
-			if jp != "" {
-				sub = jp + "." + k
+			mark := len(w.jp)
+			if mark > 0 {
+				w.jp = append(w.jp, '.')
 			}
-			if err := w.value(sub, k, key, nest+1); err != nil {
+			w.jp = append(w.jp, k...)
+			err = w.value(k, key, nest+1)
+			w.jp = w.jp[:mark]
+			if err != nil {
 				return err
 			}
 			w.ws()
@@ -127,7 +149,11 @@ func (w *jsonWalker) value(jp, key, parent string, nest int) error {
 			return nil
 		}
 		for n := 0; ; n++ {
-			if err := w.value(jp+"["+strconv.Itoa(n)+"]", key, parent, nest+1); err != nil {
+			mark := len(w.jp)
+			w.jp = append(strconv.AppendInt(append(w.jp, '['), int64(n), 10), ']')
+			err := w.value(key, parent, nest+1)
+			w.jp = w.jp[:mark]
+			if err != nil {
 				return err
 			}
 			w.ws()
@@ -149,13 +175,13 @@ func (w *jsonWalker) value(jp, key, parent string, nest int) error {
 		if err != nil {
 			return err
 		}
-		w.s.strIn(v, w.here(jp), key, parent, w.depth)
+		w.s.strIn(v, w.here(), key, parent, w.depth)
 	case c == 't', c == 'f', c == 'n':
 		for _, lit := range []string{"true", "false", "null"} {
 			if len(w.b)-w.i >= len(lit) && string(w.b[w.i:w.i+len(lit)]) == lit {
 				w.i += len(lit)
 				if lit != "null" {
-					w.s.add(Value{Path: w.here(jp), Key: key, Parent: parent, Text: lit})
+					w.s.add(Value{Path: w.here(), Key: key, Parent: parent, Text: lit})
 				}
 				return nil
 			}
@@ -166,7 +192,7 @@ func (w *jsonWalker) value(jp, key, parent string, nest int) error {
 		for w.i < len(w.b) && isNumChar(w.b[w.i]) {
 			w.i++
 		}
-		w.s.add(Value{Path: w.here(jp), Key: key, Parent: parent, Text: string(w.b[start:w.i]), Numeric: true})
+		w.s.add(Value{Path: w.here(), Key: key, Parent: parent, Text: string(w.b[start:w.i]), Numeric: true})
 	default:
 		return errJSON
 	}
@@ -175,6 +201,24 @@ func (w *jsonWalker) value(jp, key, parent string, nest int) error {
 
 func isNumChar(c byte) bool {
 	return c >= '0' && c <= '9' || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'
+}
+
+// key reads an object key: interned when it needs no unescaping.
+func (w *jsonWalker) key() (string, error) {
+	if w.i >= len(w.b) || w.b[w.i] != '"' {
+		return "", errJSON
+	}
+	for j := w.i + 1; j < len(w.b); j++ {
+		switch c := w.b[j]; {
+		case c == '"':
+			k := w.intern(w.b[w.i+1 : j])
+			w.i = j + 1
+			return k, nil
+		case c == '\\' || c < 0x20:
+			return w.str()
+		}
+	}
+	return "", errJSON
 }
 
 // str reads a JSON string at w.i, which must be at its opening quote.
