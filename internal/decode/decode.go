@@ -85,6 +85,8 @@ type state struct {
 	res     Result
 	decoded int
 	full    bool
+	free    [][]byte // decompression buffers to reuse
+	used    [][]byte // buffers handed out during this request
 }
 
 func (s *state) add(v Value) {
@@ -131,17 +133,21 @@ func Decode(r Request, lim Limits) Result {
 // of one call is valid only until the next. Not safe for concurrent use.
 type Decoder struct {
 	values []Value
+	bufs   [][]byte // decompression buffers, reused once the request is decoded
 }
 
 // Decode decodes every part of a request.
 func (d *Decoder) Decode(r Request, lim Limits) Result {
 	lim.defaults()
-	s := &state{lim: lim}
+	s := &state{lim: lim, free: d.bufs}
 	if d.values == nil {
 		d.values = make([]Value, 0, 128)
 	}
 	s.res.Values = d.values[:0]
-	defer func() { d.values = s.res.Values[:0] }()
+	defer func() {
+		d.values = s.res.Values[:0]
+		d.bufs = append(s.free, s.used...) // every value copied what it kept
+	}()
 	var ctype, cenc string
 	for _, h := range r.Headers {
 		switch strings.ToLower(h.Name) {

@@ -140,7 +140,7 @@ func (s *state) decompress(coding string, b []byte, path string) ([]byte, bool) 
 	if max := s.lim.MaxRatio*len(b) + 64<<10; max < room {
 		room = max
 	}
-	out, err := io.ReadAll(io.LimitReader(r, int64(room)+1))
+	out, err := s.readAll(io.LimitReader(r, int64(room)+1))
 	if len(out) > room {
 		s.limit("expansion", join(path, coding))
 		out = out[:room]
@@ -151,6 +151,30 @@ func (s *state) decompress(coding string, b []byte, path string) ([]byte, bool) 
 		return nil, false
 	}
 	return out, true
+}
+
+// readAll reads r to its end into a reused buffer.
+func (s *state) readAll(r io.Reader) ([]byte, error) {
+	var buf []byte
+	if n := len(s.free); n > 0 {
+		buf, s.free = s.free[n-1][:0], s.free[:n-1]
+	} else {
+		buf = make([]byte, 0, 4096)
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			s.used = append(s.used, buf)
+			if err == io.EOF {
+				err = nil
+			}
+			return buf, err
+		}
+	}
 }
 
 // gzipPool keeps decompressors between requests: a fresh one allocates a
