@@ -12,8 +12,8 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
-	"sync"
 	"strings"
+	"sync"
 
 	"phonehome/internal/decode"
 	"phonehome/internal/detect/pii"
