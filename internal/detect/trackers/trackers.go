@@ -22,7 +22,7 @@ import (
 	"golang.org/x/net/publicsuffix"
 )
 
-//go:embed data/curated.tsv data/nextdns/*.txt data/nextdns/LICENSE
+//go:embed data/curated.tsv data/nextdns/*.txt data/nextdns/LICENSE data/easylist/easyprivacy.txt data/easylist/ATTRIBUTION
 var builtin embed.FS
 
 // Entry is what is known of a destination.
@@ -60,6 +60,9 @@ func Builtin() *KB {
 		}
 		kb.loadDomains(b, Entry{Owner: owner, Category: "telemetry", List: "NextDNS native-tracking-domains (" + vendor + ")"}, false)
 	}
+	b, _ = builtin.ReadFile("data/easylist/easyprivacy.txt")
+	kb.loadAdblock(b, "EasyPrivacy")
+	kb.read = 0
 	return kb
 }
 
@@ -105,12 +108,27 @@ func (kb *KB) add(domain string, e Entry, override bool) {
 	kb.domains[domain] = e
 }
 
-// Lookup finds the entry for host or its nearest listed parent domain.
+// Lookup finds the entry for host or its nearest listed parent domain. A list
+// that names a subdomain without saying whose it is (EasyPrivacy, a hosts file)
+// borrows the owner, SDK and, for a precise category, the category of the
+// parent domain phonehome's own table describes.
 func (kb *KB) Lookup(host string) (Entry, bool) {
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	var found Entry
+	ok := false
 	for h := host; h != ""; {
-		if e, ok := kb.domains[h]; ok {
-			return e, true
+		if e, hit := kb.domains[h]; hit {
+			if !ok {
+				found, ok = e, true
+			} else if found.Owner == "" && e.Owner != "" {
+				found.Owner, found.SDK = e.Owner, e.SDK
+				if e.Category != "content" && e.Category != "" {
+					found.Category = e.Category
+				}
+			}
+			if found.Owner != "" {
+				return found, true
+			}
 		}
 		i := strings.IndexByte(h, '.')
 		if i < 0 {
@@ -118,7 +136,7 @@ func (kb *KB) Lookup(host string) (Entry, bool) {
 		}
 		h = h[i+1:]
 	}
-	return Entry{}, false
+	return found, ok
 }
 
 // PackageOwner returns the company behind an Android package, when a loaded list knows it.
