@@ -127,18 +127,8 @@ func (w *jsonWalker) value(key, parent string, nest int) error {
 			if err != nil {
 				return err
 			}
-			w.ws()
-			if w.i >= len(w.b) {
-				return errJSON
-			}
-			switch w.b[w.i] {
-			case ',':
-				w.i++
-			case '}':
-				w.i++
-				return nil
-			default:
-				return errJSON
+			if done, err := w.next('}'); done || err != nil {
+				return err
 			}
 		}
 	case c == '[':
@@ -156,18 +146,8 @@ func (w *jsonWalker) value(key, parent string, nest int) error {
 			if err != nil {
 				return err
 			}
-			w.ws()
-			if w.i >= len(w.b) {
-				return errJSON
-			}
-			switch w.b[w.i] {
-			case ',':
-				w.i++
-			case ']':
-				w.i++
-				return nil
-			default:
-				return errJSON
+			if done, err := w.next(']'); done || err != nil {
+				return err
 			}
 		}
 	case c == '"':
@@ -197,6 +177,24 @@ func (w *jsonWalker) value(key, parent string, nest int) error {
 		return errJSON
 	}
 	return nil
+}
+
+// next consumes the comma between members or the closing bracket; done is
+// true after the closing bracket.
+func (w *jsonWalker) next(closing byte) (done bool, err error) {
+	w.ws()
+	if w.i >= len(w.b) {
+		return false, errJSON
+	}
+	switch w.b[w.i] {
+	case ',':
+		w.i++
+		return false, nil
+	case closing:
+		w.i++
+		return true, nil
+	}
+	return false, errJSON
 }
 
 func isNumChar(c byte) bool {
