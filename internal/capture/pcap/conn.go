@@ -194,6 +194,11 @@ func (c *conn) deliver(d int, data []byte, ts time.Time) {
 			data, h.hello = h.hello, nil
 		}
 		c.sniff(d, data)
+		if o := &c.dir[1-d]; c.proto == protoHTTP && len(o.hello) > 0 {
+			// The other side's first bytes waited for the decision too.
+			o.http.feed(o.hello)
+			o.hello = nil
+		}
 	}
 	switch c.proto {
 	case protoHTTP:
