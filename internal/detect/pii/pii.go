@@ -23,28 +23,48 @@ type Detector struct {
 	Region string
 	// Known, if set, holds the person's own values to find in every form.
 	Known *Known
-	keys  map[string]rule
-	names map[string]string // every normalised field name the detector acts on, interned
+	names map[string]*keyInfo // every normalised field name the detector acts on
+}
+
+// keyInfo is everything the detector knows of one field name, found with one lookup.
+type keyInfo struct {
+	rule    rule
+	hasRule bool
+	skip    bool
+	pair    byte // 'a' latitude, 'o' longitude, 'w' screen width, 'h' screen height
 }
 
 // New returns a detector; region is as for Detector.Region.
 func New(region string) *Detector {
-	d := &Detector{Region: region, keys: keyTable(), names: map[string]string{}}
-	for k := range d.keys {
-		d.names[k] = k
+	d := &Detector{Region: region, names: map[string]*keyInfo{}}
+	info := func(k string) *keyInfo {
+		if d.names[k] == nil {
+			d.names[k] = &keyInfo{}
+		}
+		return d.names[k]
 	}
-	for k := range skipKeys {
-		d.names[k] = k
+	for k, r := range keyTable() {
+		ki := info(k)
+		ki.rule, ki.hasRule = r, true
 	}
-	for _, k := range pairKeys {
-		d.names[k] = k
+	for k, skip := range skipKeys {
+		info(k).skip = skip
+	}
+	for pair, keys := range pairKeys {
+		for _, k := range keys {
+			info(k).pair = pair
+		}
 	}
 	return d
 }
 
 // Field names that matter only in pairs (a coordinate, a screen side).
-var pairKeys = []string{"lat", "latitude", "geolat", "locationlat", "lng", "lon", "long", "longitude", "geolng", "geolon",
-	"locationlng", "locationlon", "screenwidth", "displaywidth", "screenw", "sw", "screenheight", "displayheight", "screenh", "sh", "extinfo"}
+var pairKeys = map[byte][]string{
+	'a': {"lat", "latitude", "geolat", "locationlat"},
+	'o': {"lng", "lon", "long", "longitude", "geolng", "geolon", "locationlng", "locationlon"},
+	'w': {"screenwidth", "displaywidth", "screenw", "sw"},
+	'h': {"screenheight", "displayheight", "screenh", "sh"},
+}
 
 // rule says what a field name means and how its value must look.
 type rule struct {

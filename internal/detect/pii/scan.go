@@ -77,19 +77,21 @@ func (d *Detector) Scan(vals []decode.Value) []Hit {
 				}
 			}
 		}
-		key := d.effectiveKey(v)
-		switch key {
-		case "lat", "latitude", "geolat", "locationlat":
-			lat = &vals[i]
-		case "lng", "lon", "long", "longitude", "geolng", "geolon", "locationlng", "locationlon":
-			lng = &vals[i]
-		case "screenwidth", "displaywidth", "screenw", "sw":
-			sw = &vals[i]
-		case "screenheight", "displayheight", "screenh", "sh":
-			sh = &vals[i]
-		}
-		if skipKeys[key] {
-			continue
+		ki := d.effectiveKey(v)
+		if ki != nil {
+			switch ki.pair {
+			case 'a':
+				lat = &vals[i]
+			case 'o':
+				lng = &vals[i]
+			case 'w':
+				sw = &vals[i]
+			case 'h':
+				sh = &vals[i]
+			}
+			if ki.skip {
+				continue
+			}
 		}
 		text := strings.TrimSpace(v.Text)
 		if text == "" {
@@ -111,7 +113,8 @@ func (d *Detector) Scan(vals []decode.Value) []Hit {
 			group := stripIndex(v.Path)
 			pkgs[group] = append(pkgs[group], v)
 		}
-		if r, ok := d.keys[key]; ok {
+		if ki != nil && ki.hasRule {
+			r := ki.rule
 			switch r.kind {
 			case PhoneNumber, Contact:
 				if n, ok := d.phone(text, true); ok {
@@ -260,15 +263,14 @@ func (d *Detector) patterns(v decode.Value, text string, hit func(kind, value, p
 	}
 }
 
-// effectiveKey names a value by its field and, for JSON, the object around it:
-// "os.version" is an OS version where "version" alone means nothing. It
-// returns only names the detector knows (or ""), without allocating.
-func (d *Detector) effectiveKey(v decode.Value) string {
+// effectiveKey finds what the detector knows of a value's field, named with the
+// JSON object around it first: "os.version" is an OS version where "version"
+// alone means nothing. It does not allocate; nil means an unknown field.
+func (d *Detector) effectiveKey(v decode.Value) *keyInfo {
 	var buf [96]byte
 	if v.Parent != "" {
-		b := appendNorm(appendNorm(buf[:0], v.Parent), v.Key)
-		if k, ok := d.names[string(b)]; ok {
-			return k
+		if ki := d.names[string(appendNorm(appendNorm(buf[:0], v.Parent), v.Key))]; ki != nil {
+			return ki
 		}
 	}
 	return d.names[string(appendNorm(buf[:0], v.Key))]
