@@ -300,3 +300,24 @@ func BenchmarkInspectCorpus(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(reqs))/1000, "µs/request")
 	b.ReportMetric(float64(size)/float64(len(reqs)), "bytes/request")
 }
+
+// TestHeldOut measures detection on requests written from public research
+// notes after the detector was built. Recall there is reported, not tuned: the
+// test fails only when precision drops, since a false positive is what
+// destroys trust.
+func TestHeldOut(t *testing.T) {
+	b, err := os.ReadFile("testdata/heldout.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []corpusEntry
+	if err := yaml.Unmarshal(b, &entries); err != nil {
+		t.Fatal(err)
+	}
+	e := New(trackers.Builtin(), pii.New(""), decode.Limits{})
+	per, all := evaluate(t, e, entries)
+	t.Logf("held out, %d requests:\n%s", len(entries), table(per, all))
+	if all.precision() < 0.95 {
+		t.Errorf("precision %.3f on the held-out requests", all.precision())
+	}
+}

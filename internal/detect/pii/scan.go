@@ -273,8 +273,23 @@ func (d *Detector) effectiveKey(v decode.Value) *keyInfo {
 			return ki
 		}
 	}
-	return d.names[string(appendNorm(buf[:0], v.Key))]
+	b := appendNorm(buf[:0], v.Key)
+	if ki := d.names[string(b)]; ki != nil {
+		return ki
+	}
+	// SDKs prefix the names of the IDs they pass on ("mixpanel_distinct_id",
+	// "fb_anon_id"): an identifier's name at the end of a longer name still
+	// names it. Only identifiers: their values are validated strictly enough.
+	for i := 1; len(b)-i >= 5; i++ {
+		if ki := d.names[string(b[i:])]; ki != nil && ki.hasRule && identifierKinds[ki.rule.kind] {
+			return ki
+		}
+	}
+	return nil
 }
+
+var identifierKinds = map[string]bool{IMEI: true, IMSI: true, ICCID: true, SerialNumber: true, AndroidID: true,
+	AdvertisingID: true, MACAddress: true, InstallID: true, DeviceID: true, Email: true}
 
 // appendNorm appends k lowercased, letters and digits only.
 func appendNorm(b []byte, k string) []byte {
