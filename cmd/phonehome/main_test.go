@@ -214,3 +214,23 @@ func TestAnalyzeProfile(t *testing.T) {
 		t.Errorf("unknown kind in a profile: %d %s", code, errOut)
 	}
 }
+
+func TestCACommand(t *testing.T) {
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	out, errOut, code := phonehome(t, "ca")
+	if code != 0 || !strings.Contains(errOut, "created") || !strings.Contains(out, "SHA-256 fingerprint: ") {
+		t.Fatalf("first run: %d %s %s", code, out, errOut)
+	}
+	path, _, code := phonehome(t, "ca", "--path")
+	path = strings.TrimSpace(path)
+	if code != 0 || !strings.HasSuffix(path, filepath.Join("phonehome", "ca.pem")) {
+		t.Fatalf("--path: %q", path)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Error(err)
+	}
+	again, errOut, _ := phonehome(t, "ca")
+	if again != out || strings.Contains(errOut, "created") {
+		t.Error("the second run must show the same CA without creating one")
+	}
+}
