@@ -22,9 +22,8 @@ type Minter struct {
 	mu    sync.Mutex
 	lru   *list.List // of *entry, most recent first
 	byKey map[string]*list.Element
-	calls map[string]*call // mints in flight
-	// Minted counts certificates signed (for tests and statistics).
-	Minted int
+	calls  map[string]*call // mints in flight
+	minted int
 }
 
 type entry struct {
@@ -76,7 +75,7 @@ func (m *Minter) Get(host string) (*tls.Certificate, error) {
 	m.mu.Lock()
 	delete(m.calls, host)
 	if c.err == nil {
-		m.Minted++
+		m.minted++
 		m.byKey[host] = m.lru.PushFront(&entry{host, c.cert})
 		for m.lru.Len() > m.max {
 			old := m.lru.Remove(m.lru.Back()).(*entry)
@@ -86,6 +85,13 @@ func (m *Minter) Get(host string) (*tls.Certificate, error) {
 	m.mu.Unlock()
 	close(c.done)
 	return c.cert, c.err
+}
+
+// Minted is how many certificates were signed so far.
+func (m *Minter) Minted() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.minted
 }
 
 // Len is the number of certificates kept.

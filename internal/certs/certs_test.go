@@ -109,8 +109,8 @@ func TestConcurrentFirstRequests(t *testing.T) {
 			t.Fatal("every caller must get the one certificate")
 		}
 	}
-	if m.Minted != 1 {
-		t.Errorf("minted %d times", m.Minted)
+	if m.Minted() != 1 {
+		t.Errorf("minted %d times", m.Minted())
 	}
 }
 
@@ -125,7 +125,7 @@ func TestCacheBound(t *testing.T) {
 		t.Errorf("cache holds %d, bound 10", m.Len())
 	}
 	m.Get("h24.example.com")
-	if m.Minted != 25 {
+	if m.Minted() != 25 {
 		t.Error("a recent host must come from the cache")
 	}
 }
