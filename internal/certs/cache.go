@@ -15,13 +15,13 @@ import (
 // Minter hands out leaf certificates for hosts, minting each once and keeping
 // the most recently used ones. It is safe for concurrent use.
 type Minter struct {
-	ca    *CA
-	opts  Options
-	max   int
-	key   *ecdsa.PrivateKey // one leaf key for all hosts: minting is then one signature
-	mu    sync.Mutex
-	lru   *list.List // of *entry, most recent first
-	byKey map[string]*list.Element
+	ca     *CA
+	opts   Options
+	max    int
+	key    *ecdsa.PrivateKey // one leaf key for all hosts: minting is then one signature
+	mu     sync.Mutex
+	lru    *list.List // of *entry, most recent first
+	byKey  map[string]*list.Element
 	calls  map[string]*call // mints in flight
 	minted int
 }
