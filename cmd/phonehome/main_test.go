@@ -234,3 +234,32 @@ func TestCACommand(t *testing.T) {
 		t.Error("the second run must show the same CA without creating one")
 	}
 }
+
+func TestFindingsAreStored(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "f.db")
+	if _, errOut, code := phonehome(t, "analyze", "--example", "--db", db, "--session", "s"); code != 0 {
+		t.Fatal(errOut)
+	}
+	ctx := context.Background()
+	st, err := store.Open(ctx, db, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	sess, _ := st.SessionByName(ctx, "s")
+	var imei, owners int
+	st.Flows(ctx, sess, func(f *flow.Flow) error {
+		for _, x := range f.Findings {
+			if x.Kind == "imei" && x.Value == "356938035643809" {
+				imei++
+			}
+		}
+		if f.Dest.Owner == "Xiaomi" {
+			owners++
+		}
+		return nil
+	})
+	if imei != 1 || owners < 10 {
+		t.Errorf("stored findings: imei %d, flows with an owner %d", imei, owners)
+	}
+}

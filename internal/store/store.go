@@ -184,7 +184,7 @@ func (s *Store) SessionByName(ctx context.Context, name string) (Session, error)
 const flowColumns = `session_id, source, seq, start_ns, end_ns, client, server, host, transport, bytes_up, bytes_down,
 	method, url, req_proto, req_headers, req_trailers, req_body, req_body_size, req_body_flags,
 	status, reason, resp_proto, resp_headers, resp_trailers, resp_body, resp_body_size, resp_body_flags,
-	tls, dns, notes`
+	tls, dns, notes, dest, app`
 
 // Writer adds flows to one session in batched transactions.
 type Writer struct {
@@ -192,6 +192,7 @@ type Writer struct {
 	session int64
 	tx      *sql.Tx
 	stmt    *sql.Stmt
+	fstmt   *sql.Stmt
 	pending int
 	ctx     context.Context
 }
@@ -210,12 +211,18 @@ func (w *Writer) Add(f *flow.Flow) error {
 		if err != nil {
 			return fmt.Errorf("store flow: %w", err)
 		}
-		stmt, err := tx.PrepareContext(w.ctx, "INSERT INTO flows("+flowColumns+") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+		stmt, err := tx.PrepareContext(w.ctx, "INSERT INTO flows("+flowColumns+") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 		if err != nil {
 			tx.Rollback()
 			return fmt.Errorf("store flow: %w", err)
 		}
-		w.tx, w.stmt = tx, stmt
+		fstmt, err := tx.PrepareContext(w.ctx, "INSERT INTO findings(flow_id, kind, value, path, method, confidence, context) VALUES(?,?,?,?,?,?,?)")
+		if err != nil {
+			stmt.Close()
+			tx.Rollback()
+			return fmt.Errorf("store flow: %w", err)
+		}
+		w.tx, w.stmt, w.fstmt = tx, stmt, fstmt
 	}
 	args := make([]any, 0, 30)
 	args = append(args, w.session, f.Source, f.Seq, nanos(f.Start), nanos(f.End), f.Client.String(), f.Server.String(),
@@ -233,12 +240,22 @@ func (w *Writer) Add(f *flow.Flow) error {
 	} else {
 		args = append(args, nil, nil, nil, nil, nil, nil, nil, nil)
 	}
-	args = append(args, jsonOrNil(f.TLS), jsonOrNil(f.DNS), jsonOrNil(f.Notes))
+	var dest any
+	if f.Dest != (flow.Destination{}) {
+		b, _ := json.Marshal(f.Dest)
+		dest = string(b)
+	}
+	args = append(args, jsonOrNil(f.TLS), jsonOrNil(f.DNS), jsonOrNil(f.Notes), dest, f.App)
 	res, err := w.stmt.ExecContext(w.ctx, args...)
 	if err != nil {
 		return fmt.Errorf("store flow %d of %s: %w", f.Seq, f.Source, err)
 	}
 	f.ID, _ = res.LastInsertId()
+	for _, x := range f.Findings {
+		if _, err := w.fstmt.ExecContext(w.ctx, f.ID, x.Kind, x.Value, x.Path, x.Method, x.Confidence, x.Context); err != nil {
+			return fmt.Errorf("store finding of flow %d of %s: %w", f.Seq, f.Source, err)
+		}
+	}
 	w.pending++
 	if w.pending >= batchSize {
 		return w.Flush()
@@ -252,8 +269,9 @@ func (w *Writer) Flush() error {
 		return nil
 	}
 	w.stmt.Close()
+	w.fstmt.Close()
 	err := w.tx.Commit()
-	w.tx, w.stmt, w.pending = nil, nil, 0
+	w.tx, w.stmt, w.fstmt, w.pending = nil, nil, nil, 0
 	if err != nil {
 		return fmt.Errorf("store flows: commit: %w", err)
 	}
@@ -326,16 +344,41 @@ func (s *Store) Flows(ctx context.Context, session Session, fn func(*flow.Flow) 
 		return fmt.Errorf("read flows of %q: %w", session.Name, err)
 	}
 	defer rows.Close()
+	findings, err := s.findings(ctx, session)
+	if err != nil {
+		return err
+	}
 	for rows.Next() {
 		f, err := scanFlow(rows)
 		if err != nil {
 			return fmt.Errorf("read flows of %q: %w", session.Name, err)
 		}
+		f.Findings = findings[f.ID]
 		if err := fn(f); err != nil {
 			return err
 		}
 	}
 	return rows.Err()
+}
+
+// findings reads the findings of a session's flows, by flow.
+func (s *Store) findings(ctx context.Context, session Session) (map[int64][]flow.Finding, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT f.flow_id, f.kind, f.value, f.path, f.method, f.confidence, f.context
+		FROM findings f JOIN flows fl ON fl.id = f.flow_id WHERE fl.session_id = ? ORDER BY f.id`, session.ID)
+	if err != nil {
+		return nil, fmt.Errorf("read findings of %q: %w", session.Name, err)
+	}
+	defer rows.Close()
+	out := map[int64][]flow.Finding{}
+	for rows.Next() {
+		var id int64
+		var x flow.Finding
+		if err := rows.Scan(&id, &x.Kind, &x.Value, &x.Path, &x.Method, &x.Confidence, &x.Context); err != nil {
+			return nil, fmt.Errorf("read findings of %q: %w", session.Name, err)
+		}
+		out[id] = append(out[id], x)
+	}
+	return out, rows.Err()
 }
 
 func scanFlow(rows *sql.Rows) (*flow.Flow, error) {
@@ -347,11 +390,11 @@ func scanFlow(rows *sql.Rows) (*flow.Flow, error) {
 		reason, respProto, respH, respT            sql.NullString
 		reqBody, respBody                          []byte
 		reqSize, reqFlags, status, respSize, respF sql.NullInt64
-		tlsJ, dnsJ, notesJ                         sql.NullString
+		tlsJ, dnsJ, notesJ, destJ                  sql.NullString
 	)
 	err := rows.Scan(&f.ID, &sessionID, &f.Source, &f.Seq, &start, &end, &client, &server, &f.Host, &transport,
 		&f.BytesUp, &f.BytesDown, &method, &url, &reqProto, &reqH, &reqT, &reqBody, &reqSize, &reqFlags,
-		&status, &reason, &respProto, &respH, &respT, &respBody, &respSize, &respF, &tlsJ, &dnsJ, &notesJ)
+		&status, &reason, &respProto, &respH, &respT, &respBody, &respSize, &respF, &tlsJ, &dnsJ, &notesJ, &destJ, &f.App)
 	if err != nil {
 		return nil, err
 	}
@@ -385,6 +428,11 @@ func scanFlow(rows *sql.Rows) (*flow.Flow, error) {
 	}
 	if notesJ.Valid {
 		_ = json.Unmarshal([]byte(notesJ.String), &f.Notes)
+	}
+	if destJ.Valid {
+		if err := json.Unmarshal([]byte(destJ.String), &f.Dest); err != nil {
+			return nil, fmt.Errorf("flow %d: dest column: %w", f.ID, err)
+		}
 	}
 	return &f, nil
 }
