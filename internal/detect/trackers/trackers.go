@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/netip"
 	"path"
 	"regexp"
 	"strings"
@@ -114,6 +115,10 @@ func (kb *KB) add(domain string, e Entry, override bool) {
 // parent domain phonehome's own table describes.
 func (kb *KB) Lookup(host string) (Entry, bool) {
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	if _, err := netip.ParseAddr(host); err == nil {
+		e, ok := kb.domains[host] // an address has no parent domains
+		return e, ok
+	}
 	var found Entry
 	ok := false
 	for h := host; h != ""; {
@@ -235,8 +240,9 @@ func (kb *KB) loadAdblock(b []byte, name string) {
 		if end <= 0 || rule[end] != '^' {
 			continue
 		}
-		opts := rule[end+1:]
-		if opts != "" && !strings.HasPrefix(opts, "$third-party") && opts != "$all" {
+		switch rule[end+1:] {
+		case "", "$third-party", "$3p", "$all", "$third-party,all":
+		default:
 			continue // scoped to some resource types or sites: not a whole-domain verdict
 		}
 		kb.add(rule[:end], Entry{Category: cat, List: name}, false)

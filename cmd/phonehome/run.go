@@ -1,0 +1,291 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"phonehome/internal/capture/proxy"
+	"phonehome/internal/certs"
+	"phonehome/internal/detect"
+	"phonehome/internal/flow"
+	"phonehome/internal/report"
+	"phonehome/internal/store"
+)
+
+type runOpts struct {
+	listen           string
+	db               string
+	session          string
+	upstreamCA       []string
+	insecureUpstream bool
+	allow            []string
+	caDir            string
+	maxBody          int
+	detect           analyzeOpts // --profile, --trackers, --phone-region
+}
+
+func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
+	var o runOpts
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the intercepting proxy and show what devices send, live",
+		Long: `Run an HTTP(S) proxy that decrypts, analyses and stores what passes through it.
+Point a device's proxy setting at the address phonehome listens on and install
+phonehome's certificate on it (phonehome ca shows where it is); every request
+the device makes is then shown as it happens, with the personal data it carries.
+
+The proxy listens on 127.0.0.1 unless told otherwise: to let a phone on your
+Wi-Fi use it, name your machine's LAN address with --listen, and limit who may
+use it with --allow. Ctrl-C stops it: requests in flight are finished, the
+session is stored and a summary is printed.`,
+		Example: `  phonehome run
+  phonehome run --listen 192.168.1.10:8080 --allow 192.168.1.0/24
+  phonehome run --db phone.db --session after-opt-out --profile me.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return runProxy(cmd.Context(), o, stdout, stderr) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to listen on; a LAN address lets other devices use the proxy")
+	f.StringVar(&o.db, "db", "", "SQLite file to store the session in (default: phonehome.db in the user's data directory)")
+	f.StringVar(&o.session, "session", "", "name of this run's session (default: run and the time)")
+	f.StringArrayVar(&o.upstreamCA, "upstream-ca", nil, "also trust this CA (PEM file) for upstream servers; repeatable")
+	f.BoolVar(&o.insecureUpstream, "insecure-upstream", false, "accept any upstream certificate (expired, self-signed, wrong name): for tests only")
+	f.StringArrayVar(&o.allow, "allow", nil, "only clients in this CIDR may use the proxy (repeatable; default: anyone who can reach the address)")
+	f.StringVar(&o.caDir, "ca-dir", "", "use the CA in this directory (default: the config directory, see phonehome ca)")
+	f.IntVar(&o.maxBody, "max-body", 1<<20, "bytes of each body kept for analysis and storage")
+	f.StringVar(&o.detect.profile, "profile", "", "YAML or JSON file of your own values to find in every form (see analyze --help)")
+	f.StringArrayVar(&o.detect.trackers, "trackers", nil, "also load this tracker list (see analyze --help); repeatable")
+	f.StringVar(&o.detect.region, "phone-region", "", "two-letter country for phone numbers written without a country code")
+	return cmd
+}
+
+// defaultDB is phonehome.db in $XDG_DATA_HOME/phonehome (or ~/.local/share/phonehome).
+func defaultDB() (string, error) {
+	dir := os.Getenv("XDG_DATA_HOME")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("find the data directory (set $XDG_DATA_HOME or use --db): %w", err)
+		}
+		dir = filepath.Join(home, ".local", "share")
+	}
+	dir = filepath.Join(dir, "phonehome")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create the data directory: %w", err)
+	}
+	return filepath.Join(dir, "phonehome.db"), nil
+}
+
+func upstreamTLS(o runOpts) (*tls.Config, error) {
+	cfg := &tls.Config{InsecureSkipVerify: o.insecureUpstream}
+	if len(o.upstreamCA) == 0 {
+		return cfg, nil
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	for _, path := range o.upstreamCA {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("run: --upstream-ca: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("run: --upstream-ca %s: no PEM certificate in it", path)
+		}
+	}
+	cfg.RootCAs = pool
+	return cfg, nil
+}
+
+// liveLine is what the terminal shows for a flow as it completes.
+func liveLine(f *flow.Flow, newDest bool) string {
+	reported := detect.Reported(f)
+	if len(reported) == 0 && !newDest {
+		return ""
+	}
+	var who []string
+	if f.Dest.Owner != "" {
+		who = append(who, f.Dest.Owner)
+	}
+	if f.Dest.Category != "" {
+		who = append(who, f.Dest.Category)
+	}
+	line := fmt.Sprintf("%s %-15s %s", f.Start.Format("15:04:05"), f.Client.Addr, f.HostOrAddr())
+	if len(who) > 0 {
+		line += " (" + strings.Join(who, ", ") + ")"
+	}
+	if f.Transport == flow.TransportHTTP && len(reported) > 0 {
+		line += " CLEARTEXT"
+	}
+	if len(reported) > 0 {
+		var kinds []string
+		seen := map[string]bool{}
+		for _, x := range reported {
+			label := x.Kind
+			if x.Kind == "sender_app" {
+				label += "=" + x.Value
+			}
+			if !seen[label] {
+				seen[label] = true
+				kinds = append(kinds, label)
+			}
+		}
+		sort.SliceStable(kinds, func(i, j int) bool { return strings.HasPrefix(kinds[i], "sender_app") && !strings.HasPrefix(kinds[j], "sender_app") })
+		line += "  " + strings.Join(kinds, ", ")
+	}
+	for _, n := range f.Notes {
+		if strings.Contains(n, "refused") {
+			line += "  [not trusted / pinned: " + f.HostOrAddr() + "]"
+		}
+	}
+	return line
+}
+
+func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
+	engine, err := newEngine(o.detect, stderr)
+	if err != nil {
+		return err
+	}
+	var allow []netip.Prefix
+	for _, a := range o.allow {
+		p, err := netip.ParsePrefix(a)
+		if err != nil {
+			return fmt.Errorf("run: --allow %q: write a network as 192.168.1.0/24: %w", a, err)
+		}
+		allow = append(allow, p)
+	}
+	up, err := upstreamTLS(o)
+	if err != nil {
+		return err
+	}
+	if o.caDir == "" {
+		if o.caDir, err = certs.DefaultDir(); err != nil {
+			return err
+		}
+	}
+	ca, created, err := certs.LoadOrCreate(o.caDir, certs.Options{})
+	if err != nil {
+		return err
+	}
+	if created {
+		fmt.Fprintf(stderr, "created a certificate authority: install %s on the device\n", ca.CertPath())
+	}
+	minter, err := certs.NewMinter(ca, 0, certs.Options{})
+	if err != nil {
+		return err
+	}
+	if o.db == "" {
+		if o.db, err = defaultDB(); err != nil {
+			return err
+		}
+	}
+	st, err := store.Open(ctx, o.db, store.Options{MaxBody: o.maxBody})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	name := o.session
+	if name == "" {
+		name = "run " + time.Now().Format("2006-01-02 15:04:05")
+	}
+	sess, err := st.CreateSession(context.Background(), name, time.Now(), "proxy "+o.listen)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("run: listen on %s: %w (is another proxy running? choose another port with --listen)", o.listen, err)
+	}
+	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && !ap.Addr().IsLoopback() {
+		fmt.Fprintf(stderr, "warning: listening on %s: every device that can reach it can use this proxy", ln.Addr())
+		if len(allow) == 0 {
+			fmt.Fprint(stderr, " (limit it with --allow)")
+		}
+		fmt.Fprintln(stderr)
+	}
+	fmt.Fprintf(stderr, "phonehome proxy listening on %s; session %q in %s\nCA certificate: %s (SHA-256 %s)\n",
+		ln.Addr(), name, o.db, ca.CertPath(), ca.Fingerprint())
+
+	// Analysis runs behind a bounded queue: a slow disk or a flood of requests
+	// never holds up forwarding; what does not fit is counted, not waited for.
+	queue := make(chan *flow.Flow, 4096)
+	var dropped atomic.Int64
+	var seq atomic.Int64
+	emit := func(f *flow.Flow) {
+		f.Source = "proxy"
+		f.Seq = int(seq.Add(1))
+		select {
+		case queue <- f:
+		default:
+			dropped.Add(1)
+		}
+	}
+	summary := report.NewSummary()
+	var wg sync.WaitGroup
+	var storeErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w := st.Writer(context.Background(), sess)
+		seen := map[string]bool{}
+		flush := time.NewTicker(time.Second)
+		defer flush.Stop()
+		for {
+			select {
+			case f, ok := <-queue:
+				if !ok {
+					if err := w.Close(); err != nil && storeErr == nil {
+						storeErr = err
+					}
+					return
+				}
+				engine.Inspect(f)
+				summary.Add(f)
+				if err := w.Add(f); err != nil && storeErr == nil {
+					storeErr = err
+				}
+				host := f.HostOrAddr()
+				if line := liveLine(f, !seen[host]); line != "" {
+					fmt.Fprintln(stdout, line)
+				}
+				seen[host] = true
+			case <-flush.C:
+				if err := w.Flush(); err != nil && storeErr == nil {
+					storeErr = err
+				}
+			}
+		}
+	}()
+
+	p := proxy.New(proxy.Options{Minter: minter, Upstream: up, MaxBody: o.maxBody, Emit: emit, Allow: allow})
+	serveErr := p.Serve(ctx, ln)
+	close(queue)
+	wg.Wait()
+	fmt.Fprintln(stdout)
+	if err := summary.WriteText(stdout); err != nil {
+		return err
+	}
+	if n := dropped.Load(); n > 0 {
+		fmt.Fprintf(stderr, "%d flows were not analysed: the analysis queue was full\n", n)
+	}
+	fmt.Fprintf(stderr, "session %q stored in %s\n", name, o.db)
+	if serveErr != nil {
+		return fmt.Errorf("run: %w", serveErr)
+	}
+	return storeErr
+}

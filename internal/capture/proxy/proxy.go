@@ -1,0 +1,337 @@
+// Package proxy is phonehome's explicit HTTP(S) proxy: a device points its
+// proxy setting here, plain HTTP is forwarded as it comes, and CONNECT tunnels
+// are decrypted with a certificate minted for the host, so every request can
+// be recorded and analysed. Recording never holds up forwarding: bodies are
+// copied through as they stream, and only the first MaxBody bytes are kept.
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"phonehome/internal/certs"
+	"phonehome/internal/flow"
+)
+
+// Options configure a proxy.
+type Options struct {
+	Minter    *certs.Minter
+	Upstream  *tls.Config // how upstream servers are verified (nil: system roots)
+	MaxBody   int         // bytes of each body kept for analysis (default 1 MiB)
+	Emit      func(*flow.Flow)
+	Logger    *slog.Logger
+	Now       func() time.Time
+	Allow     []netip.Prefix // clients allowed; empty: everyone who can reach the listener
+	DialTimer time.Duration  // upstream dial timeout (default 15 s)
+}
+
+// Proxy is an http.Handler that forwards and records.
+type Proxy struct {
+	opts      Options
+	transport *http.Transport
+	wg        sync.WaitGroup // hijacked tunnels in progress
+}
+
+// New returns a proxy.
+func New(opts Options) *Proxy {
+	if opts.MaxBody <= 0 {
+		opts.MaxBody = 1 << 20
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.DialTimer <= 0 {
+		opts.DialTimer = 15 * time.Second
+	}
+	t := &http.Transport{
+		Proxy:               nil, // never chain to the environment's proxy: we are the proxy
+		DialContext:         (&net.Dialer{Timeout: opts.DialTimer}).DialContext,
+		TLSClientConfig:     opts.Upstream,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true, // forward what the client asked for, byte for byte
+	}
+	return &Proxy{opts: opts, transport: t}
+}
+
+// Close waits for hijacked tunnels and closes idle upstream connections.
+func (p *Proxy) Close() {
+	p.wg.Wait()
+	p.transport.CloseIdleConnections()
+}
+
+func (p *Proxy) allowed(remote string) bool {
+	if len(p.opts.Allow) == 0 {
+		return true
+	}
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return false
+	}
+	for _, pfx := range p.opts.Allow {
+		if pfx.Contains(ap.Addr().Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+// ServeHTTP handles absolute-form requests and CONNECT.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !p.allowed(r.RemoteAddr) {
+		http.Error(w, "phonehome: this client is not allowed to use the proxy (see --allow)", http.StatusForbidden)
+		return
+	}
+	if r.Method == http.MethodConnect {
+		p.connect(w, r)
+		return
+	}
+	if !r.URL.IsAbs() {
+		http.Error(w, "phonehome is a proxy: set it as your device's HTTP proxy and request absolute URLs", http.StatusBadRequest)
+		return
+	}
+	p.forward(w, r, "http", r.RemoteAddr)
+}
+
+// forward sends r upstream and the answer back, recording both.
+func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, scheme, client string) {
+	start := p.opts.Now()
+	f := &flow.Flow{Start: start, Host: r.URL.Hostname(), Transport: flow.TransportHTTP, Client: endpoint(client)}
+	if scheme == "https" {
+		f.Transport = flow.TransportHTTPS
+		f.TLS = &flow.TLSInfo{SNI: r.URL.Hostname(), Decrypted: true}
+	}
+	req := &flow.Request{Method: r.Method, URL: r.URL.String(), Proto: r.Proto, Headers: headers(r.Header, r.Host)}
+	f.Request = req
+	out := r.Clone(r.Context())
+	out.RequestURI = ""
+	removeHopHeaders(out.Header)
+	reqBody := &recorder{max: p.opts.MaxBody}
+	if r.Body != nil && r.Body != http.NoBody {
+		reqBody.r = r.Body
+		out.Body = reqBody
+	}
+	var server netip.AddrPort
+	out = out.WithContext(httptrace.WithClientTrace(out.Context(), &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) {
+			server, _ = netip.ParseAddrPort(info.Conn.RemoteAddr().String())
+		},
+	}))
+	resp, err := p.transport.RoundTrip(out)
+	req.Body = reqBody.body()
+	f.BytesUp = req.Body.Size
+	if err != nil {
+		f.Note("upstream: " + err.Error())
+		f.End = p.opts.Now()
+		p.emit(f)
+		status := http.StatusBadGateway
+		var cerr *tls.CertificateVerificationError
+		if errors.As(err, &cerr) {
+			http.Error(w, "phonehome: the server's certificate is not trusted: "+cerr.Err.Error()+" (phonehome run --insecure-upstream to accept it)", status)
+			return
+		}
+		http.Error(w, "phonehome: could not reach "+r.URL.Host+": "+err.Error(), status)
+		return
+	}
+	defer resp.Body.Close()
+	f.Server = flow.Endpoint{Addr: server.Addr().Unmap(), Port: server.Port()}
+	removeHopHeaders(resp.Header)
+	for k, vs := range resp.Header {
+		w.Header()[k] = vs
+	}
+	w.WriteHeader(resp.StatusCode)
+	rec := &recorder{r: resp.Body, max: p.opts.MaxBody}
+	_, copyErr := io.Copy(flushWriter{w}, rec)
+	f.Response = &flow.Response{Status: resp.StatusCode, Reason: strings.TrimSpace(strings.TrimPrefix(resp.Status, strconv.Itoa(resp.StatusCode))),
+		Proto: resp.Proto, Headers: headers(resp.Header, ""), Body: rec.body()}
+	if copyErr != nil {
+		f.Response.Body.Incomplete = true
+		f.Note("response cut: " + copyErr.Error())
+	}
+	f.BytesDown = f.Response.Body.Size
+	f.End = p.opts.Now()
+	p.emit(f)
+}
+
+func (p *Proxy) emit(f *flow.Flow) {
+	if p.opts.Emit != nil {
+		p.opts.Emit(f)
+	}
+}
+
+// connect answers a CONNECT: the client's TLS is terminated with a minted
+// certificate and the requests inside are served like plain ones.
+func (p *Proxy) connect(w http.ResponseWriter, r *http.Request) {
+	host, portStr, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		host, portStr = r.Host, "443"
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		http.Error(w, "phonehome: cannot take over this connection", http.StatusInternalServerError)
+		return
+	}
+	conn, rw, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	p.wg.Add(1)
+	defer p.wg.Done()
+	defer conn.Close()
+	if _, err := rw.WriteString("HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+		return
+	}
+	if err := rw.Flush(); err != nil {
+		return
+	}
+	// Bytes the client sent after CONNECT may already sit in rw's buffer.
+	client := &bufferedConn{Conn: conn, r: rw.Reader}
+	tconn := tls.Server(client, &tls.Config{
+		GetCertificate: p.opts.Minter.GetCertificate(host),
+		NextProtos:     []string{"http/1.1"},
+	})
+	if err := tconn.HandshakeContext(r.Context()); err != nil {
+		f := &flow.Flow{Start: p.opts.Now(), End: p.opts.Now(), Host: host, Client: endpoint(r.RemoteAddr),
+			Transport: flow.TransportTLS, TLS: &flow.TLSInfo{SNI: host}}
+		f.Note("client refused phonehome's certificate (app pins its certificate or does not trust the CA): " + err.Error())
+		p.emit(f)
+		return
+	}
+	defer tconn.Close()
+	br := bufio.NewReader(tconn)
+	for {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return // the client closed, or sent something that is not HTTP/1
+		}
+		req.URL.Scheme, req.URL.Host = "https", r.Host
+		if portStr == "443" {
+			req.URL.Host = host
+		}
+		req.RemoteAddr = r.RemoteAddr
+		rw := newResponseWriter(tconn, req.Method)
+		p.forward(rw, req.WithContext(r.Context()), "https", r.RemoteAddr)
+		if err := rw.finish(); err != nil || req.Close || rw.close {
+			return
+		}
+	}
+}
+
+// bufferedConn reads what the hijacked reader already buffered first.
+type bufferedConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *bufferedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+// recorder passes a body through and keeps its first max bytes.
+type recorder struct {
+	r    io.ReadCloser
+	max  int
+	data []byte
+	size int64
+}
+
+func (rc *recorder) Read(b []byte) (int, error) {
+	if rc.r == nil {
+		return 0, io.EOF
+	}
+	n, err := rc.r.Read(b)
+	rc.size += int64(n)
+	if room := rc.max - len(rc.data); room > 0 {
+		rc.data = append(rc.data, b[:min(n, room)]...)
+	}
+	return n, err
+}
+
+func (rc *recorder) Close() error {
+	if rc.r == nil {
+		return nil
+	}
+	return rc.r.Close()
+}
+
+func (rc *recorder) body() flow.Body {
+	return flow.Body{Data: rc.data, Size: rc.size, Truncated: int64(len(rc.data)) < rc.size}
+}
+
+// flushWriter flushes after each write so streamed responses stream.
+type flushWriter struct{ w http.ResponseWriter }
+
+func (fw flushWriter) Write(b []byte) (int, error) {
+	n, err := fw.w.Write(b)
+	if f, ok := fw.w.(http.Flusher); ok {
+		f.Flush()
+	}
+	return n, err
+}
+
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+func removeHopHeaders(h http.Header) {
+	for _, f := range h.Values("Connection") {
+		for _, k := range strings.Split(f, ",") {
+			h.Del(strings.TrimSpace(k))
+		}
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+}
+
+func headers(h http.Header, host string) flow.Headers {
+	out := make(flow.Headers, 0, len(h)+1)
+	if host != "" {
+		out = append(out, flow.Header{Name: "Host", Value: host})
+	}
+	for k, vs := range h {
+		for _, v := range vs {
+			out = append(out, flow.Header{Name: k, Value: v})
+		}
+	}
+	return out
+}
+
+func endpoint(addr string) flow.Endpoint {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return flow.Endpoint{}
+	}
+	return flow.Endpoint{Addr: ap.Addr().Unmap(), Port: ap.Port()}
+}
+
+
+// Serve runs the proxy on ln until ctx ends, then stops accepting, finishes
+// requests in flight (up to 5 s) and returns.
+func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: p, ReadHeaderTimeout: 30 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		p.Close()
+		return nil
+	case err := <-errc:
+		p.Close()
+		return err
+	}
+}

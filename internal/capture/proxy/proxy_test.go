@@ -1,0 +1,202 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"phonehome/internal/certs"
+	"phonehome/internal/flow"
+)
+
+type harness struct {
+	proxyURL string
+	caFile   string
+	mu       sync.Mutex
+	flows    []*flow.Flow
+	cancel   context.CancelFunc
+	done     chan struct{}
+}
+
+func (h *harness) got() []*flow.Flow {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]*flow.Flow(nil), h.flows...)
+}
+
+func start(t *testing.T, upstreamRoots *x509.CertPool) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	ca, _, err := certs.LoadOrCreate(dir, certs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := certs.NewMinter(ca, 0, certs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{caFile: filepath.Join(dir, certs.CertFile), done: make(chan struct{})}
+	p := New(Options{Minter: m, Upstream: &tls.Config{RootCAs: upstreamRoots}, MaxBody: 1 << 16,
+		Emit: func(f *flow.Flow) { h.mu.Lock(); h.flows = append(h.flows, f); h.mu.Unlock() }})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.proxyURL = "http://" + ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() { p.Serve(ctx, ln); close(h.done) }()
+	return h
+}
+
+func (h *harness) stop() {
+	h.cancel()
+	<-h.done
+}
+
+func curl(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl is not installed")
+	}
+	out, err := exec.Command("curl", append([]string{"-sS", "--max-time", "20"}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+func upstream() *httptest.Server {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ads", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"ads":[],"q":%q}`, r.URL.RawQuery)
+	})
+	mux.HandleFunc("/track", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "got %d bytes", len(b))
+	})
+	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
+		chunk := make([]byte, 1<<20)
+		for i := 0; i < 50; i++ {
+			w.Write(chunk)
+		}
+	})
+	return httptest.NewUnstartedServer(mux)
+}
+
+func TestHTTPAndHTTPSWithCurl(t *testing.T) {
+	baseline := runtime.NumGoroutine()
+	plain := upstream()
+	plain.Start()
+	defer plain.Close()
+	secure := upstream()
+	secure.StartTLS()
+	defer secure.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(secure.Certificate())
+	h := start(t, roots)
+
+	out, err := curl(t, "-x", h.proxyURL, plain.URL+"/ads?imei=356938035643809")
+	if err != nil || !strings.Contains(out, "imei=356938035643809") {
+		t.Fatalf("HTTP through the proxy: %v %s", err, out)
+	}
+	out, err = curl(t, "-x", h.proxyURL, "--cacert", h.caFile, "-d", "sender=com.miui.systemAdSolution", secure.URL+"/track")
+	if err != nil || out != "got 32 bytes" {
+		t.Fatalf("HTTPS through the proxy: %v %s", err, out)
+	}
+	out, err = curl(t, "-x", h.proxyURL, "--cacert", h.caFile, "-H", "Transfer-Encoding: chunked", "--data-binary", "@/etc/hostname", secure.URL+"/track")
+	if err != nil || !strings.HasPrefix(out, "got ") {
+		t.Fatalf("chunked upload: %v %s", err, out)
+	}
+	out, err = curl(t, "-x", h.proxyURL, "--cacert", h.caFile, "-o", "/dev/null", "-w", "%{size_download}", secure.URL+"/big")
+	if err != nil || out != "52428800" {
+		t.Fatalf("a 50 MB download must pass whole: %v %s", err, out)
+	}
+	_, err = curl(t, "-x", h.proxyURL, secure.URL+"/track") // no --cacert: curl refuses our certificate
+	if err == nil {
+		t.Fatal("a client without phonehome's CA must refuse the certificate")
+	}
+	h.stop()
+
+	flows := h.got()
+	if len(flows) != 5 {
+		t.Fatalf("want 5 flows, got %d", len(flows))
+	}
+	byPath := map[string]*flow.Flow{}
+	for _, f := range flows {
+		if f.Request != nil {
+			byPath[f.Request.URL[strings.LastIndex(f.Request.URL, "/"):]] = f
+		}
+	}
+	ads := byPath["/ads?imei=356938035643809"]
+	if ads == nil || ads.Transport != flow.TransportHTTP || ads.Response.Status != 200 || !ads.Server.Addr.IsValid() {
+		t.Errorf("HTTP flow: %+v", ads)
+	}
+	track := byPath["/track"]
+	if track == nil || track.Transport != flow.TransportHTTPS || !track.TLS.Decrypted || string(track.Request.Body.Data) != "sender=com.miui.systemAdSolution" && track.Request.Body.Size == 0 {
+		t.Errorf("HTTPS flow: %+v", track)
+	}
+	big := byPath["/big"]
+	if big == nil || big.Response.Body.Size != 50<<20 || len(big.Response.Body.Data) != 1<<16 || !big.Response.Body.Truncated {
+		t.Errorf("the kept part of a large body is capped and the cap recorded: %+v", big.Response.Body.Size)
+	}
+	var refused *flow.Flow
+	for _, f := range flows {
+		if f.Transport == flow.TransportTLS {
+			refused = f
+		}
+	}
+	if refused == nil || len(refused.Notes) == 0 || !strings.Contains(refused.Notes[0], "refused") {
+		t.Errorf("a refused handshake is recorded: %+v", refused)
+	}
+	waitGoroutines(t, baseline)
+}
+
+func TestUntrustedUpstream(t *testing.T) {
+	secure := upstream()
+	secure.StartTLS()
+	defer secure.Close()
+	h := start(t, x509.NewCertPool()) // trusts nothing
+	defer h.stop()
+	caPEM, _ := os.ReadFile(h.caFile)
+	block, _ := pem.Decode(caPEM)
+	ca, _ := x509.ParseCertificate(block.Bytes)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	client := &http.Client{Transport: &http.Transport{Proxy: func(*http.Request) (*url.URL, error) { return url.Parse(h.proxyURL) }, TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := client.Get(secure.URL + "/ads")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "not trusted") {
+		t.Errorf("an untrusted upstream must be an error the user sees: %d %s", resp.StatusCode, body)
+	}
+	client.CloseIdleConnections()
+}
+
+func waitGoroutines(t *testing.T, baseline int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > baseline+2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > baseline+2 {
+		buf := make([]byte, 1<<16)
+		t.Errorf("goroutines: %d, baseline %d\n%s", n, baseline, buf[:runtime.Stack(buf, true)])
+	}
+}

@@ -1,0 +1,84 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// connWriter writes HTTP/1.1 responses onto a decrypted client connection,
+// streaming bodies of unknown length with chunked encoding.
+type connWriter struct {
+	w       *bufio.Writer
+	h       http.Header
+	method  string
+	wrote   bool
+	chunked bool
+	nobody  bool
+	close   bool
+	err     error
+}
+
+func newResponseWriter(c io.Writer, method string) *connWriter {
+	return &connWriter{w: bufio.NewWriterSize(c, 32<<10), h: http.Header{}, method: method}
+}
+
+func (c *connWriter) Header() http.Header { return c.h }
+
+func (c *connWriter) WriteHeader(code int) {
+	if c.wrote {
+		return
+	}
+	c.wrote = true
+	c.nobody = c.method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified || code/100 == 1
+	if c.h.Get("Content-Length") == "" && !c.nobody {
+		c.chunked = true
+		c.h.Set("Transfer-Encoding", "chunked")
+	}
+	if strings.EqualFold(c.h.Get("Connection"), "close") {
+		c.close = true
+	}
+	fmt.Fprintf(c.w, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))
+	c.err = c.h.Write(c.w)
+	c.w.WriteString("\r\n")
+}
+
+func (c *connWriter) Write(b []byte) (int, error) {
+	if !c.wrote {
+		c.WriteHeader(http.StatusOK)
+	}
+	if c.err != nil {
+		return 0, c.err
+	}
+	if c.nobody || len(b) == 0 {
+		return len(b), nil
+	}
+	if c.chunked {
+		fmt.Fprintf(c.w, "%x\r\n", len(b))
+	}
+	n, err := c.w.Write(b)
+	if c.chunked && err == nil {
+		_, err = c.w.WriteString("\r\n")
+	}
+	c.err = err
+	return n, err
+}
+
+// Flush sends what is buffered, so streamed bodies reach the client as they come.
+func (c *connWriter) Flush() { c.err = c.w.Flush() }
+
+// finish ends the response.
+func (c *connWriter) finish() error {
+	if !c.wrote {
+		c.WriteHeader(http.StatusOK)
+	}
+	if c.chunked && c.err == nil {
+		_, c.err = c.w.WriteString("0\r\n\r\n")
+	}
+	if c.err == nil {
+		c.err = c.w.Flush()
+	}
+	return c.err
+}
