@@ -145,7 +145,9 @@ func liveLine(f *flow.Flow, newDest bool) string {
 				kinds = append(kinds, label)
 			}
 		}
-		sort.SliceStable(kinds, func(i, j int) bool { return strings.HasPrefix(kinds[i], "sender_app") && !strings.HasPrefix(kinds[j], "sender_app") })
+		sort.SliceStable(kinds, func(i, j int) bool {
+			return strings.HasPrefix(kinds[i], "sender_app") && !strings.HasPrefix(kinds[j], "sender_app")
+		})
 		line += "  " + strings.Join(kinds, ", ")
 	}
 	for _, n := range f.Notes {

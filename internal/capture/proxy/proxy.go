@@ -316,7 +316,6 @@ func endpoint(addr string) flow.Endpoint {
 	return flow.Endpoint{Addr: ap.Addr().Unmap(), Port: ap.Port()}
 }
 
-
 // Serve runs the proxy on ln until ctx ends, then stops accepting, finishes
 // requests in flight (up to 5 s) and returns.
 func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
