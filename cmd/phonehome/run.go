@@ -33,6 +33,8 @@ type runOpts struct {
 	upstreamCA       []string
 	insecureUpstream bool
 	allow            []string
+	ignore           []string
+	intercept        []string
 	caDir            string
 	maxBody          int
 	detect           analyzeOpts // --profile, --trackers, --phone-region
@@ -65,6 +67,8 @@ session is stored and a summary is printed.`,
 	f.StringArrayVar(&o.upstreamCA, "upstream-ca", nil, "also trust this CA (PEM file) for upstream servers; repeatable")
 	f.BoolVar(&o.insecureUpstream, "insecure-upstream", false, "accept any upstream certificate (expired, self-signed, wrong name): for tests only")
 	f.StringArrayVar(&o.allow, "allow", nil, "only clients in this CIDR may use the proxy (repeatable; default: anyone who can reach the address)")
+	f.StringArrayVar(&o.ignore, "ignore-hosts", nil, "never decrypt hosts matching this pattern (\"*.bank.example\"); repeatable")
+	f.StringArrayVar(&o.intercept, "intercept", nil, "decrypt only hosts matching this pattern; others pass through; repeatable")
 	f.StringVar(&o.caDir, "ca-dir", "", "use the CA in this directory (default: the config directory, see phonehome ca)")
 	f.IntVar(&o.maxBody, "max-body", 1<<20, "bytes of each body kept for analysis and storage")
 	f.StringVar(&o.detect.profile, "profile", "", "YAML or JSON file of your own values to find in every form (see analyze --help)")
@@ -274,7 +278,8 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 		}
 	}()
 
-	p := proxy.New(proxy.Options{Minter: minter, Upstream: up, MaxBody: o.maxBody, Emit: emit, Allow: allow})
+	p := proxy.New(proxy.Options{Minter: minter, Upstream: up, MaxBody: o.maxBody, Emit: emit, Allow: allow,
+		Ignore: o.ignore, Intercept: o.intercept})
 	serveErr := p.Serve(ctx, ln)
 	close(queue)
 	wg.Wait()

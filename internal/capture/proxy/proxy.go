@@ -16,11 +16,13 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/netip"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"phonehome/internal/capture/hello"
 	"phonehome/internal/certs"
 	"phonehome/internal/flow"
 )
@@ -34,6 +36,8 @@ type Options struct {
 	Logger    *slog.Logger
 	Now       func() time.Time
 	Allow     []netip.Prefix // clients allowed; empty: everyone who can reach the listener
+	Ignore    []string       // host patterns (path.Match, "*.example.com") never intercepted
+	Intercept []string       // if set, only hosts matching one of these are intercepted
 	DialTimer time.Duration  // upstream dial timeout (default 15 s)
 }
 
@@ -42,6 +46,8 @@ type Proxy struct {
 	opts      Options
 	transport *http.Transport
 	wg        sync.WaitGroup // hijacked tunnels in progress
+	mu        sync.Mutex
+	pinned    map[string]bool // hosts whose clients refused our certificate
 }
 
 // New returns a proxy.
@@ -66,7 +72,7 @@ func New(opts Options) *Proxy {
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true, // forward what the client asked for, byte for byte
 	}
-	return &Proxy{opts: opts, transport: t}
+	return &Proxy{opts: opts, transport: t, pinned: map[string]bool{}}
 }
 
 // Close waits for hijacked tunnels and closes idle upstream connections.
@@ -200,15 +206,33 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Bytes the client sent after CONNECT may already sit in rw's buffer.
-	client := &bufferedConn{Conn: conn, r: rw.Reader}
-	tconn := tls.Server(client, &tls.Config{
+	client := bufio.NewReaderSize(&bufferedConn{Conn: conn, r: rw.Reader}, 16<<10)
+	first, err := client.Peek(5)
+	if err != nil {
+		return // the client went away without a word
+	}
+	if !hello.LooksLikeTLS(first) {
+		p.tunnel(client, conn, r.Host, host, r.RemoteAddr, nil, "not TLS: relayed as a raw tunnel")
+		return
+	}
+	sni := host
+	if ch, ok := peekHello(client); ok && ch.SNI != "" {
+		sni = ch.SNI
+	}
+	if why := p.passthrough(sni); why != "" {
+		p.tunnel(client, conn, r.Host, sni, r.RemoteAddr, &flow.TLSInfo{SNI: sni}, why)
+		return
+	}
+	tconn := tls.Server(&bufferedConn{Conn: conn, r: client}, &tls.Config{
 		GetCertificate: p.opts.Minter.GetCertificate(host),
 		NextProtos:     []string{"http/1.1"},
 	})
 	if err := tconn.HandshakeContext(r.Context()); err != nil {
-		f := &flow.Flow{Start: p.opts.Now(), End: p.opts.Now(), Host: host, Client: endpoint(r.RemoteAddr),
-			Transport: flow.TransportTLS, TLS: &flow.TLSInfo{SNI: host}}
-		f.Note("client refused phonehome's certificate (app pins its certificate or does not trust the CA): " + err.Error())
+		p.refused(sni)
+		f := &flow.Flow{Start: p.opts.Now(), End: p.opts.Now(), Host: sni, Client: endpoint(r.RemoteAddr),
+			Transport: flow.TransportTLS, TLS: &flow.TLSInfo{SNI: sni}}
+		f.Note("client refused phonehome's certificate (the app pins its certificate or does not trust the CA); " +
+			sni + " is passed through untouched from now on: " + err.Error())
 		p.emit(f)
 		return
 	}
@@ -230,6 +254,95 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// peekHello reads the ClientHello without consuming it.
+func peekHello(r *bufio.Reader) (hello.ClientHello, bool) {
+	head, err := r.Peek(5)
+	if err != nil {
+		return hello.ClientHello{}, false
+	}
+	n := 5 + (int(head[3])<<8 | int(head[4]))
+	b, err := r.Peek(min(n, r.Size()))
+	if err != nil && len(b) < n {
+		return hello.ClientHello{}, false
+	}
+	ch, err := hello.ParseClientHelloRecords(b)
+	return ch, err == nil
+}
+
+// passthrough says why host is not to be intercepted, or "" to intercept it.
+func (p *Proxy) passthrough(host string) string {
+	host = strings.ToLower(host)
+	for _, pat := range p.opts.Ignore {
+		if ok, _ := path.Match(strings.ToLower(pat), host); ok {
+			return "matches --ignore-hosts " + pat + ": passed through"
+		}
+	}
+	if len(p.opts.Intercept) > 0 {
+		hit := false
+		for _, pat := range p.opts.Intercept {
+			if ok, _ := path.Match(strings.ToLower(pat), host); ok {
+				hit = true
+			}
+		}
+		if !hit {
+			return "not in --intercept: passed through"
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pinned[host] {
+		return "refused phonehome's certificate before (pinned or CA not trusted): passed through"
+	}
+	return ""
+}
+
+func (p *Proxy) refused(host string) {
+	p.mu.Lock()
+	p.pinned[strings.ToLower(host)] = true
+	p.mu.Unlock()
+}
+
+// tunnel relays bytes between the client and the CONNECT target without
+// reading them, and records the connection's metadata.
+func (p *Proxy) tunnel(client *bufio.Reader, conn net.Conn, target, name, remote string, tlsInfo *flow.TLSInfo, why string) {
+	f := &flow.Flow{Start: p.opts.Now(), Host: name, Client: endpoint(remote), Transport: flow.TransportTCP, TLS: tlsInfo}
+	if tlsInfo != nil {
+		f.Transport = flow.TransportTLS
+	}
+	f.Note(why)
+	up, err := net.DialTimeout("tcp", target, p.opts.DialTimer)
+	if err != nil {
+		f.Note("upstream: " + err.Error())
+		f.End = p.opts.Now()
+		p.emit(f)
+		return
+	}
+	if ap, err := netip.ParseAddrPort(up.RemoteAddr().String()); err == nil {
+		f.Server = flow.Endpoint{Addr: ap.Addr().Unmap(), Port: ap.Port()}
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		f.BytesUp, _ = io.Copy(up, client)
+		closeWrite(up)
+	}()
+	f.BytesDown, _ = io.Copy(conn, up)
+	closeWrite(conn)
+	wg.Wait()
+	up.Close()
+	f.End = p.opts.Now()
+	p.emit(f)
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		return
+	}
+	c.Close()
 }
 
 // bufferedConn reads what the hijacked reader already buffered first.

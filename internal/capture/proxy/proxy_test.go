@@ -200,3 +200,90 @@ func waitGoroutines(t *testing.T, baseline int) {
 		t.Errorf("goroutines: %d, baseline %d\n%s", n, baseline, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+// connectThrough opens a CONNECT tunnel through the proxy.
+func connectThrough(t *testing.T, proxyURL, target string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(proxyURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
+	buf := make([]byte, len("HTTP/1.1 200 Connection established\r\n\r\n"))
+	if _, err := io.ReadFull(c, buf); err != nil || !strings.HasPrefix(string(buf), "HTTP/1.1 200") {
+		t.Fatalf("CONNECT: %v %q", err, buf)
+	}
+	return c
+}
+
+// TestPinnedClientPassesThrough: a client that trusts only the real server's
+// certificate (as a pinning app does) fails once, then is passed through.
+func TestPinnedClientPassesThrough(t *testing.T) {
+	baseline := runtime.NumGoroutine()
+	secure := upstream()
+	secure.StartTLS()
+	defer secure.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(secure.Certificate())
+	h := start(t, roots)
+	target := strings.TrimPrefix(secure.URL, "https://")
+	pinned := &tls.Config{RootCAs: roots, ServerName: "example.com"} // httptest's certificate names example.com
+
+	c := tls.Client(connectThrough(t, h.proxyURL, target), pinned)
+	if err := c.Handshake(); err == nil {
+		t.Fatal("the pinning client must refuse phonehome's certificate")
+	}
+	c.Close()
+
+	c = tls.Client(connectThrough(t, h.proxyURL, target), pinned)
+	if err := c.Handshake(); err != nil {
+		t.Fatalf("the second connection must reach the real server untouched: %v", err)
+	}
+	fmt.Fprintf(c, "GET /ads?x=1 HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+	body, _ := io.ReadAll(c)
+	c.Close()
+	if !strings.Contains(string(body), `"q":"x=1"`) {
+		t.Fatalf("answer through the passthrough: %q", body)
+	}
+	h.stop()
+	flows := h.got()
+	if len(flows) != 2 || flows[0].Transport != flow.TransportTLS || !strings.Contains(flows[0].Notes[0], "refused") {
+		t.Fatalf("flows: %+v", flows)
+	}
+	pass := flows[1]
+	if pass.Transport != flow.TransportTLS || pass.TLS.Decrypted || pass.TLS.SNI != "example.com" || pass.BytesUp == 0 || pass.BytesDown == 0 || !strings.Contains(pass.Notes[0], "passed through") {
+		t.Errorf("passthrough flow: %+v %+v", pass, pass.TLS)
+	}
+	waitGoroutines(t, baseline)
+}
+
+// TestRawTunnel: after CONNECT, bytes that are not TLS are relayed as they are.
+func TestRawTunnel(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		io.Copy(c, c) // echo
+		c.Close()
+	}()
+	h := start(t, nil)
+	c := connectThrough(t, h.proxyURL, ln.Addr().String())
+	fmt.Fprint(c, "hello, not TLS")
+	c.(*net.TCPConn).CloseWrite()
+	got, _ := io.ReadAll(c)
+	c.Close()
+	h.stop()
+	if string(got) != "hello, not TLS" {
+		t.Fatalf("echo through the tunnel: %q", got)
+	}
+	flows := h.got()
+	if len(flows) != 1 || flows[0].Transport != flow.TransportTCP || flows[0].BytesUp != 14 || flows[0].BytesDown != 14 {
+		t.Errorf("raw tunnel flow: %+v", flows)
+	}
+}
