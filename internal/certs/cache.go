@@ -87,6 +87,9 @@ func (m *Minter) Get(host string) (*tls.Certificate, error) {
 	return c.cert, c.err
 }
 
+// CA is the authority the minter signs with.
+func (m *Minter) CA() *CA { return m.ca }
+
 // Minted is how many certificates were signed so far.
 func (m *Minter) Minted() int {
 	m.mu.Lock()

@@ -107,6 +107,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.connect(w, r)
 		return
 	}
+	if p.servesCertPage(w, r) {
+		return
+	}
 	if !r.URL.IsAbs() {
 		http.Error(w, "phonehome is a proxy: set it as your device's HTTP proxy and request absolute URLs", http.StatusBadRequest)
 		return

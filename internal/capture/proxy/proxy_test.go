@@ -287,3 +287,31 @@ func TestRawTunnel(t *testing.T) {
 		t.Errorf("raw tunnel flow: %+v", flows)
 	}
 }
+
+func TestCertificatePage(t *testing.T) {
+	h := start(t, nil)
+	defer h.stop()
+	page, err := curl(t, "-x", h.proxyURL, "http://phonehome.cert/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, _ := os.ReadFile(h.caFile)
+	block, _ := pem.Decode(caPEM)
+	ca, _ := x509.ParseCertificate(block.Bytes)
+	for _, want := range []string{"Android 7 and later", "iPhone", "Windows", "macOS", "Linux", "Firefox", `href="/ca.der"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+	der, err := curl(t, "-x", h.proxyURL, "http://phonehome.cert/ca.der")
+	if err != nil || der != string(ca.Raw) {
+		t.Errorf("ca.der is not the CA: %v", err)
+	}
+	crt, _ := curl(t, "-x", h.proxyURL, "http://phonehome.cert/ca.crt")
+	if crt != string(caPEM) {
+		t.Errorf("ca.crt differs from the CA file")
+	}
+	if len(h.got()) != 0 {
+		t.Error("the certificate page is phonehome's own traffic, not recorded")
+	}
+}
