@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -129,7 +130,12 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, scheme, client s
 	f.Request = req
 	out := r.Clone(r.Context())
 	out.RequestURI = ""
+	upgrade := upgradeProto(r.Header)
 	removeHopHeaders(out.Header)
+	if upgrade != "" { // WebSocket and friends: the hop headers are the point
+		out.Header.Set("Connection", "Upgrade")
+		out.Header.Set("Upgrade", upgrade)
+	}
 	reqBody := &recorder{max: p.opts.MaxBody}
 	if r.Body != nil && r.Body != http.NoBody {
 		reqBody.r = r.Body
@@ -159,6 +165,10 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, scheme, client s
 	}
 	defer resp.Body.Close()
 	f.Server = flow.Endpoint{Addr: server.Addr().Unmap(), Port: server.Port()}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		p.switchProtocols(w, resp, f)
+		return
+	}
 	removeHopHeaders(resp.Header)
 	for k, vs := range resp.Header {
 		w.Header()[k] = vs
@@ -251,12 +261,64 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 			req.URL.Host = host
 		}
 		req.RemoteAddr = r.RemoteAddr
-		rw := newResponseWriter(tconn, req.Method)
+		rw := newResponseWriter(tconn, br, req.Method)
 		p.forward(rw, req.WithContext(r.Context()), "https", r.RemoteAddr)
 		if err := rw.finish(); err != nil || req.Close || rw.close {
 			return
 		}
 	}
+}
+
+// upgradeProto returns the protocol a request asks to switch to, or "".
+func upgradeProto(h http.Header) string {
+	for _, v := range h.Values("Connection") {
+		for _, tok := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return h.Get("Upgrade")
+			}
+		}
+	}
+	return ""
+}
+
+// switchProtocols completes an upgrade (a WebSocket, usually): the 101 goes to
+// the client, and from then on bytes are relayed both ways and counted.
+func (p *Proxy) switchProtocols(w http.ResponseWriter, resp *http.Response, f *flow.Flow) {
+	f.Response = &flow.Response{Status: resp.StatusCode, Reason: "Switching Protocols", Proto: resp.Proto, Headers: headers(resp.Header, "")}
+	upstream, ok := resp.Body.(io.ReadWriteCloser)
+	hj, ok2 := w.(http.Hijacker)
+	if !ok || !ok2 {
+		f.Note("upgrade could not be relayed")
+		f.End = p.opts.Now()
+		p.emit(f)
+		return
+	}
+	conn, brw, err := hj.Hijack()
+	if err != nil {
+		f.Note("upgrade: " + err.Error())
+		p.emit(f)
+		return
+	}
+	defer conn.Close()
+	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\n")
+	resp.Header.Write(brw)
+	brw.WriteString("\r\n")
+	if err := brw.Flush(); err != nil {
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		f.BytesUp, _ = io.Copy(upstream, brw.Reader)
+		upstream.Close()
+	}()
+	f.BytesDown, _ = io.Copy(conn, upstream)
+	closeWrite(conn)
+	wg.Wait()
+	f.Note(fmt.Sprintf("%s: %d bytes up, %d down after the upgrade", resp.Header.Get("Upgrade"), f.BytesUp, f.BytesDown))
+	f.End = p.opts.Now()
+	p.emit(f)
 }
 
 // peekHello reads the ClientHello without consuming it.

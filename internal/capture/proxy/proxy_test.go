@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -19,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/net/websocket"
 
 	"phonehome/internal/certs"
 	"phonehome/internal/flow"
@@ -313,5 +316,72 @@ func TestCertificatePage(t *testing.T) {
 	}
 	if len(h.got()) != 0 {
 		t.Error("the certificate page is phonehome's own traffic, not recorded")
+	}
+}
+
+// wsFrame builds a masked client text frame.
+func wsFrame(msg string) []byte {
+	mask := []byte{1, 2, 3, 4}
+	b := []byte{0x81, 0x80 | byte(len(msg))}
+	b = append(b, mask...)
+	for i := 0; i < len(msg); i++ {
+		b = append(b, msg[i]^mask[i%4])
+	}
+	return b
+}
+
+// TestWebSocket relays a WebSocket through the proxy, in clear and inside an
+// intercepted tunnel, against golang.org/x/net/websocket's echo server.
+func TestWebSocket(t *testing.T) {
+	echo := httptest.NewUnstartedServer(websocket.Handler(func(c *websocket.Conn) { io.Copy(c, c) }))
+	echo.StartTLS()
+	defer echo.Close()
+	plainEcho := httptest.NewServer(websocket.Handler(func(c *websocket.Conn) { io.Copy(c, c) }))
+	defer plainEcho.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(echo.Certificate())
+	h := start(t, roots)
+	caPEM, _ := os.ReadFile(h.caFile)
+	block, _ := pem.Decode(caPEM)
+	ca, _ := x509.ParseCertificate(block.Bytes)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+
+	try := func(c net.Conn, url, host string) {
+		t.Helper()
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: http://%s\r\n\r\n", url, host, host)
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 101 {
+			t.Fatalf("upgrade through the proxy: %v %v", err, resp)
+		}
+		c.Write(wsFrame("android_id=3b6f1e0a9c2d4f81"))
+		head := make([]byte, 2)
+		io.ReadFull(br, head)
+		msg := make([]byte, head[1]&0x7f)
+		io.ReadFull(br, msg)
+		if string(msg) != "android_id=3b6f1e0a9c2d4f81" {
+			t.Errorf("echo: %q", msg)
+		}
+		c.Close()
+	}
+	plainHost := strings.TrimPrefix(plainEcho.URL, "http://")
+	c, _ := net.Dial("tcp", strings.TrimPrefix(h.proxyURL, "http://"))
+	try(c, plainEcho.URL+"/", plainHost)
+
+	target := strings.TrimPrefix(echo.URL, "https://")
+	tc := tls.Client(connectThrough(t, h.proxyURL, target), &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	try(tc, "/", target)
+
+	time.Sleep(100 * time.Millisecond)
+	h.stop()
+	flows := h.got()
+	if len(flows) != 2 {
+		t.Fatalf("want 2 flows, got %d", len(flows))
+	}
+	for _, f := range flows {
+		if f.Response == nil || f.Response.Status != 101 || f.BytesUp == 0 || f.BytesDown == 0 {
+			t.Errorf("WebSocket flow: %+v", f)
+		}
 	}
 }

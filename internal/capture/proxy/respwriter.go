@@ -2,8 +2,9 @@ package proxy
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
-	"io"
+	"net"
 	"net/http"
 	"strings"
 )
@@ -11,7 +12,10 @@ import (
 // connWriter writes HTTP/1.1 responses onto a decrypted client connection,
 // streaming bodies of unknown length with chunked encoding.
 type connWriter struct {
+	conn    net.Conn
+	r       *bufio.Reader
 	w       *bufio.Writer
+	hijack  bool
 	h       http.Header
 	method  string
 	wrote   bool
@@ -21,8 +25,14 @@ type connWriter struct {
 	err     error
 }
 
-func newResponseWriter(c io.Writer, method string) *connWriter {
-	return &connWriter{w: bufio.NewWriterSize(c, 32<<10), h: http.Header{}, method: method}
+func newResponseWriter(c net.Conn, r *bufio.Reader, method string) *connWriter {
+	return &connWriter{conn: c, r: r, w: bufio.NewWriterSize(c, 32<<10), h: http.Header{}, method: method}
+}
+
+// Hijack hands the connection over (for a protocol upgrade); the request loop ends.
+func (c *connWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c.hijack = true
+	return c.conn, bufio.NewReadWriter(c.r, c.w), nil
 }
 
 func (c *connWriter) Header() http.Header { return c.h }
@@ -69,8 +79,14 @@ func (c *connWriter) Write(b []byte) (int, error) {
 // Flush sends what is buffered, so streamed bodies reach the client as they come.
 func (c *connWriter) Flush() { c.err = c.w.Flush() }
 
+// errHijacked ends the request loop after a protocol upgrade.
+var errHijacked = errors.New("connection taken over")
+
 // finish ends the response.
 func (c *connWriter) finish() error {
+	if c.hijack {
+		return errHijacked
+	}
 	if !c.wrote {
 		c.WriteHeader(http.StatusOK)
 	}
