@@ -23,6 +23,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/http2"
+
 	"phonehome/internal/capture/hello"
 	"phonehome/internal/certs"
 	"phonehome/internal/flow"
@@ -238,7 +240,7 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 	}
 	tconn := tls.Server(&bufferedConn{Conn: conn, r: client}, &tls.Config{
 		GetCertificate: p.opts.Minter.GetCertificate(host),
-		NextProtos:     []string{"http/1.1"},
+		NextProtos:     []string{"h2", "http/1.1"}, // what the client gets is chosen apart from what the server speaks
 	})
 	if err := tconn.HandshakeContext(r.Context()); err != nil {
 		p.refused(sni)
@@ -250,6 +252,10 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer tconn.Close()
+	if tconn.ConnectionState().NegotiatedProtocol == "h2" {
+		p.serveH2(r.Context(), tconn, r.Host, host, portStr, r.RemoteAddr)
+		return
+	}
 	br := bufio.NewReader(tconn)
 	for {
 		req, err := http.ReadRequest(br)
@@ -267,6 +273,21 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// serveH2 serves the requests of an HTTP/2 client on a decrypted connection.
+func (p *Proxy) serveH2(ctx context.Context, conn net.Conn, authority, host, port, remote string) {
+	srv := &http2.Server{}
+	srv.ServeConn(conn, &http2.ServeConnOpts{
+		Context: ctx,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			req.URL.Scheme, req.URL.Host = "https", authority
+			if port == "443" {
+				req.URL.Host = host
+			}
+			p.forward(w, req, "https", remote)
+		}),
+	})
 }
 
 // upgradeProto returns the protocol a request asks to switch to, or "".

@@ -385,3 +385,51 @@ func TestWebSocket(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTP2Client: curl speaks HTTP/2 to the proxy's intercepted tunnel while
+// the proxy speaks whatever the server offers.
+func TestHTTP2Client(t *testing.T) {
+	secure := upstream()
+	secure.StartTLS()
+	defer secure.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(secure.Certificate())
+	h := start(t, roots)
+	out, err := curl(t, "--http2", "-x", h.proxyURL, "--cacert", h.caFile, "-w", " %{http_version}", secure.URL+"/ads?gaid=38400000-8cf0-11bd-b23e-10b96e40000d")
+	if err != nil || !strings.HasSuffix(out, " 2") || !strings.Contains(out, "gaid=") {
+		t.Fatalf("HTTP/2 through the proxy: %v %q", err, out)
+	}
+	h.stop()
+	flows := h.got()
+	if len(flows) != 1 || flows[0].Request.Proto != "HTTP/2.0" || flows[0].Transport != flow.TransportHTTPS {
+		t.Errorf("flows: %+v", flows)
+	}
+}
+
+// TestFileDescriptors: a run of requests leaves no descriptor open.
+func TestFileDescriptors(t *testing.T) {
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip("no /proc/self/fd on this system")
+		}
+		return len(ents)
+	}
+	secure := upstream()
+	secure.StartTLS()
+	roots := x509.NewCertPool()
+	roots.AddCert(secure.Certificate())
+	before := fds()
+	h := start(t, roots)
+	for i := 0; i < 5; i++ {
+		if _, err := curl(t, "-x", h.proxyURL, "--cacert", h.caFile, secure.URL+"/ads"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.stop()
+	secure.Close()
+	time.Sleep(100 * time.Millisecond)
+	if after := fds(); after > before {
+		t.Errorf("file descriptors: %d before, %d after", before, after)
+	}
+}
