@@ -3,8 +3,10 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -431,5 +433,50 @@ func TestFileDescriptors(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if after := fds(); after > before {
 		t.Errorf("file descriptors: %d before, %d after", before, after)
+	}
+}
+
+// TestChromium browses a local HTTPS site through the proxy with headless
+// Chromium, which trusts phonehome's CA by its key hash.
+func TestChromium(t *testing.T) {
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("chromium is not installed (Debian package chromium)")
+	}
+	site := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprint(w, `<html><body><h1 id="x">hello from the site</h1><img src="/pixel?uid=8837261&screen=1920x1080"></body></html>`)
+	}))
+	site.StartTLS()
+	defer site.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(site.Certificate())
+	h := start(t, roots)
+	caPEM, _ := os.ReadFile(h.caFile)
+	block, _ := pem.Decode(caPEM)
+	ca, _ := x509.ParseCertificate(block.Bytes)
+	spki := sha256.Sum256(ca.RawSubjectPublicKeyInfo)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
+		"--user-data-dir="+t.TempDir(), "--proxy-server="+h.proxyURL, "--proxy-bypass-list=<-loopback>",
+		"--ignore-certificate-errors-spki-list="+base64.StdEncoding.EncodeToString(spki[:]),
+		"--dump-dom", site.URL+"/page")
+	out, err := cmd.Output()
+	if err != nil || !strings.Contains(string(out), "hello from the site") {
+		t.Fatalf("Chromium through the proxy: %v\n%s", err, out)
+	}
+	h.stop()
+	var page, pixel bool
+	for _, f := range h.got() {
+		if f.Request == nil || f.Transport != flow.TransportHTTPS || !f.TLS.Decrypted {
+			continue
+		}
+		page = page || strings.HasSuffix(f.Request.URL, "/page")
+		pixel = pixel || strings.Contains(f.Request.URL, "/pixel?uid=8837261")
+	}
+	if !page || !pixel {
+		t.Errorf("Chromium's requests must be decrypted and recorded: page %v pixel %v", page, pixel)
 	}
 }
