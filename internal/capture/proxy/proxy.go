@@ -23,8 +23,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/net/http2"
-
 	"phonehome/internal/capture/hello"
 	"phonehome/internal/certs"
 	"phonehome/internal/flow"
@@ -253,7 +251,7 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 	}
 	defer tconn.Close()
 	if tconn.ConnectionState().NegotiatedProtocol == "h2" {
-		p.serveH2(r.Context(), tconn, r.Host, host, portStr, r.RemoteAddr)
+		p.serveH2(tconn, r.Host, host, portStr, r.RemoteAddr)
 		return
 	}
 	br := bufio.NewReader(tconn)
@@ -275,11 +273,11 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// serveH2 serves the requests of an HTTP/2 client on a decrypted connection.
-func (p *Proxy) serveH2(ctx context.Context, conn net.Conn, authority, host, port, remote string) {
-	srv := &http2.Server{}
-	srv.ServeConn(conn, &http2.ServeConnOpts{
-		Context: ctx,
+// serveH2 serves the requests of an HTTP/2 client on a decrypted connection,
+// with net/http's HTTP/2 server over a listener that yields just this conn.
+func (p *Proxy) serveH2(conn *tls.Conn, authority, host, port, remote string) {
+	ln := &oneConn{conn: conn, done: make(chan struct{})}
+	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			req.URL.Scheme, req.URL.Host = "https", authority
 			if port == "443" {
@@ -287,8 +285,42 @@ func (p *Proxy) serveH2(ctx context.Context, conn net.Conn, authority, host, por
 			}
 			p.forward(w, req, "https", remote)
 		}),
-	})
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateClosed || st == http.StateHijacked {
+				ln.Close()
+			}
+		},
+	}
+	srv.Serve(ln)
 }
+
+// oneConn is a listener that accepts one connection, then waits to be closed.
+type oneConn struct {
+	conn net.Conn
+	once sync.Once
+	done chan struct{}
+	used bool
+	mu   sync.Mutex
+}
+
+func (l *oneConn) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	if !l.used {
+		l.used = true
+		l.mu.Unlock()
+		return l.conn, nil
+	}
+	l.mu.Unlock()
+	<-l.done
+	return nil, net.ErrClosed
+}
+
+func (l *oneConn) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *oneConn) Addr() net.Addr { return l.conn.LocalAddr() }
 
 // upgradeProto returns the protocol a request asks to switch to, or "".
 func upgradeProto(h http.Header) string {
