@@ -136,10 +136,16 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, scheme, client s
 		out.Header.Set("Connection", "Upgrade")
 		out.Header.Set("Upgrade", upgrade)
 	}
-	reqBody := &recorder{max: p.opts.MaxBody}
+	var reqBody *recorder
 	if r.Body != nil && r.Body != http.NoBody {
-		reqBody.r = r.Body
+		reqBody = newRecorder(r.Body, p.opts.MaxBody)
 		out.Body = reqBody
+	}
+	requestBody := func() flow.Body {
+		if reqBody == nil {
+			return flow.Body{}
+		}
+		return reqBody.body(2 * time.Second)
 	}
 	var server netip.AddrPort
 	out = out.WithContext(httptrace.WithClientTrace(out.Context(), &httptrace.ClientTrace{
@@ -148,9 +154,9 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, scheme, client s
 		},
 	}))
 	resp, err := p.transport.RoundTrip(out)
-	req.Body = reqBody.body()
-	f.BytesUp = req.Body.Size
 	if err != nil {
+		req.Body = requestBody()
+		f.BytesUp = req.Body.Size
 		f.Note("upstream: " + err.Error())
 		f.End = p.opts.Now()
 		p.emit(f)
@@ -174,10 +180,13 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, scheme, client s
 		w.Header()[k] = vs
 	}
 	w.WriteHeader(resp.StatusCode)
-	rec := &recorder{r: resp.Body, max: p.opts.MaxBody}
+	rec := newRecorder(resp.Body, p.opts.MaxBody)
 	_, copyErr := io.Copy(flushWriter{w}, rec)
+	rec.Close()
 	f.Response = &flow.Response{Status: resp.StatusCode, Reason: strings.TrimSpace(strings.TrimPrefix(resp.Status, strconv.Itoa(resp.StatusCode))),
-		Proto: resp.Proto, Headers: headers(resp.Header, ""), Body: rec.body()}
+		Proto: resp.Proto, Headers: headers(resp.Header, ""), Body: rec.body(0)}
+	req.Body = requestBody()
+	f.BytesUp = req.Body.Size
 	if copyErr != nil {
 		f.Response.Body.Incomplete = true
 		f.Note("response cut: " + copyErr.Error())
@@ -471,12 +480,21 @@ type bufferedConn struct {
 
 func (c *bufferedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
 
-// recorder passes a body through and keeps its first max bytes.
+// recorder passes a body through and keeps its first max bytes. The
+// transport may still be reading a request body after RoundTrip returns, so
+// the record is locked and complete only once the body is closed.
 type recorder struct {
-	r    io.ReadCloser
-	max  int
-	data []byte
-	size int64
+	r      io.ReadCloser
+	max    int
+	mu     sync.Mutex
+	data   []byte
+	size   int64
+	once   sync.Once
+	closed chan struct{}
+}
+
+func newRecorder(r io.ReadCloser, max int) *recorder {
+	return &recorder{r: r, max: max, closed: make(chan struct{})}
 }
 
 func (rc *recorder) Read(b []byte) (int, error) {
@@ -484,22 +502,33 @@ func (rc *recorder) Read(b []byte) (int, error) {
 		return 0, io.EOF
 	}
 	n, err := rc.r.Read(b)
+	rc.mu.Lock()
 	rc.size += int64(n)
 	if room := rc.max - len(rc.data); room > 0 {
 		rc.data = append(rc.data, b[:min(n, room)]...)
 	}
+	rc.mu.Unlock()
 	return n, err
 }
 
 func (rc *recorder) Close() error {
+	rc.once.Do(func() { close(rc.closed) })
 	if rc.r == nil {
 		return nil
 	}
 	return rc.r.Close()
 }
 
-func (rc *recorder) body() flow.Body {
-	return flow.Body{Data: rc.data, Size: rc.size, Truncated: int64(len(rc.data)) < rc.size}
+// body returns what was recorded, waiting up to wait for the body to be closed.
+func (rc *recorder) body(wait time.Duration) flow.Body {
+	select {
+	case <-rc.closed:
+	case <-time.After(wait):
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	data := append([]byte(nil), rc.data...)
+	return flow.Body{Data: data, Size: rc.size, Truncated: int64(len(data)) < rc.size}
 }
 
 // flushWriter flushes after each write so streamed responses stream.
