@@ -263,3 +263,27 @@ func TestFindingsAreStored(t *testing.T) {
 		t.Errorf("stored findings: imei %d, flows with an owner %d", imei, owners)
 	}
 }
+
+// TestReportMatchesAnalyze: a stored session reads back as analyze showed it.
+func TestReportMatchesAnalyze(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "r.db")
+	direct, _, code := phonehome(t, "analyze", "--example", "--db", db, "--session", "example")
+	if code != 0 {
+		t.Fatal("analyze failed")
+	}
+	stored, errOut, code := phonehome(t, "report", "--db", db)
+	if code != 0 {
+		t.Fatalf("report: %s", errOut)
+	}
+	if !strings.HasPrefix(stored, `session "example"`) || !strings.HasSuffix(stored, direct) {
+		t.Errorf("report differs from analyze:\n%s\n---\n%s", stored, direct)
+	}
+	js, _, _ := phonehome(t, "report", "--db", db, "--format", "json")
+	if strings.Count(js, `"type":"finding"`) < 50 || strings.Count(js, `"type":"flow"`) != 22 {
+		t.Errorf("JSON report: %d findings, %d flows", strings.Count(js, `"type":"finding"`), strings.Count(js, `"type":"flow"`))
+	}
+	_, errOut, code = phonehome(t, "report", "--db", db, "--session", "nope")
+	if code != 1 || !strings.Contains(errOut, "example") {
+		t.Errorf("unknown session must list the ones there are: %s", errOut)
+	}
+}
