@@ -3,13 +3,18 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -46,6 +51,11 @@ func (h *harness) got() []*flow.Flow {
 
 func start(t *testing.T, upstreamRoots *x509.CertPool) *harness {
 	t.Helper()
+	return startWith(t, &tls.Config{RootCAs: upstreamRoots})
+}
+
+func startWith(t *testing.T, upstreamTLS *tls.Config) *harness {
+	t.Helper()
 	dir := t.TempDir()
 	ca, _, err := certs.LoadOrCreate(dir, certs.Options{})
 	if err != nil {
@@ -56,7 +66,7 @@ func start(t *testing.T, upstreamRoots *x509.CertPool) *harness {
 		t.Fatal(err)
 	}
 	h := &harness{caFile: filepath.Join(dir, certs.CertFile), done: make(chan struct{})}
-	p := New(Options{Minter: m, Upstream: &tls.Config{RootCAs: upstreamRoots}, MaxBody: 1 << 16,
+	p := New(Options{Minter: m, Upstream: upstreamTLS, MaxBody: 1 << 16,
 		Emit: func(f *flow.Flow) { h.mu.Lock(); h.flows = append(h.flows, f); h.mu.Unlock() }})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -478,5 +488,39 @@ func TestChromium(t *testing.T) {
 	}
 	if !page || !pixel {
 		t.Errorf("Chromium's requests must be decrypted and recorded: page %v pixel %v", page, pixel)
+	}
+}
+
+// TestExpiredUpstream: an upstream whose certificate has expired is an error
+// the client sees, unless the proxy was told to accept it.
+func TestExpiredUpstream(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	cert, _ := x509.ParseCertificate(der)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "stale") }))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	srv.StartTLS()
+	defer srv.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+
+	h := start(t, roots)
+	out, _ := curl(t, "-x", h.proxyURL, "--cacert", h.caFile, srv.URL+"/")
+	h.stop()
+	if !strings.Contains(out, "not trusted") || !strings.Contains(out, "expired") || !strings.Contains(out, "--insecure-upstream") {
+		t.Errorf("an expired upstream certificate must be shown, with what to do: %q", out)
+	}
+	if fl := h.got(); len(fl) != 1 || len(fl[0].Notes) == 0 || !strings.Contains(fl[0].Notes[0], "expired") {
+		t.Errorf("and recorded on the flow: %+v", fl)
+	}
+
+	h2 := startWith(t, &tls.Config{InsecureSkipVerify: true})
+	out, err := curl(t, "-x", h2.proxyURL, "--cacert", h2.caFile, srv.URL+"/")
+	h2.stop()
+	if err != nil || out != "stale" {
+		t.Errorf("--insecure-upstream accepts it: %v %q", err, out)
 	}
 }
