@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -117,12 +118,12 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 	out = bw
 	ctx := cmd.Context()
 
-	engine, err := newEngine(o, stderr)
-	if err != nil {
-		return err
-	}
 	var sinks []flowSink
 	if !o.noDetect {
+		engine, err := newEngine(o, stderr)
+		if err != nil {
+			return err
+		}
 		sinks = append(sinks, func(f *flow.Flow) error { engine.Inspect(f); return nil })
 	}
 	summary := report.NewSummary()
@@ -130,19 +131,15 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 
 	nextID := int64(0)
 	if o.db != "" {
-		st, err := store.Open(ctx, o.db, store.Options{MaxBody: o.maxBody})
-		if err != nil {
-			return err
-		}
-		defer st.Close()
 		name := o.session
 		if name == "" {
 			name = defaultSessionName(o, files)
 		}
-		sess, err := st.CreateSession(ctx, name, time.Now(), strings.Join(sourceNames(o, files), ", "))
+		st, sess, err := openSession(ctx, o.db, name, strings.Join(sourceNames(o, files), ", "), o.maxBody)
 		if err != nil {
 			return err
 		}
+		defer st.Close()
 		w := st.Writer(ctx, sess)
 		defer func() {
 			if err := w.Close(); err != nil {
@@ -219,6 +216,20 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 		return exitError{1}
 	}
 	return nil
+}
+
+// openSession opens (or creates) the store at path and starts a session in it.
+func openSession(ctx context.Context, path, name, source string, maxBody int) (*store.Store, store.Session, error) {
+	st, err := store.Open(ctx, path, store.Options{MaxBody: maxBody})
+	if err != nil {
+		return nil, store.Session{}, err
+	}
+	sess, err := st.CreateSession(ctx, name, time.Now(), source)
+	if err != nil {
+		st.Close()
+		return nil, store.Session{}, err
+	}
+	return st, sess, nil
 }
 
 // newEngine builds the detection engine with the built-in knowledge and the

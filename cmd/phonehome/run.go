@@ -23,7 +23,6 @@ import (
 	"phonehome/internal/detect"
 	"phonehome/internal/flow"
 	"phonehome/internal/report"
-	"phonehome/internal/store"
 )
 
 type runOpts struct {
@@ -200,19 +199,15 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	st, err := store.Open(ctx, o.db, store.Options{MaxBody: o.maxBody})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
 	name := o.session
 	if name == "" {
 		name = "run " + time.Now().Format("2006-01-02 15:04:05")
 	}
-	sess, err := st.CreateSession(context.Background(), name, time.Now(), "proxy "+o.listen)
+	st, sess, err := openSession(ctx, o.db, name, "proxy "+o.listen, o.maxBody)
 	if err != nil {
 		return err
 	}
+	defer st.Close()
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("run: listen on %s: %w (is another proxy running? choose another port with --listen)", o.listen, err)

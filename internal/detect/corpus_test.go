@@ -40,7 +40,7 @@ type corpusEntry struct {
 	} `yaml:"labels"`
 }
 
-func (c corpusEntry) request(t *testing.T) *flow.Request {
+func (c corpusEntry) request(t testing.TB) *flow.Request {
 	r := &flow.Request{Method: c.Method, URL: c.URL}
 	names := make([]string, 0, len(c.Headers))
 	for k := range c.Headers {
@@ -103,6 +103,20 @@ func (s score) recall() float64 {
 		return 1
 	}
 	return float64(s.tp) / float64(s.tp+s.fn)
+}
+
+// loadCorpus reads a labelled request file from testdata.
+func loadCorpus(t testing.TB, name string) []corpusEntry {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []corpusEntry
+	if err := yaml.Unmarshal(b, &entries); err != nil {
+		t.Fatal(err)
+	}
+	return entries
 }
 
 func evaluate(t *testing.T, e *Engine, entries []corpusEntry) (map[string]*score, score) {
@@ -173,14 +187,7 @@ func table(per map[string]*score, all score) string {
 
 // TestCorpusPrecisionRecall measures detection on the labelled corpus.
 func TestCorpusPrecisionRecall(t *testing.T) {
-	b, err := os.ReadFile("testdata/corpus.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var entries []corpusEntry
-	if err := yaml.Unmarshal(b, &entries); err != nil {
-		t.Fatal(err)
-	}
+	entries := loadCorpus(t, "corpus.yaml")
 	e := New(trackers.Builtin(), pii.New(""), decode.Limits{})
 	per, all := evaluate(t, e, entries)
 	t.Logf("without a profile, %d requests:\n%s", len(entries), table(per, all))
@@ -270,20 +277,12 @@ func TestProfileRecall(t *testing.T) {
 // BenchmarkInspectCorpus inspects every corpus request once per iteration and
 // reports the mean time per request: the "typical tracker request" figure.
 func BenchmarkInspectCorpus(b *testing.B) {
-	raw, err := os.ReadFile("testdata/corpus.yaml")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var entries []corpusEntry
-	if err := yaml.Unmarshal(raw, &entries); err != nil {
-		b.Fatal(err)
-	}
-	t := &testing.T{}
+	entries := loadCorpus(b, "corpus.yaml")
 	var reqs []*flow.Request
 	var hosts []string
 	size := 0
 	for _, c := range entries {
-		r := c.request(t)
+		r := c.request(b)
 		reqs = append(reqs, r)
 		u, _ := url.Parse(c.URL)
 		hosts = append(hosts, u.Hostname())
@@ -306,14 +305,7 @@ func BenchmarkInspectCorpus(b *testing.B) {
 // test fails only when precision drops, since a false positive is what
 // destroys trust.
 func TestHeldOut(t *testing.T) {
-	b, err := os.ReadFile("testdata/heldout.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var entries []corpusEntry
-	if err := yaml.Unmarshal(b, &entries); err != nil {
-		t.Fatal(err)
-	}
+	entries := loadCorpus(t, "heldout.yaml")
 	e := New(trackers.Builtin(), pii.New(""), decode.Limits{})
 	per, all := evaluate(t, e, entries)
 	t.Logf("held out, %d requests:\n%s", len(entries), table(per, all))

@@ -91,7 +91,10 @@ func (s *Summary) Add(f *flow.Flow) {
 	if f.App != "" {
 		d.Apps[f.App]++
 	}
-	counted := map[string]bool{} // a value repeated inside one request counts once
+	var counted map[string]bool // a value repeated inside one request counts once
+	if len(f.Findings) > 0 {
+		counted = map[string]bool{}
+	}
 	for _, x := range f.Findings {
 		if x.Context {
 			continue
