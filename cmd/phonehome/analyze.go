@@ -40,6 +40,7 @@ type analyzeOpts struct {
 	region     string
 	noDetect   bool
 	profile    string
+	evidence   string
 }
 
 func newAnalyzeCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -69,6 +70,7 @@ read before that point is still shown.`,
   phonehome analyze phone.pcapng
   phonehome analyze --flows session.har
   phonehome analyze --format json capture.pcap > flows.jsonl
+  phonehome analyze --format html -o report.html --evidence evidence/ phone.pcapng
   phonehome analyze --db phone.db --session before-opt-out phone.pcapng
   phonehome analyze --profile me.yaml --trackers easyprivacy.txt phone.pcapng`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -81,7 +83,8 @@ read before that point is still shown.`,
 	f := cmd.Flags()
 	f.BoolVar(&o.example, "example", false, "analyze the example phone session that ships with phonehome")
 	f.BoolVar(&o.flows, "flows", false, "list every flow instead of the table of destinations")
-	f.StringVar(&o.format, "format", "text", "output format: text or json (JSON Lines: a line per flow and one per finding)")
+	f.StringVar(&o.format, "format", "text", formatHelp+"; JSON has a line per flow, one per finding and a last \"report\" line")
+	f.StringVar(&o.evidence, "evidence", "", "also write an evidence pack into this directory: per party, the requests that carried personal data as HAR, with SHA-256 sums")
 	f.StringVar(&o.db, "db", "", "keep the session in this SQLite file (default: in memory, gone on exit)")
 	f.StringVar(&o.session, "session", "", "name of the session in the store (default: the file names and the time)")
 	f.IntVar(&o.maxBody, "max-body", 1<<20, "bytes of each request and response body kept for analysis and storage")
@@ -98,21 +101,21 @@ read before that point is still shown.`,
 type flowSink func(*flow.Flow) error
 
 func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr io.Writer) error {
-	if o.format != "text" && o.format != "json" {
-		return fmt.Errorf("analyze: unknown --format %q: use text or json", o.format)
+	if err := checkFormat("analyze", o.format); err != nil {
+		return err
 	}
 	if o.maxBody < 0 {
 		return fmt.Errorf("analyze: --max-body must be 0 or more bytes")
 	}
-	out := stdout
-	if o.output != "" {
-		fh, err := os.Create(o.output)
-		if err != nil {
-			return fmt.Errorf("analyze: %w", err)
-		}
-		defer fh.Close()
-		out = fh
+	if o.evidence != "" && o.noDetect {
+		return fmt.Errorf("analyze: --evidence needs detection: drop --no-detect")
 	}
+	out, closeOut, err := output("analyze", o.output, stdout)
+	if err != nil {
+		return err
+	}
+	defer closeOut()
+	color := colorful(out)
 	bw := bufio.NewWriterSize(out, 256<<10) // one write per flow line would be one syscall per flow
 	defer bw.Flush()
 	out = bw
@@ -127,7 +130,13 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 		sinks = append(sinks, func(f *flow.Flow) error { engine.Inspect(f); return nil })
 	}
 	summary := report.NewSummary()
+	summary.NoSchema = o.noDetect
 	sinks = append(sinks, func(f *flow.Flow) error { summary.Add(f); return nil })
+	addEvidence, finishEvidence, err := evidenceSink(o.evidence, stderr)
+	if err != nil {
+		return err
+	}
+	sinks = append(sinks, addEvidence)
 
 	nextID := int64(0)
 	if o.db != "" {
@@ -200,8 +209,11 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 	if sinkErr != nil {
 		return sinkErr
 	}
-	if o.format == "text" && !o.flows {
-		if err := summary.WriteText(out); err != nil {
+	if err := finishEvidence(); err != nil {
+		return err
+	}
+	if !o.flows || o.format != "text" {
+		if err := writeReport(out, o.format, summary, "", "", color); err != nil {
 			return err
 		}
 	}

@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -44,6 +47,10 @@ func golden(t *testing.T, name, got string) {
 	}
 }
 
+// afterFile is the example phone the next day, after opting out: the second
+// session of the before/after comparison.
+var afterFile = filepath.Join("..", "..", "internal", "example", "after", "xiaomi-after-opt-out.har")
+
 func TestAnalyzeExampleGolden(t *testing.T) {
 	for _, c := range []struct {
 		golden string
@@ -52,6 +59,15 @@ func TestAnalyzeExampleGolden(t *testing.T) {
 		{"analyze-example.txt", []string{"analyze", "--example"}},
 		{"analyze-example-flows.txt", []string{"analyze", "--example", "--flows"}},
 		{"analyze-example.jsonl", []string{"analyze", "--example", "--format", "json"}},
+		{"analyze-example.md", []string{"analyze", "--example", "--format", "markdown"}},
+		{"analyze-example.html", []string{"analyze", "--example", "--format", "html"}},
+		{"analyze-after.txt", []string{"analyze", afterFile}},
+		{"analyze-after.md", []string{"analyze", "--format", "markdown", afterFile}},
+		{"analyze-after.html", []string{"analyze", "--format", "html", afterFile}},
+		{"analyze-after.jsonl", []string{"analyze", "--format", "json", afterFile}},
+		{"diff-example.txt", []string{"diff", "--example"}},
+		{"diff-example.md", []string{"diff", "--example", "--format", "markdown"}},
+		{"diff-example.json", []string{"diff", "--example", "--format", "json"}},
 	} {
 		t.Run(c.golden, func(t *testing.T) {
 			out, errOut, code := phonehome(t, c.args...)
@@ -105,7 +121,7 @@ func TestAnalyzeBadInput(t *testing.T) {
 		t.Errorf("no files: %d %s", code, errOut)
 	}
 	_, errOut, code = phonehome(t, "analyze", "--format", "xml", good)
-	if code != 1 || !strings.Contains(errOut, "text or json") {
+	if code != 1 || !strings.Contains(errOut, "text, markdown, html, json") {
 		t.Errorf("bad format: %d %s", code, errOut)
 	}
 	_, errOut, code = phonehome(t, "analyze", filepath.Join(dir, "missing.pcap"))
@@ -285,5 +301,84 @@ func TestReportMatchesAnalyze(t *testing.T) {
 	_, errOut, code = phonehome(t, "report", "--db", db, "--session", "nope")
 	if code != 1 || !strings.Contains(errOut, "example") {
 		t.Errorf("unknown session must list the ones there are: %s", errOut)
+	}
+}
+
+func TestDiffStoredSessions(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "phone.db")
+	for _, c := range [][]string{
+		{"analyze", "--example", "--db", db, "--session", "before"},
+		{"analyze", "--db", db, "--session", "after", afterFile},
+	} {
+		if _, errOut, code := phonehome(t, c...); code != 0 {
+			t.Fatalf("%v: exit %d: %s", c, code, errOut)
+		}
+	}
+	stored, errOut, code := phonehome(t, "diff", "--db", db, "before", "after")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	fresh, _, _ := phonehome(t, "diff", "--example")
+	// the same comparison, whether the sessions come from the store or are read afresh
+	body := func(s string) string { return s[strings.Index(s, "\nAfter the change"):] }
+	if body(stored) != body(fresh) {
+		t.Errorf("diff of stored sessions differs from the diff of the captures:\n%s\n---\n%s", stored, fresh)
+	}
+	for _, want := range []string{"STILL SENT", "us.micardapi.micloud.xiaomi.net  phone_number", "STOPPED", "search_query", "NEW", "graph.facebook.com", "NOT RESET"} {
+		if !strings.Contains(stored, want) {
+			t.Errorf("diff lacks %q", want)
+		}
+	}
+	_, errOut, code = phonehome(t, "diff", "--db", db, "before", "nope")
+	if code == 0 || !strings.Contains(errOut, "nope") {
+		t.Errorf("an unknown session must be named: %d %s", code, errOut)
+	}
+	_, errOut, code = phonehome(t, "diff", "only-one.pcap")
+	if code == 0 || !strings.Contains(errOut, "name two") {
+		t.Errorf("one argument: %d %s", code, errOut)
+	}
+}
+
+func TestEvidencePack(t *testing.T) {
+	if _, err := exec.LookPath("sha256sum"); err != nil {
+		t.Skip("sha256sum not installed: it checks the pack as a recipient would")
+	}
+	dir := filepath.Join(t.TempDir(), "evidence")
+	_, errOut, code := phonehome(t, "analyze", "--example", "--evidence", dir)
+	if code != 0 || !strings.Contains(errOut, "evidence: 7 requests") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	check := exec.Command("sha256sum", "-c", "SHA256SUMS")
+	check.Dir = dir
+	if out, err := check.CombinedOutput(); err != nil || !strings.Contains(string(out), "xiaomi.har: OK") {
+		t.Fatalf("sha256sum -c: %v\n%s", err, out)
+	}
+	var m struct {
+		Files []struct {
+			File    string   `json:"file"`
+			Party   string   `json:"party"`
+			Entries int      `json:"entries"`
+			Kinds   []string `json:"kinds"`
+		} `json:"files"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Files) != 1 || m.Files[0].Party != "Xiaomi" || m.Files[0].Entries != 7 || !slices.Contains(m.Files[0].Kinds, "phone_number") {
+		t.Errorf("manifest: %+v", m)
+	}
+	// the HAR files read back as the flows that carried the data
+	out, errOut, code := phonehome(t, "analyze", "--format", "json", filepath.Join(dir, m.Files[0].File))
+	if code != 0 || strings.Count(out, `"type":"flow"`) != 7 || !strings.Contains(out, `"kind":"phone_number"`) {
+		t.Errorf("evidence HAR does not read back: %d %s", code, errOut)
+	}
+	// a second pack into the same directory would mix two; refused
+	_, errOut, code = phonehome(t, "analyze", "--example", "--evidence", dir)
+	if code == 0 || !strings.Contains(errOut, "already holds") {
+		t.Errorf("reusing a pack directory: %d %s", code, errOut)
 	}
 }

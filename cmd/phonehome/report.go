@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -13,8 +14,8 @@ import (
 	"phonehome/internal/store"
 )
 
-func newReportCmd(stdout io.Writer) *cobra.Command {
-	var db, session, format, output string
+func newReportCmd(stdout, stderr io.Writer) *cobra.Command {
+	var db, session, format, outPath, evidence string
 	var flows bool
 	cmd := &cobra.Command{
 		Use:   "report --db FILE [--session NAME]",
@@ -23,60 +24,61 @@ func newReportCmd(stdout io.Writer) *cobra.Command {
 way analyze shows a capture file: per destination, then what each received.
 Without --session the newest session is shown; phonehome sessions lists them.`,
 		Example: `  phonehome report --db phone.db
-  phonehome report --db phone.db --session before-opt-out --format json`,
+  phonehome report --db phone.db --session before-opt-out --format json
+  phonehome report --db phone.db --format html -o report.html --evidence evidence/`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if db == "" {
 				return fmt.Errorf("report: name the database with --db FILE (run and analyze --db write one)")
 			}
-			if format != "text" && format != "json" {
-				return fmt.Errorf("report: unknown --format %q: use text or json", format)
-			}
-			if _, err := os.Stat(db); err != nil {
-				return fmt.Errorf("report: %w", err)
+			if err := checkFormat("report", format); err != nil {
+				return err
 			}
 			ctx := cmd.Context()
-			st, err := store.Open(ctx, db, store.Options{})
+			st, sess, err := openStored(ctx, "report", db, session)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			sess, err := st.SessionByName(ctx, session)
+			out, closeOut, err := output("report", outPath, stdout)
 			if err != nil {
-				return fmt.Errorf("report: %w", err)
+				return err
 			}
-			out := stdout
-			if output != "" {
-				fh, err := os.Create(output)
-				if err != nil {
-					return fmt.Errorf("report: %w", err)
-				}
-				defer fh.Close()
-				out = fh
-			}
-			bw := bufio.NewWriter(out)
-			defer bw.Flush()
+			defer closeOut()
+			color := colorful(out)
+			bw := bufio.NewWriterSize(out, 256<<10)
 			summary := report.NewSummary()
 			jw := report.NewJSONWriter(bw)
-			err = st.Flows(ctx, sess, func(f *flow.Flow) error {
+			addEvidence, finishEvidence, err := evidenceSink(evidence, stderr)
+			if err != nil {
+				return err
+			}
+			// a report needs no response content; JSON lines and evidence do
+			readOpts := store.ReadOptions{Lean: format != "json" && !flows && evidence == ""}
+			err = pipelined(ctx, func(emit func(*flow.Flow) error) error { return st.FlowsWith(ctx, sess, readOpts, emit) }, func(f *flow.Flow) error {
 				switch {
 				case format == "json":
 					if err := jw.Flow(f); err != nil {
 						return err
 					}
-					return jw.Findings(f)
+					if err := jw.Findings(f); err != nil {
+						return err
+					}
 				case flows:
 					return report.FlowLine(bw, f)
 				}
 				summary.Add(f)
-				return nil
+				return addEvidence(f)
 			})
 			if err != nil {
 				return err
 			}
-			if format == "text" && !flows {
-				fmt.Fprintf(bw, "session %q (%s, %s)\n", sess.Name, sess.Source, sess.Started.Format("2006-01-02 15:04:05"))
-				if err := summary.WriteText(bw); err != nil {
+			if err := finishEvidence(); err != nil {
+				return err
+			}
+			if !flows || format != "text" {
+				source := fmt.Sprintf("%s, %s", sess.Source, sess.Started.Format("2006-01-02 15:04:05"))
+				if err := writeReport(bw, format, summary, sess.Name, source, color); err != nil {
 					return err
 				}
 			}
@@ -86,8 +88,79 @@ Without --session the newest session is shown; phonehome sessions lists them.`,
 	f := cmd.Flags()
 	f.StringVar(&db, "db", "", "the SQLite file written by run or analyze --db")
 	f.StringVar(&session, "session", "", "the session to show (default: the newest)")
-	f.StringVar(&format, "format", "text", "output format: text or json (JSON Lines, as analyze writes)")
+	f.StringVar(&format, "format", "text", formatHelp)
+	f.StringVar(&evidence, "evidence", "", "also write an evidence pack into this directory: per party, the requests that carried personal data as HAR, with SHA-256 sums")
 	f.BoolVar(&flows, "flows", false, "list every flow instead of the table of destinations")
-	f.StringVarP(&output, "output", "o", "", "write to this file instead of standard output")
+	f.StringVarP(&outPath, "output", "o", "", "write to this file instead of standard output")
 	return cmd
+}
+
+// openStored opens an existing store and finds a session in it (the newest
+// when name is empty).
+func openStored(ctx context.Context, cmd, db, name string) (*store.Store, store.Session, error) {
+	if _, err := os.Stat(db); err != nil {
+		return nil, store.Session{}, fmt.Errorf("%s: %w", cmd, err)
+	}
+	st, err := store.Open(ctx, db, store.Options{})
+	if err != nil {
+		return nil, store.Session{}, err
+	}
+	sess, err := st.SessionByName(ctx, name)
+	if err != nil {
+		st.Close()
+		return nil, store.Session{}, fmt.Errorf("%s: %w", cmd, err)
+	}
+	return st, sess, nil
+}
+
+// pipelined runs produce (reading flows) and consume (reporting them) on two
+// goroutines, so that reading the store and analysing overlap. Flows travel
+// in batches; an error on either side stops both.
+func pipelined(ctx context.Context, produce func(emit func(*flow.Flow) error) error, consume func(*flow.Flow) error) error {
+	const batch = 256
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch := make(chan []*flow.Flow, 8)
+	errc := make(chan error, 1)
+	go func() {
+		defer close(ch)
+		buf := make([]*flow.Flow, 0, batch)
+		err := produce(func(f *flow.Flow) error {
+			buf = append(buf, f)
+			if len(buf) == batch {
+				select {
+				case ch <- buf:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				buf = make([]*flow.Flow, 0, batch)
+			}
+			return nil
+		})
+		if err == nil && len(buf) > 0 {
+			select {
+			case ch <- buf:
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+		}
+		errc <- err
+	}()
+	var consumeErr error
+	for b := range ch {
+		if consumeErr != nil {
+			continue // drain so the producer can finish
+		}
+		for _, f := range b {
+			if consumeErr = consume(f); consumeErr != nil {
+				cancel()
+				break
+			}
+		}
+	}
+	produceErr := <-errc
+	if consumeErr != nil {
+		return consumeErr
+	}
+	return produceErr
 }

@@ -5,13 +5,15 @@
 // value keeps the path of layers it was found under, for example
 // "body › gzip › json:data › base64 › json:imei".
 //
-// It is pure: functions of bytes, no I/O, no other internal package. Limits on
+// It is pure: functions of bytes, no I/O, no internal package but flow's types. Limits on
 // depth, decoded size, expansion ratio and value count make a decompression bomb
 // or a deeply nested payload a recorded limit, never a crash.
 package decode
 
 import (
 	"strings"
+
+	"phonehome/internal/flow"
 )
 
 // Sep joins the layers of a path.
@@ -171,4 +173,14 @@ func Bytes(path string, b []byte, lim Limits) Result {
 	s := &state{lim: lim}
 	s.bytes(b, path, "", 0)
 	return s.res
+}
+
+// FromFlow returns the parts of a captured request to decode. The body is
+// shared, not copied.
+func FromFlow(r *flow.Request) Request {
+	req := Request{URL: r.URL, Body: r.Body.Data, Headers: make([]Header, 0, len(r.Headers))}
+	for _, h := range r.Headers {
+		req.Headers = append(req.Headers, Header{Name: h.Name, Value: h.Value})
+	}
+	return req
 }

@@ -49,10 +49,7 @@ func (e *Engine) Inspect(f *flow.Flow) {
 	if r == nil {
 		return
 	}
-	req := decode.Request{URL: r.URL, Body: r.Body.Data, Headers: make([]decode.Header, 0, len(r.Headers))}
-	for _, h := range r.Headers {
-		req.Headers = append(req.Headers, decode.Header{Name: h.Name, Value: h.Value})
-	}
+	req := decode.FromFlow(r)
 	dec, _ := e.decoders.Get().(*decode.Decoder)
 	if dec == nil {
 		dec = &decode.Decoder{}

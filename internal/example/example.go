@@ -6,7 +6,7 @@ package example
 
 import "embed"
 
-//go:embed data/*
+//go:embed data/* after/*
 var files embed.FS
 
 // File is one embedded capture.
@@ -16,11 +16,18 @@ type File struct {
 }
 
 // Files returns the example captures in a fixed order.
-func Files() []File {
-	entries, _ := files.ReadDir("data")
+func Files() []File { return dir("data") }
+
+// After returns the same phone's session the next day, after its owner
+// switched off personalised ads, the browser's usage data and contact-card
+// sync: the second half of a before/after comparison (phonehome diff --example).
+func After() []File { return dir("after") }
+
+func dir(name string) []File {
+	entries, _ := files.ReadDir(name)
 	out := make([]File, 0, len(entries))
 	for _, e := range entries {
-		b, _ := files.ReadFile("data/" + e.Name())
+		b, _ := files.ReadFile(name + "/" + e.Name())
 		out = append(out, File{Name: "example/" + e.Name(), Data: b})
 	}
 	return out

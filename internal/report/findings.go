@@ -2,7 +2,6 @@ package report
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 	"unicode/utf8"
 
@@ -50,19 +49,168 @@ func clip(s string, n int) string {
 	return string([]rune(s)[:n-1]) + "…"
 }
 
-func destLabel(d *Destination) string {
-	var parts []string
-	if d.Dest.Owner != "" {
-		parts = append(parts, d.Dest.Owner)
+// writeFindings writes, per destination that received personal data, what it
+// received and, per endpoint, its events and what rides on every event; then
+// the identifiers that come back and who can link them.
+func (s *Summary) writeFindings(b *strings.Builder, doc *Doc, st style) {
+	started := false
+	for _, p := range doc.Parties {
+		for _, h := range p.Hosts {
+			if len(h.Data) == 0 && !hasSchema(h) {
+				continue
+			}
+			if !started {
+				b.WriteString("\n" + st.bold("WHAT WAS SENT, BY DESTINATION") + " (values masked; --format json shows them in full)\n")
+				started = true
+			}
+			fmt.Fprintf(b, "\n%s — %s\n", st.bold(h.Host), hostLabel(p, h))
+			if h.Cleartext {
+				b.WriteString(st.red("  ! sent in CLEARTEXT or in the URL of a third-party request: others can read it") + "\n")
+			}
+			if len(h.Apps) > 0 {
+				fmt.Fprintf(b, "  sent by: %s\n", strings.Join(h.Apps, ", "))
+			}
+			rows := make([][]string, 0, len(h.Data))
+			for _, x := range h.Data {
+				count := ""
+				if x.Count > 1 {
+					count = fmt.Sprintf("×%d", x.Count)
+				}
+				rows = append(rows, []string{"  " + x.Kind, Mask(x.Kind, x.Value), count, x.Path})
+			}
+			if len(rows) > 0 {
+				writeTable(b, rows, map[int]bool{2: true})
+			}
+			for _, e := range h.Endpoints {
+				writeEndpoint(b, e)
+			}
+		}
 	}
-	if d.Dest.Category != "" {
-		c := d.Dest.Category
-		if d.Dest.SDK != "" {
-			c += " (" + d.Dest.SDK + ")"
+	writeIDs(b, doc, st)
+}
+
+func hasSchema(h HostDoc) bool {
+	for _, e := range h.Endpoints {
+		if e.Events >= 2 {
+			return true
+		}
+	}
+	return false
+}
+
+// writeEndpoint writes an endpoint the way the seed write-up lists telemetry:
+// the events, then the fields attached to every event.
+func writeEndpoint(b *strings.Builder, e EndpointDoc) {
+	if e.Events < 2 {
+		return // one request: nothing to tell apart
+	}
+	fmt.Fprintf(b, "  %s: %s\n", e.Path, countsLabel(e))
+	if len(e.EventKinds) > 0 {
+		b.WriteString("    Events:\n")
+		rows := make([][]string, 0, len(e.EventKinds))
+		for _, ev := range e.EventKinds {
+			count := ""
+			if ev.Count > 1 {
+				count = fmt.Sprintf("×%d", ev.Count)
+			}
+			rows = append(rows, []string{"      " + ev.Name, count, fieldList(ev.Fields, 8)})
+		}
+		writeTable(b, rows, map[int]bool{1: true})
+	} else if len(e.EventData) > 0 {
+		fmt.Fprintf(b, "    Varies per event: %s\n", fieldList(e.EventData, 12))
+	}
+	if len(e.Annotations) > 0 {
+		fmt.Fprintf(b, "    Attached to every event: %s\n", fieldList(e.Annotations, 16))
+	}
+}
+
+func countsLabel(e EndpointDoc) string {
+	req := plural(e.Requests, "request")
+	if e.Batched > 0 {
+		approx := ""
+		if e.Learned < e.Requests {
+			approx = "about "
+		}
+		req = fmt.Sprintf("%s, %s%s in batches", req, approx, plural(e.Events, "event"))
+	}
+	if e.Learned < e.Requests {
+		req += fmt.Sprintf(" (fields learned from %d of them)", e.Learned)
+	}
+	return req
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// fieldList names up to n fields, data-carrying ones first.
+func fieldList(fs []FieldDoc, n int) string {
+	parts := make([]string, 0, min(len(fs), n)+1)
+	for i, f := range fs {
+		if i == n {
+			parts = append(parts, fmt.Sprintf("and %d more", len(fs)-n))
+			break
+		}
+		parts = append(parts, FieldLabel(f))
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// writeIDs lists the persistent identifiers and the links between them.
+func writeIDs(b *strings.Builder, doc *Doc, st style) {
+	if len(doc.IDs) == 0 {
+		return
+	}
+	b.WriteString("\n" + st.bold("IDENTIFIERS THAT COME BACK") + " (the same value in more than one event)\n")
+	rows := make([][]string, 0, len(doc.IDs))
+	for i, id := range doc.IDs {
+		if i == 20 {
+			fmt.Fprintf(b, "  and %d more (--format json lists all)\n", len(doc.IDs)-20)
+			break
+		}
+		rows = append(rows, []string{"  " + id.Name, Mask(id.Kind, id.Value), plural(id.Events, "event"), strings.Join(id.Parties, ", ")})
+	}
+	writeTable(b, rows, map[int]bool{2: true})
+	for _, l := range doc.Links {
+		fmt.Fprintf(b, "  %s\n", LinkSentence(l))
+	}
+}
+
+// LinkSentence says what a party can tie together.
+func LinkSentence(l LinkDoc) string {
+	return fmt.Sprintf("%s can tie %s together: they travel in the same %s.", l.Party, andList(l.Names), plural(l.Requests, "request"))
+}
+
+func andList(s []string) string {
+	switch len(s) {
+	case 0:
+		return ""
+	case 1:
+		return s[0]
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " and " + s[len(s)-1]
+}
+
+// hostLabel describes a host's owner, category and party.
+func hostLabel(p Party, h HostDoc) string {
+	var parts []string
+	if p.Owner != "" {
+		parts = append(parts, p.Owner)
+	}
+	if h.Category != "" {
+		c := h.Category
+		if h.SDK != "" {
+			c += " (" + h.SDK + ")"
 		}
 		parts = append(parts, c)
 	}
-	switch d.Dest.Party {
+	switch h.Party {
 	case "first":
 		parts = append(parts, "first party")
 	case "third":
@@ -74,50 +222,21 @@ func destLabel(d *Destination) string {
 	return strings.Join(parts, ", ")
 }
 
-// writeFindings writes, per destination that received personal data, what it received.
-func (s *Summary) writeFindings(b *strings.Builder) {
-	dests := s.Destinations()
-	started := false
-	for _, d := range dests {
-		if len(d.Data) == 0 {
-			continue
-		}
-		if !started {
-			b.WriteString("\nWHAT WAS SENT, BY DESTINATION (values masked; --format json shows them in full)\n")
-			started = true
-		}
-		fmt.Fprintf(b, "\n%s — %s\n", d.Host, destLabel(d))
-		if d.Cleartext {
-			b.WriteString("  ! sent in CLEARTEXT or in the URL of a third-party request: others can read it\n")
-		}
-		if len(d.Apps) > 0 {
-			apps := make([]string, 0, len(d.Apps))
-			for a := range d.Apps {
-				apps = append(apps, a)
-			}
-			sort.Strings(apps)
-			fmt.Fprintf(b, "  sent by: %s\n", strings.Join(apps, ", "))
-		}
-		data := make([]*Datum, 0, len(d.Data))
-		for _, x := range d.Data {
-			data = append(data, x)
-		}
-		sort.Slice(data, func(i, j int) bool {
-			if data[i].Kind != data[j].Kind {
-				return kindOrder[data[i].Kind] < kindOrder[data[j].Kind]
-			}
-			return data[i].Value < data[j].Value
-		})
-		rows := make([][]string, 0, len(data))
-		for _, x := range data {
-			count := ""
-			if x.Count > 1 {
-				count = fmt.Sprintf("×%d", x.Count)
-			}
-			rows = append(rows, []string{"  " + x.Kind, Mask(x.Kind, x.Value), count, x.Path})
-		}
-		writeTable(b, rows, map[int]bool{2: true})
+// style adds terminal colour when writing to one.
+type style bool
+
+func (s style) bold(t string) string {
+	if !s {
+		return t
 	}
+	return "\x1b[1m" + t + "\x1b[0m"
+}
+
+func (s style) red(t string) string {
+	if !s {
+		return t
+	}
+	return "\x1b[31m" + t + "\x1b[0m"
 }
 
 // FindingJSON is the JSON Lines form of one finding (documented in the README).

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"phonehome/internal/decode"
 	"phonehome/internal/flow"
 )
 
@@ -27,6 +28,7 @@ type Destination struct {
 	Apps       map[string]int
 	Data       map[string]*Datum // kind + "\x00" + value → what was received
 	Cleartext  bool              // personal data went over plain HTTP
+	Endpoints  []*Endpoint
 }
 
 // Datum is one piece of data a destination received, over all its flows.
@@ -38,20 +40,38 @@ type Datum struct {
 	Count  int
 }
 
-// Summary aggregates flows per destination as they stream past; it keeps no flow.
+// Summary aggregates flows per destination as they stream past; it keeps no
+// flow. Besides counting, it learns each endpoint's fields (events and what is
+// attached to every event) and the identifiers that come back.
 type Summary struct {
-	dests   map[string]*Destination
-	clients map[netip.Addr]bool
-	dns     map[string]bool // names looked up
-	lookups int
-	flows   int
-	first   time.Time
-	last    time.Time
+	dests      map[string]*Destination
+	clients    map[netip.Addr]bool
+	dns        map[string]bool // names looked up
+	lookups    int
+	flows      int
+	first      time.Time
+	last       time.Time
+	endpoints  map[string]*Endpoint // host + "\x00" + path template
+	ids        *idTable
+	times      []stamp // one per request or connection, for the timeline
+	dec        decode.Decoder
+	spare      []decode.Value
+	classified bool
+	// NoSchema skips learning endpoints and identifiers (no decoding): only
+	// who talked to whom and the findings already on the flows.
+	NoSchema bool
+}
+
+// stamp is when a flow started and to which destination.
+type stamp struct {
+	at   int64 // unix nanoseconds
+	dest *Destination
 }
 
 // NewSummary returns an empty summary.
 func NewSummary() *Summary {
-	return &Summary{dests: map[string]*Destination{}, clients: map[netip.Addr]bool{}, dns: map[string]bool{}}
+	return &Summary{dests: map[string]*Destination{}, clients: map[netip.Addr]bool{}, dns: map[string]bool{},
+		endpoints: map[string]*Endpoint{}, ids: newIDTable()}
 }
 
 // Add counts one flow.
@@ -113,6 +133,12 @@ func (s *Summary) Add(f *flow.Flow) {
 		counted[k] = true
 	}
 	d.Requests++
+	if !f.Start.IsZero() {
+		s.times = append(s.times, stamp{f.Start.UnixNano(), d})
+	}
+	if f.Request != nil && !s.NoSchema {
+		s.learn(f, d)
+	}
 	d.BytesUp += f.BytesUp
 	d.BytesDown += f.BytesDown
 	if f.Request != nil {
@@ -130,6 +156,68 @@ func (s *Summary) Add(f *flow.Flow) {
 		d.Last = end
 	}
 }
+
+// learnAll is how many requests of an endpoint are all learned; beyond, one
+// in every requests/learnAll is (about learnAll more per tenfold growth), so a
+// busy endpoint costs little more than a quiet one. Findings of the requests
+// left out still count toward the identifiers.
+const learnAll = 1000
+
+// learn decodes the request again (flows from a store carry findings, not
+// decoded values) and feeds its endpoint and the identifier table.
+func (s *Summary) learn(f *flow.Flow, d *Destination) {
+	s.classified = false
+	path := endpointPath(f.Request.URL)
+	k := d.Host + "\x00" + path
+	e := s.endpoints[k]
+	if e == nil {
+		e = &Endpoint{Host: d.Host, Path: path, Fields: map[string]*Field{}, clients: map[netip.Addr]bool{}}
+		s.endpoints[k] = e
+		d.Endpoints = append(d.Endpoints, e)
+	}
+	e.Requests++
+	owner := f.Dest.Owner
+	if owner == "" {
+		owner = d.Host
+	}
+	if e.Requests > learnAll && e.Requests%(e.Requests/learnAll) != 0 {
+		s.spare = s.ids.addFindings(owner, d.Host, f.Findings, s.spare)
+		return
+	}
+	res := s.dec.Decode(decode.FromFlow(f.Request), decode.Limits{})
+	kinds := findingKinds(f.Findings)
+	e.learn(f.Client.Addr, res.Values, kinds)
+	s.ids.add(owner, d.Host, res.Values, kindsOf(res.Values, kinds))
+}
+
+// classify gives every endpoint's fields their roles, once after the last Add.
+func (s *Summary) classify() {
+	if s.classified {
+		return
+	}
+	for _, e := range s.endpoints {
+		e.classify()
+	}
+	s.classified = true
+}
+
+// Endpoints returns the endpoints of a destination, most events first.
+func (d *Destination) SortedEndpoints() []*Endpoint {
+	out := append([]*Endpoint(nil), d.Endpoints...)
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Events != out[j].Events {
+			return out[i].Events > out[j].Events
+		}
+		return out[i].Path < out[j].Path
+	})
+	return out
+}
+
+// PersistentIDs returns the identifiers that came back, most parties first.
+func (s *Summary) PersistentIDs() []*ID { return s.ids.Persistent() }
+
+// Links returns, per party, the identifiers it can tie together.
+func (s *Summary) Links() []Link { return s.ids.Links() }
 
 // Destinations returns the destinations, most requests first, then by name.
 func (s *Summary) Destinations() []*Destination {
@@ -197,8 +285,11 @@ func fmtTime(t time.Time) string {
 	return t.UTC().Format(timeFormat)
 }
 
-// WriteText writes the table of destinations.
-func (s *Summary) WriteText(w io.Writer) error {
+// WriteText writes the table of destinations and what each received, plain.
+func (s *Summary) WriteText(w io.Writer) error { return s.WriteTerminal(w, false) }
+
+// WriteTerminal writes the text report, in colour if color is set.
+func (s *Summary) WriteTerminal(w io.Writer, color bool) error {
 	dests := s.Destinations()
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d flows from %d device(s) to %d destination(s)", s.flows, len(s.clients), len(dests))
@@ -230,7 +321,7 @@ func (s *Summary) WriteText(w io.Writer) error {
 	b.WriteString("\n")
 	writeTable(&b, rows, map[int]bool{2: true, 3: true, 4: true})
 	b.WriteString("\nCLEARTEXT: sent unencrypted, readable by anyone on the network. tls/quic: encrypted and not decrypted (only the name is known).\n")
-	s.writeFindings(&b)
+	s.writeFindings(&b, s.Doc(), style(color))
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -260,3 +351,6 @@ func writeTable(b *strings.Builder, rows [][]string, right map[int]bool) {
 		b.WriteString("\n")
 	}
 }
+
+// Flows returns how many flows were added.
+func (s *Summary) Flows() int { return s.flows }

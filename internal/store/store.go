@@ -119,6 +119,11 @@ func (s *Store) migrate(ctx context.Context) error {
 		if err := tx.Commit(); err != nil {
 			return err
 		}
+		if strings.HasSuffix(names[i], "0003_flow_findings.sql") && version > 0 {
+			if err := s.backfillFindings(ctx); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -184,7 +189,7 @@ func (s *Store) SessionByName(ctx context.Context, name string) (Session, error)
 const flowColumns = `session_id, source, seq, start_ns, end_ns, client, server, host, transport, bytes_up, bytes_down,
 	method, url, req_proto, req_headers, req_trailers, req_body, req_body_size, req_body_flags,
 	status, reason, resp_proto, resp_headers, resp_trailers, resp_body, resp_body_size, resp_body_flags,
-	tls, dns, notes, dest, app`
+	tls, dns, notes, dest, app, findings`
 
 // Writer adds flows to one session in batched transactions.
 type Writer struct {
@@ -211,7 +216,7 @@ func (w *Writer) Add(f *flow.Flow) error {
 		if err != nil {
 			return fmt.Errorf("store flow: %w", err)
 		}
-		stmt, err := tx.PrepareContext(w.ctx, "INSERT INTO flows("+flowColumns+") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+		stmt, err := tx.PrepareContext(w.ctx, "INSERT INTO flows("+flowColumns+") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 		if err != nil {
 			tx.Rollback()
 			return fmt.Errorf("store flow: %w", err)
@@ -245,7 +250,7 @@ func (w *Writer) Add(f *flow.Flow) error {
 		b, _ := json.Marshal(f.Dest)
 		dest = string(b)
 	}
-	args = append(args, jsonOrNil(f.TLS), jsonOrNil(f.DNS), jsonOrNil(f.Notes), dest, f.App)
+	args = append(args, jsonOrNil(f.TLS), jsonOrNil(f.DNS), jsonOrNil(f.Notes), dest, f.App, packFindings(f.Findings))
 	res, err := w.stmt.ExecContext(w.ctx, args...)
 	if err != nil {
 		return fmt.Errorf("store flow %d of %s: %w", f.Seq, f.Source, err)
@@ -337,48 +342,126 @@ func jsonOrNil(v any) any {
 	return string(b)
 }
 
-// Flows calls fn for each flow of the session in the order they were stored.
+// ReadOptions choose what a read of flows skips.
+type ReadOptions struct {
+	// Lean reads only what a report uses: times, endpoints, host, transport,
+	// byte counts, the request (line, headers, body), the status and the
+	// response's size, DNS, destination and app. Response content, trailers,
+	// TLS details and notes, most of the bytes, are left out.
+	Lean bool
+}
+
+const leanColumns = `start_ns, end_ns, client, server, host, transport, bytes_up, bytes_down,
+	method, url, req_headers, req_body, req_body_size, req_body_flags, status, resp_body_size, dns, dest, app, findings`
+
+func (o ReadOptions) columns() string {
+	if o.Lean {
+		return leanColumns
+	}
+	return flowColumns
+}
+
+// scanner turns rows into flows; a lean one remembers destinations, which
+// repeat from flow to flow, instead of decoding their JSON each time.
+type scanner struct {
+	lean  bool
+	dests map[string]flow.Destination
+}
+
+func (sc *scanner) scan(rows *sql.Rows) (*flow.Flow, error) {
+	if !sc.lean {
+		return scanFlow(rows)
+	}
+	var (
+		f                                   flow.Flow
+		start, end                          int64
+		client, server, transport           string
+		method, url, reqH                   sql.NullString
+		reqBody                             []byte
+		reqSize, reqFlags, status, respSize sql.NullInt64
+		dnsJ, destJ                         sql.NullString
+		findings                            []byte
+	)
+	err := rows.Scan(&f.ID, &start, &end, &client, &server, &f.Host, &transport, &f.BytesUp, &f.BytesDown,
+		&method, &url, &reqH, &reqBody, &reqSize, &reqFlags, &status, &respSize, &dnsJ, &destJ, &f.App, &findings)
+	if err != nil {
+		return nil, err
+	}
+	if err := scanFindings(&f, findings); err != nil {
+		return nil, err
+	}
+	if start != 0 {
+		f.Start = time.Unix(0, start)
+	}
+	if end != 0 {
+		f.End = time.Unix(0, end)
+	}
+	f.Client, f.Server = parseEndpoint(client), parseEndpoint(server)
+	f.Transport = flow.ParseTransport(transport)
+	if method.Valid {
+		f.Request = &flow.Request{Method: method.String, URL: url.String, Headers: parseHeaders(reqH), Body: body(reqBody, reqSize, reqFlags)}
+	}
+	if status.Valid {
+		f.Response = &flow.Response{Status: int(status.Int64), Body: flow.Body{Size: respSize.Int64}}
+	}
+	if dnsJ.Valid {
+		f.DNS = &flow.DNS{}
+		if err := json.Unmarshal([]byte(dnsJ.String), f.DNS); err != nil {
+			return nil, fmt.Errorf("flow %d: dns column: %w", f.ID, err)
+		}
+	}
+	if destJ.Valid {
+		d, ok := sc.dests[destJ.String]
+		if !ok {
+			if err := json.Unmarshal([]byte(destJ.String), &d); err != nil {
+				return nil, fmt.Errorf("flow %d: dest column: %w", f.ID, err)
+			}
+			if len(sc.dests) < 4096 {
+				sc.dests[destJ.String] = d
+			}
+		}
+		f.Dest = d
+	}
+	return &f, nil
+}
+
+// Flows calls fn for each flow of the session in the order they were stored,
+// with its findings, one at a time, so memory stays bounded however large the
+// session.
 func (s *Store) Flows(ctx context.Context, session Session, fn func(*flow.Flow) error) error {
-	rows, err := s.db.QueryContext(ctx, "SELECT id, "+flowColumns+" FROM flows WHERE session_id = ? ORDER BY id", session.ID)
+	return s.FlowsWith(ctx, session, ReadOptions{}, fn)
+}
+
+// FlowsWith is Flows with columns left out as opts say.
+func (s *Store) FlowsWith(ctx context.Context, session Session, opts ReadOptions, fn func(*flow.Flow) error) error {
+	sc := &scanner{lean: opts.Lean, dests: map[string]flow.Destination{}}
+	// Read in rowid order, the order of writing; the index on session_id
+	// would cost a seek per row and a sort.
+	var lo, hi sql.NullInt64
+	if err := s.db.QueryRowContext(ctx, "SELECT min(id), max(id) FROM flows WHERE session_id = ?", session.ID).Scan(&lo, &hi); err != nil {
+		return fmt.Errorf("read flows of %q: %w", session.Name, err)
+	}
+	if !lo.Valid {
+		return nil // no flows
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT id, "+opts.columns()+" FROM flows NOT INDEXED WHERE id BETWEEN ? AND ? AND session_id = ? ORDER BY id", lo, hi, session.ID)
 	if err != nil {
 		return fmt.Errorf("read flows of %q: %w", session.Name, err)
 	}
 	defer rows.Close()
-	findings, err := s.findings(ctx, session)
-	if err != nil {
-		return err
-	}
 	for rows.Next() {
-		f, err := scanFlow(rows)
+		f, err := sc.scan(rows)
 		if err != nil {
 			return fmt.Errorf("read flows of %q: %w", session.Name, err)
 		}
-		f.Findings = findings[f.ID]
 		if err := fn(f); err != nil {
 			return err
 		}
 	}
-	return rows.Err()
-}
-
-// findings reads the findings of a session's flows, by flow.
-func (s *Store) findings(ctx context.Context, session Session) (map[int64][]flow.Finding, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT f.flow_id, f.kind, f.value, f.path, f.method, f.confidence, f.context
-		FROM findings f JOIN flows fl ON fl.id = f.flow_id WHERE fl.session_id = ? ORDER BY f.id`, session.ID)
-	if err != nil {
-		return nil, fmt.Errorf("read findings of %q: %w", session.Name, err)
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read flows of %q: %w", session.Name, err)
 	}
-	defer rows.Close()
-	out := map[int64][]flow.Finding{}
-	for rows.Next() {
-		var id int64
-		var x flow.Finding
-		if err := rows.Scan(&id, &x.Kind, &x.Value, &x.Path, &x.Method, &x.Confidence, &x.Context); err != nil {
-			return nil, fmt.Errorf("read findings of %q: %w", session.Name, err)
-		}
-		out[id] = append(out[id], x)
-	}
-	return out, rows.Err()
+	return nil
 }
 
 func scanFlow(rows *sql.Rows) (*flow.Flow, error) {
@@ -388,14 +471,17 @@ func scanFlow(rows *sql.Rows) (*flow.Flow, error) {
 		client, server, transport                  string
 		method, url, reqProto, reqH, reqT          sql.NullString
 		reason, respProto, respH, respT            sql.NullString
-		reqBody, respBody                          []byte
+		reqBody, respBody, findings                []byte
 		reqSize, reqFlags, status, respSize, respF sql.NullInt64
 		tlsJ, dnsJ, notesJ, destJ                  sql.NullString
 	)
 	err := rows.Scan(&f.ID, &sessionID, &f.Source, &f.Seq, &start, &end, &client, &server, &f.Host, &transport,
 		&f.BytesUp, &f.BytesDown, &method, &url, &reqProto, &reqH, &reqT, &reqBody, &reqSize, &reqFlags,
-		&status, &reason, &respProto, &respH, &respT, &respBody, &respSize, &respF, &tlsJ, &dnsJ, &notesJ, &destJ, &f.App)
+		&status, &reason, &respProto, &respH, &respT, &respBody, &respSize, &respF, &tlsJ, &dnsJ, &notesJ, &destJ, &f.App, &findings)
 	if err != nil {
+		return nil, err
+	}
+	if err := scanFindings(&f, findings); err != nil {
 		return nil, err
 	}
 	if start != 0 {

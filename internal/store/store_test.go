@@ -139,3 +139,143 @@ func BenchmarkInsert(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+func TestReadWithoutResponseContent(t *testing.T) {
+	ctx := context.Background()
+	st, err := Open(ctx, filepath.Join(t.TempDir(), "s.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	sess, err := st.CreateSession(ctx, "s", time.Now(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := st.Writer(ctx, sess)
+	in := &flow.Flow{Host: "x.example", Transport: flow.TransportHTTPS,
+		Request:  &flow.Request{Method: "POST", URL: "https://x.example/a", Headers: flow.Headers{{Name: "User-Agent", Value: "ua"}}, Body: flow.Body{Data: []byte("id=1"), Size: 4}},
+		Response: &flow.Response{Status: 200, Headers: flow.Headers{{Name: "Server", Value: "s"}}, Body: flow.Body{Data: []byte("big"), Size: 3}},
+		Findings: []flow.Finding{{Kind: "device_id", Value: "1", Path: "body › form:id"}}}
+	if err := w.Add(in); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var got *flow.Flow
+	if err := st.FlowsWith(ctx, sess, ReadOptions{Lean: true}, func(f *flow.Flow) error { got = f; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got == nil || string(got.Request.Body.Data) != "id=1" || got.Request.Headers.Get("User-Agent") != "ua" || len(got.Findings) != 1 {
+		t.Fatalf("request side must be whole: %+v", got)
+	}
+	if got.Response == nil || got.Response.Status != 200 || got.Response.Body.Size != 3 || got.Response.Body.Data != nil || len(got.Response.Headers) != 0 {
+		t.Errorf("response: status and size kept, content left out: %+v", got.Response)
+	}
+}
+
+// Two sessions written at the same time interleave their rows; each reads back
+// with its own findings only.
+func TestInterleavedSessionsKeepTheirFindings(t *testing.T) {
+	ctx := context.Background()
+	st, err := Open(ctx, filepath.Join(t.TempDir(), "s.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var ws [2]*Writer
+	var ss [2]Session
+	for i := range ws {
+		if ss[i], err = st.CreateSession(ctx, []string{"a", "b"}[i], time.Now(), "test"); err != nil {
+			t.Fatal(err)
+		}
+		ws[i] = st.Writer(ctx, ss[i])
+	}
+	for n := 0; n < 10; n++ {
+		i := n % 2
+		f := &flow.Flow{Host: ss[i].Name + ".example", Transport: flow.TransportHTTP, Request: &flow.Request{Method: "GET", URL: "http://x/"},
+			Findings: []flow.Finding{{Kind: "device_id", Value: ss[i].Name, Path: "query:id"}, {Kind: "email", Value: ss[i].Name + "@x", Path: "query:e"}}}
+		if n == 4 {
+			f.Findings = nil
+		}
+		if err := ws[i].Add(f); err != nil {
+			t.Fatal(err)
+		}
+		if err := ws[i].Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, sess := range ss {
+		flows, findings := 0, 0
+		err := st.Flows(ctx, sess, func(f *flow.Flow) error {
+			flows++
+			for _, x := range f.Findings {
+				findings++
+				if x.Kind == "device_id" && x.Value != sess.Name {
+					t.Errorf("session %s: flow %d has a finding of the other session", sess.Name, f.ID)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []int{8, 10}[i]; flows != 5 || findings != want {
+			t.Errorf("session %s: %d flows, %d findings; want 5 and %d", sess.Name, flows, findings, want)
+		}
+	}
+}
+
+// A database written before findings were packed per flow gets them packed
+// when it is opened, and reads back the same.
+func TestFindingsBackfilledOnUpgrade(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "old.db")
+	st, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, _ := st.CreateSession(ctx, "s", time.Now(), "test")
+	w := st.Writer(ctx, sess)
+	want := []flow.Finding{{Kind: "imei", Value: "356938035643809", Path: "query:imei", Method: "pattern", Confidence: 0.95},
+		{Kind: "device_model", Value: "Pixel\x00 7", Path: "header:User-Agent", Method: "key", Confidence: 0.6, Context: true}}
+	w.Add(&flow.Flow{Host: "x", Transport: flow.TransportHTTP, Request: &flow.Request{Method: "GET", URL: "http://x/"}, Findings: want})
+	w.Add(&flow.Flow{Host: "y", Transport: flow.TransportTLS})
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// make it look like a version 2 database
+	for _, q := range []string{"ALTER TABLE flows DROP COLUMN findings", "PRAGMA user_version = 2"} {
+		if _, err := st.db.Exec(q); err != nil {
+			t.Fatal(q, err)
+		}
+	}
+	st.Close()
+	st, err = Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var got [][]flow.Finding
+	if err := st.Flows(ctx, sess, func(f *flow.Flow) error { got = append(got, f.Findings); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || !reflect.DeepEqual(got[0], want) || got[1] != nil {
+		t.Errorf("after upgrade: %+v", got)
+	}
+}
+
+func FuzzUnpackFindings(f *testing.F) {
+	f.Add(packFindings([]flow.Finding{{Kind: "imei", Value: "1", Path: "q", Method: "key", Confidence: 1}}))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fs, err := unpackFindings(b)
+		if err != nil {
+			return
+		}
+		again, err := unpackFindings(packFindings(fs))
+		if err != nil || !reflect.DeepEqual(again, fs) {
+			t.Errorf("%x: %+v read back as %+v (%v)", b, fs, again, err)
+		}
+	})
+}

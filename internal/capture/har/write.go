@@ -1,6 +1,7 @@
 package har
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -86,57 +87,116 @@ func text(b []byte) (string, string) {
 // Write writes flows that carry an HTTP request as a HAR 1.2 document; other
 // flows (DNS, undecrypted TLS) have no place in HAR and are skipped.
 func Write(w io.Writer, creator string, flows []*flow.Flow) error {
-	entries := make([]outEntry, 0, len(flows))
-	for _, f := range flows {
-		if f.Request == nil {
-			continue
-		}
-		r := f.Request
-		e := outEntry{Started: f.Start.UTC().Format("2006-01-02T15:04:05.000Z"), Time: float64(f.End.Sub(f.Start).Microseconds()) / 1000}
-		if e.Time < 0 {
-			e.Time = 0
-		}
-		if f.Server.Addr.IsValid() {
-			e.ServerIP = f.Server.Addr.String()
-		}
-		e.Request = outRequest{Method: r.Method, URL: r.URL, HTTPVersion: r.Proto, Cookies: []outNV{}, Headers: outHeaders(r.Headers),
-			QueryString: []outNV{}, HeadersSize: -1, BodySize: r.Body.Size}
-		if u, err := url.Parse(r.URL); err == nil {
-			for _, kv := range strings.Split(u.RawQuery, "&") {
-				if kv == "" {
-					continue
-				}
-				k, v, _ := strings.Cut(kv, "=")
-				k, _ = url.QueryUnescape(k)
-				v, _ = url.QueryUnescape(v)
-				e.Request.QueryString = append(e.Request.QueryString, outNV{k, v})
-			}
-		}
-		if len(r.Body.Data) > 0 {
-			t, enc := text(r.Body.Data)
-			e.Request.PostData = &outPost{MimeType: r.Headers.Get("Content-Type"), Text: t, Encoding: enc}
-		}
-		if resp := f.Response; resp != nil {
-			e.Response = outResponse{Status: resp.Status, StatusText: resp.Reason, HTTPVersion: resp.Proto, Cookies: []outNV{},
-				Headers: outHeaders(resp.Headers), HeadersSize: -1, BodySize: resp.Body.Size,
-				Content: outContent{Size: resp.Body.Size, MimeType: resp.Headers.Get("Content-Type")}}
-			e.Response.Content.Text, e.Response.Content.Encoding = text(resp.Body.Data)
-		} else {
-			// HAR has no way to say "no response"; status 0 is what browsers write for a failed request.
-			e.Response = outResponse{Cookies: []outNV{}, Headers: []outNV{}, HeadersSize: -1, BodySize: -1}
-		}
-		entries = append(entries, e)
+	hw, err := NewWriter(w, creator)
+	if err != nil {
+		return err
 	}
-	doc := map[string]any{"log": map[string]any{
-		"version": "1.2",
-		"creator": map[string]string{"name": creator, "version": "1"},
-		"entries": entries,
-	}}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
+	for _, f := range flows {
+		if err := hw.Add(f); err != nil {
+			return err
+		}
+	}
+	return hw.Close()
+}
+
+// Writer writes a HAR 1.2 document one entry at a time, so that any number of
+// flows can be written with bounded memory.
+type Writer struct {
+	w       io.Writer
+	entries int
+	buf     bytes.Buffer
+}
+
+// NewWriter starts a HAR document.
+func NewWriter(w io.Writer, creator string) (*Writer, error) {
+	head, _ := json.Marshal(map[string]string{"name": creator, "version": "1"})
+	if _, err := fmt.Fprintf(w, "{\n  \"log\": {\n    \"version\": \"1.2\",\n    \"creator\": %s,\n    \"entries\": [", head); err != nil {
+		return nil, fmt.Errorf("write HAR: %w", err)
+	}
+	return &Writer{w: w}, nil
+}
+
+// Entries returns how many entries were written.
+func (hw *Writer) Entries() int { return hw.entries }
+
+// Add writes f as an entry; a flow without an HTTP request is skipped.
+func (hw *Writer) Add(f *flow.Flow) error {
+	e, ok := entryOf(f)
+	if !ok {
+		return nil
+	}
+	hw.buf.Reset()
+	enc := json.NewEncoder(&hw.buf)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(doc); err != nil {
+	enc.SetIndent("      ", "  ")
+	if err := enc.Encode(e); err != nil {
+		return fmt.Errorf("write HAR: %w", err)
+	}
+	b := bytes.TrimSuffix(hw.buf.Bytes(), []byte("\n"))
+	sep := ",\n      "
+	if hw.entries == 0 {
+		sep = "\n      "
+	}
+	hw.entries++
+	if _, err := io.WriteString(hw.w, sep); err != nil {
+		return fmt.Errorf("write HAR: %w", err)
+	}
+	if _, err := hw.w.Write(b); err != nil {
 		return fmt.Errorf("write HAR: %w", err)
 	}
 	return nil
+}
+
+// Close ends the document.
+func (hw *Writer) Close() error {
+	end := "]\n  }\n}\n"
+	if hw.entries > 0 {
+		end = "\n    ]\n  }\n}\n"
+	}
+	if _, err := io.WriteString(hw.w, end); err != nil {
+		return fmt.Errorf("write HAR: %w", err)
+	}
+	return nil
+}
+
+// entryOf converts a flow with an HTTP request to a HAR entry.
+func entryOf(f *flow.Flow) (outEntry, bool) {
+	if f.Request == nil {
+		return outEntry{}, false
+	}
+	r := f.Request
+	e := outEntry{Started: f.Start.UTC().Format("2006-01-02T15:04:05.000Z"), Time: float64(f.End.Sub(f.Start).Microseconds()) / 1000}
+	if e.Time < 0 {
+		e.Time = 0
+	}
+	if f.Server.Addr.IsValid() {
+		e.ServerIP = f.Server.Addr.String()
+	}
+	e.Request = outRequest{Method: r.Method, URL: r.URL, HTTPVersion: r.Proto, Cookies: []outNV{}, Headers: outHeaders(r.Headers),
+		QueryString: []outNV{}, HeadersSize: -1, BodySize: r.Body.Size}
+	if u, err := url.Parse(r.URL); err == nil {
+		for _, kv := range strings.Split(u.RawQuery, "&") {
+			if kv == "" {
+				continue
+			}
+			k, v, _ := strings.Cut(kv, "=")
+			k, _ = url.QueryUnescape(k)
+			v, _ = url.QueryUnescape(v)
+			e.Request.QueryString = append(e.Request.QueryString, outNV{k, v})
+		}
+	}
+	if len(r.Body.Data) > 0 {
+		t, enc := text(r.Body.Data)
+		e.Request.PostData = &outPost{MimeType: r.Headers.Get("Content-Type"), Text: t, Encoding: enc}
+	}
+	if resp := f.Response; resp != nil {
+		e.Response = outResponse{Status: resp.Status, StatusText: resp.Reason, HTTPVersion: resp.Proto, Cookies: []outNV{},
+			Headers: outHeaders(resp.Headers), HeadersSize: -1, BodySize: resp.Body.Size,
+			Content: outContent{Size: resp.Body.Size, MimeType: resp.Headers.Get("Content-Type")}}
+		e.Response.Content.Text, e.Response.Content.Encoding = text(resp.Body.Data)
+	} else {
+		// HAR has no way to say "no response"; status 0 is what browsers write for a failed request.
+		e.Response = outResponse{Cookies: []outNV{}, Headers: []outNV{}, HeadersSize: -1, BodySize: -1}
+	}
+	return e, true
 }

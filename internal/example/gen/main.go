@@ -45,6 +45,7 @@ var (
 		"global.market.xiaomi.com":        netip.MustParseAddr("161.117.71.152"),
 		"global.api.huangye.miui.com":     netip.MustParseAddr("161.117.69.20"),
 		"data.mistat.intl.xiaomi.com":     netip.MustParseAddr("161.117.97.50"),
+		"graph.facebook.com":              netip.MustParseAddr("157.240.1.20"),
 	}
 )
 
@@ -58,6 +59,9 @@ func main() {
 		log.Fatal(err)
 	}
 	if err := writeHAR(filepath.Join(dir, "xiaomi-proxy.har"), tlsTimes); err != nil {
+		log.Fatal(err)
+	}
+	if err := writeAfterHAR(filepath.Join(dir, "..", "after", "xiaomi-after-opt-out.har")); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -165,67 +169,66 @@ func writePcap(path string) (tlsTimes []time.Time, err error) {
 	return tlsTimes, nil
 }
 
-func writeHAR(path string, tlsTimes []time.Time) error {
-	var t time.Time
-	var flows []*flow.Flow
-	add := func(method, rawURL, ua, ctype string, body []byte, gzipped bool, status int, respBody string) {
-		u, _ := url.Parse(rawURL)
-		t = tlsTimes[len(flows)].Add(31 * time.Millisecond) // the request rides the connection the LAN capture saw
-		req := &flow.Request{Method: method, URL: rawURL, Proto: "HTTP/1.1",
-			Headers: flow.Headers{{Name: "Host", Value: u.Host}, {Name: "User-Agent", Value: ua}, {Name: "Accept-Encoding", Value: "gzip"}}}
-		if body != nil {
-			req.Headers = append(req.Headers, flow.Header{Name: "Content-Type", Value: ctype}, flow.Header{Name: "Content-Length", Value: fmt.Sprint(len(body))})
-			if gzipped {
-				req.Headers = append(req.Headers, flow.Header{Name: "Content-Encoding", Value: "gzip"})
-			}
-			req.Body = flow.Body{Data: body, Size: int64(len(body))}
-		}
-		resp := &flow.Response{Status: status, Reason: "OK", Proto: "HTTP/1.1",
-			Headers: flow.Headers{{Name: "Server", Value: "Tengine"}, {Name: "Content-Type", Value: "application/json;charset=UTF-8"}},
-			Body:    flow.Body{Data: []byte(respBody), Size: int64(len(respBody))}}
-		flows = append(flows, &flow.Flow{Start: t, End: t.Add(148300 * time.Microsecond),
-			Server: flow.Endpoint{Addr: hostAddr[u.Hostname()], Port: 443}, Request: req, Response: resp})
-	}
-	dalvik := "Dalvik/2.1.0 (Linux; U; Android 7.1.2; Redmi 4A MIUI/V8.5.4.0.NCCMIED)"
-	ok := `{"code":0,"msg":"ok"}`
+// harBuilder collects decrypted exchanges; at gives the time of the i-th.
+type harBuilder struct {
+	flows []*flow.Flow
+	at    func(i int) time.Time
+}
 
-	track := func(sender, event string, extra url.Values) []byte {
-		v := url.Values{"sender": {sender}, "event": {event}, "ts": {fmt.Sprint(tlsTimes[len(flows)].UnixMilli())},
-			"duration": {"2315"}, "android_id": {device["android_id"]}, "oaid": {device["oaid"]},
-			"model": {"Redmi 4A"}, "miui": {"V8.5.4.0.NCCMIED"}, "locale": {"en_IN"}, "net": {"wifi"}}
-		for k, x := range extra {
-			v[k] = x
+func (hb *harBuilder) add(method, rawURL, ua, ctype string, body []byte, gzipped bool, status int, respBody string) {
+	u, _ := url.Parse(rawURL)
+	t := hb.at(len(hb.flows))
+	req := &flow.Request{Method: method, URL: rawURL, Proto: "HTTP/1.1",
+		Headers: flow.Headers{{Name: "Host", Value: u.Host}, {Name: "User-Agent", Value: ua}, {Name: "Accept-Encoding", Value: "gzip"}}}
+	if body != nil {
+		req.Headers = append(req.Headers, flow.Header{Name: "Content-Type", Value: ctype}, flow.Header{Name: "Content-Length", Value: fmt.Sprint(len(body))})
+		if gzipped {
+			req.Headers = append(req.Headers, flow.Header{Name: "Content-Encoding", Value: "gzip"})
 		}
-		return []byte(v.Encode())
+		req.Body = flow.Body{Data: body, Size: int64(len(body))}
 	}
-	add("POST", "https://tracking.intl.miui.com/track/v1", dalvik, "application/x-www-form-urlencoded",
-		track("com.miui.systemAdSolution", "splash_show", url.Values{"ad_id": {"31245"}}), false, 200, ok)
-	add("GET", "https://us.micardapi.micloud.xiaomi.net/mic/card/v2/contact?phone="+
-		base64.StdEncoding.EncodeToString([]byte("+919820012345"))+"&region=IN&ver=2", "com.android.contacts/7.1.2 "+dalvik, "", nil, false, 200,
-		`{"code":0,"data":{"card":null,"tags":[]}}`)
-	add("POST", "https://tracking.intl.miui.com/track/v1", dalvik, "application/x-www-form-urlencoded",
-		track("com.miui.securitycenter", "scan_result", url.Values{"threats": {"0"}}), false, 200, ok)
-	folder, _ := json.Marshal(map[string]any{"folderName": "More apps", "promoted": true,
-		"packageNames": []string{"com.whatsapp", "com.facebook.katana", "com.truecaller", "in.amazon.mShop.android.shopping", "com.phonepe.app", "com.google.android.youtube"},
-		"imei_md5":     fmt.Sprintf("%x", md5.Sum([]byte(device["imei"]))), "androidVersion": "7.1.2", "model": "Redmi 4A"})
-	add("POST", "https://global.market.xiaomi.com/apm/folder/promoted", dalvik, "application/json", folder, false, 200,
-		`{"code":0,"apps":[{"packageName":"com.example.game","title":"Example Game"}]}`)
-	add("POST", "https://global.api.huangye.miui.com/yellowpage/v3/message/stat", "com.android.mms "+dalvik, "application/x-www-form-urlencoded",
-		[]byte("data=q8Jm2X7vR0tN5bYpL3wKc9Hf1ZsAeU6iGoT4xDnMjV8yPrQlWkEh0uBaSdFgC2Iz&sign=8f14e45fceea167a5a36dedd4bea2543"), false, 200, ok)
+	resp := &flow.Response{Status: status, Reason: "OK", Proto: "HTTP/1.1",
+		Headers: flow.Headers{{Name: "Server", Value: "Tengine"}, {Name: "Content-Type", Value: "application/json;charset=UTF-8"}},
+		Body:    flow.Body{Data: []byte(respBody), Size: int64(len(respBody))}}
+	hb.flows = append(hb.flows, &flow.Flow{Start: t, End: t.Add(148300 * time.Microsecond),
+		Server: flow.Endpoint{Addr: hostAddr[u.Hostname()], Port: 443}, Request: req, Response: resp})
+}
 
+func (hb *harBuilder) write(path string) error {
+	fh, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := har.Write(fh, "phonehome example generator", hb.flows); err != nil {
+		fh.Close()
+		return err
+	}
+	return fh.Close()
+}
+
+const dalvik = "Dalvik/2.1.0 (Linux; U; Android 7.1.2; Redmi 4A MIUI/V8.5.4.0.NCCMIED)"
+
+// track is the form MIUI's tracking SDK posts.
+func track(sender, event string, ts time.Time, extra url.Values) []byte {
+	v := url.Values{"sender": {sender}, "event": {event}, "ts": {fmt.Sprint(ts.UnixMilli())},
+		"duration": {"2315"}, "android_id": {device["android_id"]}, "oaid": {device["oaid"]},
+		"model": {"Redmi 4A"}, "miui": {"V8.5.4.0.NCCMIED"}, "locale": {"en_IN"}, "net": {"wifi"}}
+	for k, x := range extra {
+		v[k] = x
+	}
+	return []byte(v.Encode())
+}
+
+// browserBatch is the Mint browser's gzipped telemetry: events, each with the
+// same annotations.
+func browserBatch(at time.Time, evs []map[string]any) []byte {
 	annotations := map[string]any{"instance_id": "6f3c2b9e-0d4a-4c8e-b1f7-2a9d5e8c7b13", "android_id": device["android_id"],
 		"mi_account": device["mi_account"], "manufacturer": "Xiaomi", "model": "Redmi 4A", "browser_version": "3.4.3",
 		"os_version": "Android 7.1.2", "language": "en_IN", "search_engine": "google", "carrier": "Jio 4G",
 		"network": "wifi", "screen": "720x1280"}
 	var events []map[string]any
-	for i, ev := range []map[string]any{
-		{"event": "page_finished", "url": "https://www.healthline.com/health/depression/signs"},
-		{"event": "search", "query": "loan against salary no documents", "engine": "google"},
-		{"event": "page_finished", "url": "https://www.google.com/search?q=loan+against+salary+no+documents"},
-		{"event": "youtube_video_play", "video_id": "dQw4w9WgXcQ"},
-		{"event": "download", "url": "https://files.example.org/statement-oct.pdf"},
-	} {
-		e := map[string]any{"ts": tlsTimes[len(flows)].Add(time.Duration(i-5) * 9 * time.Second).UnixMilli()}
+	for i, ev := range evs {
+		e := map[string]any{"ts": at.Add(time.Duration(i-len(evs)) * 9 * time.Second).UnixMilli()}
 		for k, v := range ev {
 			e[k] = v
 		}
@@ -239,15 +242,64 @@ func writeHAR(path string, tlsTimes []time.Time) error {
 	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
 	zw.Write(batch)
 	zw.Close()
-	add("POST", "https://data.mistat.intl.xiaomi.com/mistats/v3", "Mint Browser/3.4.3 "+dalvik, "application/json", gz.Bytes(), true, 200, ok)
+	return gz.Bytes()
+}
 
-	fh, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := har.Write(fh, "phonehome example generator", flows); err != nil {
-		fh.Close()
-		return err
-	}
-	return fh.Close()
+func writeHAR(path string, tlsTimes []time.Time) error {
+	// each request rides the connection the LAN capture saw
+	hb := &harBuilder{at: func(i int) time.Time { return tlsTimes[i].Add(31 * time.Millisecond) }}
+	add := hb.add
+	ok := `{"code":0,"msg":"ok"}`
+	add("POST", "https://tracking.intl.miui.com/track/v1", dalvik, "application/x-www-form-urlencoded",
+		track("com.miui.systemAdSolution", "splash_show", tlsTimes[0], url.Values{"ad_id": {"31245"}}), false, 200, ok)
+	add("GET", "https://us.micardapi.micloud.xiaomi.net/mic/card/v2/contact?phone="+
+		base64.StdEncoding.EncodeToString([]byte("+919820012345"))+"&region=IN&ver=2", "com.android.contacts/7.1.2 "+dalvik, "", nil, false, 200,
+		`{"code":0,"data":{"card":null,"tags":[]}}`)
+	add("POST", "https://tracking.intl.miui.com/track/v1", dalvik, "application/x-www-form-urlencoded",
+		track("com.miui.securitycenter", "scan_result", tlsTimes[2], url.Values{"threats": {"0"}}), false, 200, ok)
+	folder, _ := json.Marshal(map[string]any{"folderName": "More apps", "promoted": true,
+		"packageNames": []string{"com.whatsapp", "com.facebook.katana", "com.truecaller", "in.amazon.mShop.android.shopping", "com.phonepe.app", "com.google.android.youtube"},
+		"imei_md5":     fmt.Sprintf("%x", md5.Sum([]byte(device["imei"]))), "androidVersion": "7.1.2", "model": "Redmi 4A"})
+	add("POST", "https://global.market.xiaomi.com/apm/folder/promoted", dalvik, "application/json", folder, false, 200,
+		`{"code":0,"apps":[{"packageName":"com.example.game","title":"Example Game"}]}`)
+	add("POST", "https://global.api.huangye.miui.com/yellowpage/v3/message/stat", "com.android.mms "+dalvik, "application/x-www-form-urlencoded",
+		[]byte("data=q8Jm2X7vR0tN5bYpL3wKc9Hf1ZsAeU6iGoT4xDnMjV8yPrQlWkEh0uBaSdFgC2Iz&sign=8f14e45fceea167a5a36dedd4bea2543"), false, 200, ok)
+	batch := browserBatch(tlsTimes[5], []map[string]any{
+		{"event": "page_finished", "url": "https://www.healthline.com/health/depression/signs"},
+		{"event": "search", "query": "loan against salary no documents", "engine": "google"},
+		{"event": "page_finished", "url": "https://www.google.com/search?q=loan+against+salary+no+documents"},
+		{"event": "youtube_video_play", "video_id": "dQw4w9WgXcQ"},
+		{"event": "download", "url": "https://files.example.org/statement-oct.pdf"},
+	})
+	add("POST", "https://data.mistat.intl.xiaomi.com/mistats/v3", "Mint Browser/3.4.3 "+dalvik, "application/json", batch, true, 200, ok)
+	return hb.write(path)
+}
+
+// writeAfterHAR is the same phone the next morning, after its owner switched
+// off personalised ads (MIUI System Ads), the browser's usage data and
+// contact-card sync. Some data stops; much does not; a new app's SDK appears.
+func writeAfterHAR(path string) error {
+	day := start.Add(24*time.Hour + 3*time.Minute)
+	hb := &harBuilder{at: func(i int) time.Time { return day.Add(time.Duration(i) * 1700 * time.Millisecond) }}
+	add := hb.add
+	ok := `{"code":0,"msg":"ok"}`
+	add("POST", "https://tracking.intl.miui.com/track/v1", dalvik, "application/x-www-form-urlencoded",
+		track("com.miui.systemAdSolution", "personalization_off", hb.at(0), url.Values{"personalized": {"0"}}), false, 200, ok)
+	add("GET", "https://us.micardapi.micloud.xiaomi.net/mic/card/v2/contact?phone="+
+		base64.StdEncoding.EncodeToString([]byte("+919820012345"))+"&region=IN&ver=2", "com.android.contacts/7.1.2 "+dalvik, "", nil, false, 200,
+		`{"code":0,"data":{"card":null,"tags":[]}}`)
+	add("POST", "https://tracking.intl.miui.com/track/v1", dalvik, "application/x-www-form-urlencoded",
+		track("com.miui.securitycenter", "scan_result", hb.at(2), url.Values{"threats": {"0"}}), false, 200, ok)
+	batch := browserBatch(hb.at(3), []map[string]any{
+		{"event": "app_start", "cold": true},
+		{"event": "settings_change", "setting": "usage_data", "value": "off"},
+		{"event": "app_start", "cold": false},
+	})
+	add("POST", "https://data.mistat.intl.xiaomi.com/mistats/v3", "Mint Browser/3.4.3 "+dalvik, "application/json", batch, true, 200, ok)
+	fb := url.Values{"event": {"MOBILE_APP_INSTALL"}, "advertiser_id": {device["oaid"]}, "advertiser_tracking_enabled": {"1"},
+		"application_tracking_enabled": {"1"}, "anon_id": {"XZ7a1c3f0e-5b2d-4e8a-9c61-0f3e2d1b4a57"},
+		"application_package_name": {"com.truecaller"}, "extinfo": {`["a2","com.truecaller","1101","12.58.7","7.1.2","Redmi 4A","en_IN","IST","Jio 4G",720,1280,"2.00",8,24,5,"Asia/Kolkata"]`}}
+	add("POST", "https://graph.facebook.com/v17.0/1288392747887445/activities", "FBAndroidSDK.16.0.0 "+dalvik,
+		"application/x-www-form-urlencoded", []byte(fb.Encode()), false, 200, `{"success":true}`)
+	return hb.write(path)
 }
