@@ -229,7 +229,7 @@ func endpointDoc(e *Endpoint) EndpointDoc {
 	if ef := e.EventField(); ef != nil {
 		ed.EventField = ef.Name
 		for _, en := range e.EventNames() {
-			ed.EventKinds = append(ed.EventKinds, EventDoc{Name: en.Value, Count: en.Count, Fields: fieldDocs(e, e.EventFields(en))})
+			ed.EventKinds = append(ed.EventKinds, EventDoc{Name: en.Value, Count: scale(en.Count, e.Requests, e.Learned), Fields: fieldDocs(e, e.EventFields(en))})
 		}
 	}
 	return ed

@@ -165,3 +165,54 @@ func TestEndpointPath(t *testing.T) {
 		}
 	}
 }
+
+// A busy endpoint is learned from a sample: the request count stays exact,
+// events and event names are estimated, the roles are those of the whole,
+// and identifiers found by detection are still counted in every request.
+func TestSchemaSampledEndpoint(t *testing.T) {
+	s := NewSummary()
+	at := time.Date(2026, 11, 18, 8, 0, 0, 0, time.UTC)
+	const n = 20000
+	for i := 0; i < n; i++ {
+		events := `{"ts":1,"type":"open"}`
+		if i%4 == 0 {
+			events += `,{"ts":2,"type":"click"}`
+		}
+		body := fmt.Sprintf(`{"aid":"3b6f1e0a9c2d4f81","seq":%d,"events":[%s]}`, i, events)
+		s.Add(post("busy.example.com", "/b", body, at.Add(time.Duration(i)*time.Millisecond), "10.0.0.2",
+			flow.Finding{Kind: "android_id", Value: "3b6f1e0a9c2d4f81", Path: "body › json:aid"}))
+	}
+	doc := s.Doc()
+	e := onlyEndpoint(t, doc)
+	if e.Requests != n || e.Learned >= n/2 || e.Learned < learnAll {
+		t.Errorf("%d requests, %d learned", e.Requests, e.Learned)
+	}
+	if want := n + n/4; e.Events < want*9/10 || e.Events > want*11/10 {
+		t.Errorf("events estimated at %d, true %d", e.Events, want)
+	}
+	if got := roles(e); got["body › json:aid"] != RoleAnnotation || got["body › json:seq"] != RoleEventData {
+		t.Errorf("roles from the sample: %v", got)
+	}
+	if len(doc.IDs) != 1 || doc.IDs[0].Requests != n {
+		t.Errorf("the Android ID is counted in every request: %+v", doc.IDs)
+	}
+}
+
+// BenchmarkSummaryAdd is the report's cost per flow: the example's flows of
+// both days, detected, added again and again (the sampling of busy endpoints
+// included, as on a large store).
+func BenchmarkSummaryAdd(b *testing.B) {
+	at := time.Date(2026, 11, 18, 8, 0, 0, 0, time.UTC)
+	flows := []*flow.Flow{
+		post("t.example.com", "/v1/batch", `{"events":[{"event":"page","url":"https://news.example/a","ts":1},{"event":"search","q":"weather","ts":2}],"install_id":"6f3c2b9e-0d4a-4c8e-b1f7-2a9d5e8c7b13","model":"Pixel 7","os":"14","lang":"de"}`, at, "10.0.0.2",
+			flow.Finding{Kind: "install_id", Value: "6f3c2b9e-0d4a-4c8e-b1f7-2a9d5e8c7b13", Path: "body › json:install_id"}),
+		{Start: at, Host: "ads.example.net", Transport: flow.TransportHTTP, Request: &flow.Request{Method: "GET", URL: "http://ads.example.net/ad?gaid=d8f1c2a4-7b3e-4e59-9a0c-5e2f6b1d7c90&slot=3"},
+			Findings: []flow.Finding{{Kind: "advertising_id", Value: "d8f1c2a4-7b3e-4e59-9a0c-5e2f6b1d7c90", Path: "query:gaid"}}},
+		{Start: at, Host: "cdn.example.org", Transport: flow.TransportTLS},
+	}
+	s := NewSummary()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		s.Add(flows[i%len(flows)])
+	}
+}

@@ -56,6 +56,7 @@ type Summary struct {
 	times      []stamp // one per request or connection, for the timeline
 	dec        decode.Decoder
 	spare      []decode.Value
+	rng        uint64
 	classified bool
 	// NoSchema skips learning endpoints and identifiers (no decoding): only
 	// who talked to whom and the findings already on the flows.
@@ -180,7 +181,7 @@ func (s *Summary) learn(f *flow.Flow, d *Destination) {
 	if owner == "" {
 		owner = d.Host
 	}
-	if e.Requests > learnAll && e.Requests%(e.Requests/learnAll) != 0 {
+	if e.Requests > learnAll && s.random()%uint64(e.Requests/learnAll) != 0 {
 		s.spare = s.ids.addFindings(owner, d.Host, f.Findings, s.spare)
 		return
 	}
@@ -188,6 +189,19 @@ func (s *Summary) learn(f *flow.Flow, d *Destination) {
 	kinds := findingKinds(f.Findings)
 	e.learn(f.Client.Addr, res.Values, kinds)
 	s.ids.add(owner, d.Host, res.Values, kindsOf(res.Values, kinds))
+}
+
+// random is a fixed-seed xorshift generator: which requests of a busy endpoint
+// are learned must not follow a period of the traffic, yet the same input
+// must give the same report.
+func (s *Summary) random() uint64 {
+	if s.rng == 0 {
+		s.rng = 0x9e3779b97f4a7c15
+	}
+	s.rng ^= s.rng << 13
+	s.rng ^= s.rng >> 7
+	s.rng ^= s.rng << 17
+	return s.rng
 }
 
 // classify gives every endpoint's fields their roles, once after the last Add.

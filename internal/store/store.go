@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
@@ -366,27 +367,96 @@ func (o ReadOptions) columns() string {
 type scanner struct {
 	lean  bool
 	dests map[string]flow.Destination
+	dns   map[string]flow.DNS
+}
+
+// parallel reads rows on one goroutine and parses them and calls fn on this
+// one: on a large session the driver's work and the parsing take similar time.
+func (sc *scanner) parallel(ctx context.Context, session Session, rows *sql.Rows, fn func(*flow.Flow) error) error {
+	const batchSize = 256
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan []leanRow, 8)
+	var readErr error
+	go func() {
+		defer close(batches)
+		batch := make([]leanRow, 0, batchSize)
+		for rows.Next() {
+			batch = append(batch, leanRow{})
+			if readErr = batch[len(batch)-1].read(rows); readErr != nil {
+				return
+			}
+			if len(batch) == batchSize {
+				select {
+				case batches <- batch:
+				case <-ctx.Done():
+					return
+				}
+				batch = make([]leanRow, 0, batchSize)
+			}
+		}
+		if readErr = rows.Err(); readErr == nil && len(batch) > 0 {
+			select {
+			case batches <- batch:
+			case <-ctx.Done():
+			}
+		}
+	}()
+	var err error
+	for batch := range batches {
+		for i := 0; i < len(batch) && err == nil; i++ {
+			var f *flow.Flow
+			if f, err = sc.parse(&batch[i]); err == nil {
+				err = fn(f)
+			}
+		}
+		if err != nil {
+			cancel()
+			for range batches { // let the reader stop
+			}
+			return err
+		}
+	}
+	if readErr != nil {
+		return fmt.Errorf("read flows of %q: %w", session.Name, readErr)
+	}
+	return nil
+}
+
+// leanRow is a lean row as read, before its text is parsed.
+type leanRow struct {
+	f                                   flow.Flow
+	start, end                          int64
+	client, server, transport           string
+	method, url, reqH                   sql.NullString
+	reqBody                             []byte
+	reqSize, reqFlags, status, respSize sql.NullInt64
+	dnsJ, destJ                         sql.NullString
+	findings                            []byte
+}
+
+func (r *leanRow) read(rows *sql.Rows) error {
+	return rows.Scan(&r.f.ID, &r.start, &r.end, &r.client, &r.server, &r.f.Host, &r.transport, &r.f.BytesUp, &r.f.BytesDown,
+		&r.method, &r.url, &r.reqH, &r.reqBody, &r.reqSize, &r.reqFlags, &r.status, &r.respSize, &r.dnsJ, &r.destJ, &r.f.App, &r.findings)
 }
 
 func (sc *scanner) scan(rows *sql.Rows) (*flow.Flow, error) {
 	if !sc.lean {
 		return scanFlow(rows)
 	}
-	var (
-		f                                   flow.Flow
-		start, end                          int64
-		client, server, transport           string
-		method, url, reqH                   sql.NullString
-		reqBody                             []byte
-		reqSize, reqFlags, status, respSize sql.NullInt64
-		dnsJ, destJ                         sql.NullString
-		findings                            []byte
-	)
-	err := rows.Scan(&f.ID, &start, &end, &client, &server, &f.Host, &transport, &f.BytesUp, &f.BytesDown,
-		&method, &url, &reqH, &reqBody, &reqSize, &reqFlags, &status, &respSize, &dnsJ, &destJ, &f.App, &findings)
-	if err != nil {
+	var r leanRow
+	if err := r.read(rows); err != nil {
 		return nil, err
 	}
+	return sc.parse(&r)
+}
+
+// parse turns a lean row into a flow.
+func (sc *scanner) parse(r *leanRow) (*flow.Flow, error) {
+	f := r.f
+	start, end, client, server, transport := r.start, r.end, r.client, r.server, r.transport
+	method, url, reqH, reqBody, reqSize, reqFlags := r.method, r.url, r.reqH, r.reqBody, r.reqSize, r.reqFlags
+	status, respSize, dnsJ, destJ, findings := r.status, r.respSize, r.dnsJ, r.destJ, r.findings
 	if err := scanFindings(&f, findings); err != nil {
 		return nil, err
 	}
@@ -405,10 +475,16 @@ func (sc *scanner) scan(rows *sql.Rows) (*flow.Flow, error) {
 		f.Response = &flow.Response{Status: int(status.Int64), Body: flow.Body{Size: respSize.Int64}}
 	}
 	if dnsJ.Valid {
-		f.DNS = &flow.DNS{}
-		if err := json.Unmarshal([]byte(dnsJ.String), f.DNS); err != nil {
-			return nil, fmt.Errorf("flow %d: dns column: %w", f.ID, err)
+		d, ok := sc.dns[dnsJ.String]
+		if !ok {
+			if err := json.Unmarshal([]byte(dnsJ.String), &d); err != nil {
+				return nil, fmt.Errorf("flow %d: dns column: %w", f.ID, err)
+			}
+			if len(sc.dns) < 4096 {
+				sc.dns[dnsJ.String] = d
+			}
 		}
+		f.DNS = &d // a copy; its answers are shared and read only
 	}
 	if destJ.Valid {
 		d, ok := sc.dests[destJ.String]
@@ -434,7 +510,7 @@ func (s *Store) Flows(ctx context.Context, session Session, fn func(*flow.Flow) 
 
 // FlowsWith is Flows with columns left out as opts say.
 func (s *Store) FlowsWith(ctx context.Context, session Session, opts ReadOptions, fn func(*flow.Flow) error) error {
-	sc := &scanner{lean: opts.Lean, dests: map[string]flow.Destination{}}
+	sc := &scanner{lean: opts.Lean, dests: map[string]flow.Destination{}, dns: map[string]flow.DNS{}}
 	// Read in rowid order, the order of writing; the index on session_id
 	// would cost a seek per row and a sort.
 	var lo, hi sql.NullInt64
@@ -449,6 +525,9 @@ func (s *Store) FlowsWith(ctx context.Context, session Session, opts ReadOptions
 		return fmt.Errorf("read flows of %q: %w", session.Name, err)
 	}
 	defer rows.Close()
+	if opts.Lean {
+		return sc.parallel(ctx, session, rows, fn)
+	}
 	for rows.Next() {
 		f, err := sc.scan(rows)
 		if err != nil {
@@ -537,6 +616,9 @@ func parseHeaders(s sql.NullString) flow.Headers {
 	if !s.Valid {
 		return nil
 	}
+	if h, ok := parseHeadersFast(s.String); ok {
+		return h
+	}
 	var pairs [][2]string
 	if json.Unmarshal([]byte(s.String), &pairs) != nil {
 		return nil
@@ -546,6 +628,61 @@ func parseHeaders(s sql.NullString) flow.Headers {
 		h[i] = flow.Header{Name: p[0], Value: p[1]}
 	}
 	return h
+}
+
+// parseHeadersFast reads [["name","value"],...] as headersJSON writes it when
+// no string holds an escape: names and values are slices of s, no copying.
+// Anything else is left to encoding/json.
+func parseHeadersFast(s string) (flow.Headers, bool) {
+	if len(s) < 2 || s[0] != '[' || s[len(s)-1] != ']' || !utf8.ValidString(s) {
+		return nil, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' || s[i] < 0x20 { // escapes and control characters: left to encoding/json
+			return nil, false
+		}
+	}
+	h := make(flow.Headers, 0, strings.Count(s, "],[")+1)
+	i := 1
+	str := func() (string, bool) {
+		if i >= len(s) || s[i] != '"' {
+			return "", false
+		}
+		j := strings.IndexByte(s[i+1:], '"')
+		if j < 0 {
+			return "", false
+		}
+		v := s[i+1 : i+1+j]
+		i += j + 2
+		return v, true
+	}
+	if s == "[]" {
+		return h, true
+	}
+	for {
+		if i >= len(s) || s[i] != '[' {
+			return nil, false
+		}
+		i++
+		name, ok := str()
+		if !ok || i >= len(s) || s[i] != ',' {
+			return nil, false
+		}
+		i++
+		value, ok := str()
+		if !ok || i >= len(s) || s[i] != ']' {
+			return nil, false
+		}
+		i++
+		h = append(h, flow.Header{Name: name, Value: value})
+		if i == len(s)-1 {
+			return h, true // the closing bracket
+		}
+		if i >= len(s) || s[i] != ',' {
+			return nil, false
+		}
+		i++
+	}
 }
 
 func body(data []byte, size, flags sql.NullInt64) flow.Body {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/netip"
 	"os"
@@ -278,4 +279,61 @@ func FuzzUnpackFindings(f *testing.F) {
 			t.Errorf("%x: %+v read back as %+v (%v)", b, fs, again, err)
 		}
 	})
+}
+
+// The fast header reader agrees with encoding/json wherever it answers.
+func FuzzParseHeaders(f *testing.F) {
+	for _, s := range []string{`[]`, `[["Host","x"],["User-Agent","a b"]]`, `[["a","\"q\""]]`, `[["a","b"],]`, `[["a"]]`, `[["a","b"]`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		fast, ok := parseHeadersFast(s)
+		if !ok {
+			return
+		}
+		var pairs [][2]string
+		if err := json.Unmarshal([]byte(s), &pairs); err != nil {
+			t.Fatalf("%q: fast reader accepted what JSON rejects: %v", s, err)
+		}
+		if len(pairs) != len(fast) {
+			t.Fatalf("%q: %d headers, JSON has %d", s, len(fast), len(pairs))
+		}
+		for i, p := range pairs {
+			if fast[i].Name != p[0] || fast[i].Value != p[1] {
+				t.Fatalf("%q: header %d is %q, JSON says %q", s, i, fast[i], p)
+			}
+		}
+	})
+}
+
+// BenchmarkFlowsLean reads a session as a report does (b.N flows per op
+// reported as ns/flow).
+func BenchmarkFlowsLean(b *testing.B) {
+	ctx := context.Background()
+	st, err := Open(ctx, filepath.Join(b.TempDir(), "b.db"), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	sess, _ := st.CreateSession(ctx, "b", time.Now(), "bench")
+	w := st.Writer(ctx, sess)
+	const n = 20000
+	for i := 0; i < n; i++ {
+		w.Add(&flow.Flow{Host: "t.example.com", Transport: flow.TransportHTTPS, Start: time.Unix(1763452800, int64(i)),
+			Dest:     flow.Destination{Owner: "Example", Category: "analytics"},
+			Request:  &flow.Request{Method: "POST", URL: "https://t.example.com/e", Headers: flow.Headers{{Name: "User-Agent", Value: "app/1.0"}, {Name: "Content-Type", Value: "application/json"}}, Body: flow.Body{Data: []byte(`{"aid":"3b6f1e0a9c2d4f81","ev":"open"}`), Size: 38}},
+			Response: &flow.Response{Status: 200, Body: flow.Body{Data: make([]byte, 900), Size: 900}},
+			Findings: []flow.Finding{{Kind: "android_id", Value: "3b6f1e0a9c2d4f81", Path: "body › json:aid", Method: "key", Confidence: 0.9}}})
+	}
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		count := 0
+		if err := st.FlowsWith(ctx, sess, ReadOptions{Lean: true}, func(*flow.Flow) error { count++; return nil }); err != nil || count != n {
+			b.Fatal(count, err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/flow")
 }
