@@ -126,6 +126,11 @@ func TestOpaque(t *testing.T) {
 	if len(r.Opaque) != 1 || r.Opaque[0].Path != "body › form:data › base64" {
 		t.Errorf("encrypted base64 field: %+v", r.Opaque)
 	}
+	// a prefixed UUID (Facebook's anon_id) is an identifier, not base64 of something
+	r = Decode(Request{URL: "https://t.example/?anon_id=XZ7a1c3f0e-5b2d-4e8a-9c61-0f3e2d1b4a57"}, Limits{})
+	if len(r.Opaque) != 0 || len(r.Values) != 1 || r.Values[0].Path != "query:anon_id" {
+		t.Errorf("prefixed UUID: opaque %+v, values %+v", r.Opaque, r.Values)
+	}
 }
 
 func pctEscape(s string) string {

@@ -259,7 +259,7 @@ func (s *state) strIn(v, path, key, parent string, depth int) {
 			s.bytes(b, join(path, "hex"), key, depth+1)
 			return
 		}
-	} else if len(t) >= 8 && !isHexDashed(t) {
+	} else if len(t) >= 8 && !isHexDashed(t) && !hasUUID(t) {
 		if b, ok := decodeBase64(t); ok {
 			if plausible(b) {
 				s.bytes(b, join(path, "base64"), key, depth+1)
@@ -387,6 +387,22 @@ func isHexDashed(t string) bool {
 	for i := 0; i < len(t); i++ {
 		c := t[i]
 		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// hasUUID reports whether t ends in a UUID (8-4-4-4-12 hex digits), as
+// prefixed IDs do ("XZ" + UUID, Facebook's anon_id): an identifier, not base64.
+func hasUUID(t string) bool {
+	if len(t) < 36 {
+		return false
+	}
+	u := t[len(t)-36:]
+	for i := 0; i < 36; i++ {
+		dash := i == 8 || i == 13 || i == 18 || i == 23
+		if c := u[i]; dash != (c == '-') || !dash && !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
 			return false
 		}
 	}
