@@ -60,7 +60,7 @@ PCAPdroid, a browser's HAR, or a mitmproxy flow file):
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newAnalyzeCmd(stdout, stderr), newRunCmd(stdout, stderr), newReportCmd(stdout, stderr), newDiffCmd(stdout, stderr), newCACmd(stdout, stderr), newSessionsCmd(stdout), newVersionCmd(stdout))
+	root.AddCommand(newAnalyzeCmd(stdout, stderr), newRunCmd(stdout, stderr), newReportCmd(stdout, stderr), newDiffCmd(stdout, stderr), newSpoofCmd(stdout, stderr), newCACmd(stdout, stderr), newSessionsCmd(stdout), newVersionCmd(stdout))
 	// --cpuprofile is for developers measuring the hot paths (see bench/).
 	var profile string
 	var stopProfile func()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"phonehome/internal/capture/dnsproxy"
 	"phonehome/internal/capture/proxy"
 	"phonehome/internal/certs"
 	"phonehome/internal/detect"
@@ -37,6 +38,12 @@ type runOpts struct {
 	caDir            string
 	maxBody          int
 	detect           analyzeOpts // --profile, --trackers, --phone-region
+	lan              lanOpts
+	ports            string
+	transparent      string
+	dns              string
+	dnsUpstream      string
+	blockDoH         bool
 }
 
 func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -52,10 +59,23 @@ the device makes is then shown as it happens, with the personal data it carries.
 The proxy listens on 127.0.0.1 unless told otherwise: to let a phone on your
 Wi-Fi use it, name your machine's LAN address with --listen, and limit who may
 use it with --allow. Ctrl-C stops it: requests in flight are finished, the
-session is stored and a summary is printed.`,
+session is stored and a summary is printed.
+
+Devices that ignore proxy settings (TVs, speakers, many apps) are captured
+with --spoof (Linux, root): phonehome tells the device that this machine is
+its router and the router that this machine is the device (ARP spoofing),
+turns IP forwarding on and ICMP redirects off, and redirects the device's
+TCP 80 and 443 to a transparent proxy (nftables), its DNS to a resolver that
+records every lookup, and drops its QUIC so apps fall back to TCP. On exit
+(also Ctrl-C or SIGTERM) the real addresses are announced again and every
+kernel change is undone; after a crash, the next start undoes them.
+--dns ADDR alone runs the recording resolver for devices you point at it.`,
 		Example: `  phonehome run
   phonehome run --listen 192.168.1.10:8080 --allow 192.168.1.0/24
-  phonehome run --db phone.db --session after-opt-out --profile me.yaml`,
+  phonehome run --db phone.db --session after-opt-out --profile me.yaml
+  sudo phonehome run --spoof 192.168.1.23
+  sudo phonehome run --spoof 192.168.1.23 --gateway 192.168.1.1 --iface wlan0 --block-doh
+  phonehome run --dns 192.168.1.10:53`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return runProxy(cmd.Context(), o, stdout, stderr) },
 	}
@@ -73,6 +93,15 @@ session is stored and a summary is printed.`,
 	f.StringVar(&o.detect.profile, "profile", "", "YAML or JSON file of your own values to find in every form (see analyze --help)")
 	f.StringArrayVar(&o.detect.trackers, "trackers", nil, "also load this tracker list (see analyze --help); repeatable")
 	f.StringVar(&o.detect.region, "phone-region", "", "two-letter country for phone numbers written without a country code")
+	f.StringVar(&o.lan.target, "spoof", "", "capture this device (IPv4 address on the LAN) by ARP spoofing, with no set-up on it (Linux, root)")
+	f.StringVar(&o.lan.gateway, "gateway", "", "with --spoof: the router's address (default: the interface's default route)")
+	f.StringVar(&o.lan.iface, "iface", "", "with --spoof: the network interface (default: the one on the device's network)")
+	f.StringVar(&o.ports, "ports", "80,443", "with --spoof: the device's TCP ports sent to the transparent proxy")
+	f.StringVar(&o.transparent, "transparent", ":0", "with --spoof: address of the transparent proxy (redirected connections arrive there)")
+	f.BoolVar(&o.lan.allowQUIC, "allow-quic", false, "with --spoof: let the device's QUIC (UDP 443) through instead of dropping it (it cannot be decrypted)")
+	f.StringVar(&o.dns, "dns", "", "run a recording DNS resolver on this address (with --spoof: the device's DNS goes to it; default a free port)")
+	f.StringVar(&o.dnsUpstream, "dns-upstream", "", "resolver the DNS resolver forwards to (default: the first nameserver of /etc/resolv.conf)")
+	f.BoolVar(&o.blockDoH, "block-doh", false, "refuse known DNS-over-HTTPS endpoints so devices fall back to plain DNS")
 	return cmd
 }
 
@@ -273,9 +302,46 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 		}
 	}()
 
-	p := proxy.New(proxy.Options{Minter: minter, Upstream: up, MaxBody: o.maxBody, Emit: emit, Allow: allow,
-		Ignore: o.ignore, Intercept: o.intercept})
+	lanCtx, stopLAN := context.WithCancel(ctx)
+	defer stopLAN()
+	var resolver *dnsproxy.Server
+	popts := proxy.Options{Minter: minter, Upstream: up, MaxBody: o.maxBody, Emit: emit, Allow: allow,
+		Ignore: o.ignore, Intercept: o.intercept, Name: func(a netip.Addr) string {
+			if resolver != nil {
+				return resolver.Name(a)
+			}
+			return ""
+		}}
+	p := proxy.New(popts)
+	var lanWG sync.WaitGroup
+	var in *interception
+	var dnsPort int
+	if o.dns != "" || o.lan.target != "" {
+		if resolver, dnsPort, err = startResolver(lanCtx, o, emit, &lanWG, stderr); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+	if o.lan.target != "" {
+		if in, err = startSpoofMode(lanCtx, o, p, dnsPort, emit, &lanWG, stderr); err != nil {
+			stopLAN()
+			lanWG.Wait()
+			ln.Close()
+			close(queue)
+			wg.Wait()
+			return err
+		}
+	}
 	serveErr := p.Serve(ctx, ln)
+	if in != nil {
+		if err := in.stop(stderr); err != nil {
+			fmt.Fprintln(stderr, "phonehome: restoring the network:", err)
+		} else {
+			fmt.Fprintln(stderr, "network restored: ARP caches healed, nftables rules removed, sysctls back")
+		}
+	}
+	stopLAN()
+	lanWG.Wait()
 	close(queue)
 	wg.Wait()
 	fmt.Fprintln(stdout)
@@ -290,4 +356,47 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 		return fmt.Errorf("run: %w", serveErr)
 	}
 	return storeErr
+}
+
+// startResolver runs the recording DNS resolver (--dns, or for --spoof).
+func startResolver(ctx context.Context, o runOpts, emit func(*flow.Flow), wg *sync.WaitGroup, stderr io.Writer) (*dnsproxy.Server, int, error) {
+	upstream := o.dnsUpstream
+	if upstream == "" {
+		var err error
+		if upstream, err = dnsproxy.SystemUpstream(); err != nil {
+			return nil, 0, err
+		}
+	} else if _, _, err := net.SplitHostPort(upstream); err != nil {
+		upstream = net.JoinHostPort(upstream, "53")
+	}
+	addr := o.dns
+	if addr == "" {
+		addr = ":0"
+	}
+	pc, err := net.ListenPacket("udp4", addr)
+	if err != nil {
+		return nil, 0, fmt.Errorf("run: --dns %s: %w", addr, err)
+	}
+	tl, err := net.Listen("tcp4", pc.LocalAddr().String())
+	if err != nil {
+		pc.Close()
+		return nil, 0, fmt.Errorf("run: --dns %s (TCP): %w", addr, err)
+	}
+	s := dnsproxy.New(dnsproxy.Options{Upstream: upstream, Emit: emit, BlockDoH: o.blockDoH})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := s.ServeOn(ctx, pc, tl); err != nil {
+			fmt.Fprintln(stderr, "phonehome:", err)
+		}
+	}()
+	fmt.Fprintf(stderr, "DNS resolver on %s, forwarding to %s\n", pc.LocalAddr(), upstream)
+	return s, listenPortUDP(pc.LocalAddr()), nil
+}
+
+func listenPortUDP(a net.Addr) int {
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return int(ap.Port())
+	}
+	return 0
 }

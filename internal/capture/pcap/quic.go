@@ -277,3 +277,56 @@ func (a *Assembler) quic(p *packet, ts time.Time) {
 	c.helloDone[0] = true
 	c.quic = nil
 }
+
+// QUICHellos reads server names from QUIC client Initial packets that arrive
+// one datagram at a time (a live catcher): a ClientHello with large key
+// shares spans two Initials, so each client's CRYPTO stream is kept until its
+// hello is whole. At most 1,024 clients are followed at once.
+type QUICHellos struct {
+	states map[string]*quicState
+	order  []string
+}
+
+// Add reads one datagram from src (an address:port); it returns the server
+// name once the sender's ClientHello is complete.
+func (h *QUICHellos) Add(src string, pkt []byte) (string, bool) {
+	version, dcid, err := parseInitial(pkt)
+	if err != nil {
+		return "", false
+	}
+	if h.states == nil {
+		h.states = map[string]*quicState{}
+	}
+	q := h.states[src]
+	if q == nil {
+		if q, err = newQuicState(version, dcid); err != nil {
+			return "", false
+		}
+		if len(h.order) >= 1024 {
+			delete(h.states, h.order[0])
+			h.order = h.order[1:]
+		}
+		h.states[src] = q
+		h.order = append(h.order, src)
+	}
+	frames, err := q.decryptInitial(pkt)
+	if err != nil {
+		return "", false
+	}
+	q.frames(frames)
+	ch, err := hello.ParseClientHello(q.crypto)
+	if err == hello.ErrNeedMore && len(q.crypto) < hello.MaxHandshake {
+		return "", false
+	}
+	delete(h.states, src)
+	for i, k := range h.order {
+		if k == src {
+			h.order = append(h.order[:i], h.order[i+1:]...)
+			break
+		}
+	}
+	if err != nil {
+		return "", false
+	}
+	return ch.SNI, true
+}

@@ -40,6 +40,9 @@ type Options struct {
 	Ignore    []string       // host patterns (path.Match, "*.example.com") never intercepted
 	Intercept []string       // if set, only hosts matching one of these are intercepted
 	DialTimer time.Duration  // upstream dial timeout (default 15 s)
+	// Name names an address (from DNS answers) for a transparently
+	// intercepted connection that carries no name itself; nil or "": none.
+	Name func(netip.Addr) string
 }
 
 // Proxy is an http.Handler that forwards and records.
@@ -65,9 +68,15 @@ func New(opts Options) *Proxy {
 	if opts.DialTimer <= 0 {
 		opts.DialTimer = 15 * time.Second
 	}
+	dialer := &net.Dialer{Timeout: opts.DialTimer}
 	t := &http.Transport{
-		Proxy:               nil, // never chain to the environment's proxy: we are the proxy
-		DialContext:         (&net.Dialer{Timeout: opts.DialTimer}).DialContext,
+		Proxy: nil, // never chain to the environment's proxy: we are the proxy
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if to, ok := ctx.Value(dialKey{}).(string); ok {
+				addr = to // transparent mode: the connection's original destination
+			}
+			return dialer.DialContext(ctx, network, addr)
+		},
 		TLSClientConfig:     opts.Upstream,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
@@ -229,68 +238,166 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 	}
 	// Bytes the client sent after CONNECT may already sit in rw's buffer.
 	client := bufio.NewReaderSize(&bufferedConn{Conn: conn, r: rw.Reader}, 16<<10)
+	p.serveTunnel(r.Context(), conn, client, r.Host, host, portStr, r.RemoteAddr, "")
+}
+
+// serveTunnel serves what a client sends inside a tunnel to authority
+// (host:port, from CONNECT or from the intercepted connection): TLS is
+// terminated with a minted certificate unless the host is passed through;
+// other bytes are relayed raw. dial, when set, is the address to connect to
+// instead of resolving the host (a transparently intercepted connection's
+// original destination).
+func (p *Proxy) serveTunnel(ctx context.Context, conn net.Conn, client *bufio.Reader, authority, host, portStr, remote, dial string) {
+	target := authority
+	if dial != "" {
+		target = dial
+	}
 	first, err := client.Peek(5)
 	if err != nil {
 		return // the client went away without a word
 	}
 	if !hello.LooksLikeTLS(first) {
-		p.tunnel(client, conn, r.Host, host, r.RemoteAddr, nil, "not TLS: relayed as a raw tunnel")
+		p.tunnel(client, conn, target, host, remote, nil, "not TLS: relayed as a raw tunnel")
 		return
 	}
 	sni := host
 	if ch, ok := peekHello(client); ok && ch.SNI != "" {
 		sni = ch.SNI
 	}
+	if dial != "" && sni != host { // transparent: the name comes from the ClientHello
+		host = sni
+		authority = net.JoinHostPort(sni, portStr)
+	}
 	if why := p.passthrough(sni); why != "" {
-		p.tunnel(client, conn, r.Host, sni, r.RemoteAddr, &flow.TLSInfo{SNI: sni}, why)
+		p.tunnel(client, conn, target, sni, remote, &flow.TLSInfo{SNI: sni}, why)
 		return
 	}
 	tconn := tls.Server(&bufferedConn{Conn: conn, r: client}, &tls.Config{
 		GetCertificate: p.opts.Minter.GetCertificate(host),
 		NextProtos:     []string{"h2", "http/1.1"}, // what the client gets is chosen apart from what the server speaks
 	})
-	if err := tconn.HandshakeContext(r.Context()); err != nil {
+	if err := tconn.HandshakeContext(ctx); err != nil {
 		p.refused(sni)
-		f := &flow.Flow{Start: p.opts.Now(), End: p.opts.Now(), Host: sni, Client: endpoint(r.RemoteAddr),
+		f := &flow.Flow{Start: p.opts.Now(), End: p.opts.Now(), Host: sni, Client: endpoint(remote),
 			Transport: flow.TransportTLS, TLS: &flow.TLSInfo{SNI: sni}}
+		if ap, err := netip.ParseAddrPort(dial); err == nil {
+			f.Server = flow.Endpoint{Addr: ap.Addr().Unmap(), Port: ap.Port()}
+		}
 		f.Note("client refused phonehome's certificate (the app pins its certificate or does not trust the CA); " +
 			sni + " is passed through untouched from now on: " + err.Error())
 		p.emit(f)
 		return
 	}
 	defer tconn.Close()
+	if dial != "" {
+		ctx = context.WithValue(ctx, dialKey{}, dial)
+	}
 	if tconn.ConnectionState().NegotiatedProtocol == "h2" {
-		p.serveH2(tconn, r.Host, host, portStr, r.RemoteAddr)
+		p.serveH2(ctx, tconn, authority, host, portStr, remote)
 		return
 	}
-	br := bufio.NewReader(tconn)
+	p.serveHTTP1(ctx, tconn, bufio.NewReader(tconn), "https", authority, host, portStr, remote)
+}
+
+// serveHTTP1 serves the HTTP/1 requests of one client connection.
+func (p *Proxy) serveHTTP1(ctx context.Context, conn net.Conn, br *bufio.Reader, scheme, authority, host, portStr, remote string) {
 	for {
 		req, err := http.ReadRequest(br)
 		if err != nil {
 			return // the client closed, or sent something that is not HTTP/1
 		}
-		req.URL.Scheme, req.URL.Host = "https", r.Host
-		if portStr == "443" {
-			req.URL.Host = host
+		req.URL.Scheme, req.URL.Host = scheme, authority
+		if authority == "" { // cleartext, transparent: the Host header names the server
+			req.URL.Host = req.Host
+			if req.Host == "" {
+				req.URL.Host, _ = ctx.Value(dialKey{}).(string)
+			}
 		}
-		req.RemoteAddr = r.RemoteAddr
-		rw := newResponseWriter(tconn, br, req.Method)
-		p.forward(rw, req.WithContext(r.Context()), "https", r.RemoteAddr)
+		if scheme == "https" && portStr == "443" || scheme == "http" && portStr == "80" {
+			req.URL.Host = stripPort(req.URL.Host)
+		}
+		req.RemoteAddr = remote
+		rw := newResponseWriter(conn, br, req.Method)
+		p.forward(rw, req.WithContext(ctx), scheme, remote)
 		if err := rw.finish(); err != nil || req.Close || rw.close {
 			return
 		}
 	}
 }
 
+func stripPort(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return hostport
+}
+
+// ServeIntercepted serves a connection redirected to phonehome (transparent
+// mode): orig is where the client meant to connect. TLS is named by its SNI,
+// HTTP by its Host header; what is neither is relayed raw.
+func (p *Proxy) ServeIntercepted(ctx context.Context, conn net.Conn, orig netip.AddrPort) {
+	p.wg.Add(1)
+	defer p.wg.Done()
+	defer conn.Close()
+	remote := conn.RemoteAddr().String()
+	if !p.allowed(remote) {
+		return
+	}
+	// on shutdown, a connection idle between requests is let go
+	defer context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })()
+	dial := orig.String()
+	port := strconv.Itoa(int(orig.Port()))
+	client := bufio.NewReaderSize(conn, 16<<10)
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second)) // a client that never speaks
+	first, err := client.Peek(5)
+	conn.SetReadDeadline(time.Time{})
+	if err != nil {
+		return
+	}
+	name := orig.Addr().Unmap().String()
+	if p.opts.Name != nil {
+		if n := p.opts.Name(orig.Addr().Unmap()); n != "" {
+			name = n // a ClientHello's SNI or a Host header still wins
+		}
+	}
+	if hello.LooksLikeTLS(first) {
+		p.serveTunnel(ctx, conn, client, net.JoinHostPort(name, port), name, port, remote, dial)
+		return
+	}
+	if looksLikeHTTP(first) {
+		p.serveHTTP1(context.WithValue(ctx, dialKey{}, dial), conn, client, "http", "", name, port, remote)
+		return
+	}
+	p.tunnel(client, conn, dial, name, remote, nil, "not TLS or HTTP: relayed as a raw tunnel")
+}
+
+// looksLikeHTTP reports whether b starts like an HTTP/1 request line.
+func looksLikeHTTP(b []byte) bool {
+	for _, m := range []string{"GET ", "POST", "PUT ", "HEAD", "DELE", "OPTI", "PATC", "CONN", "TRAC"} {
+		if len(b) >= 4 && string(b[:4]) == m {
+			return true
+		}
+	}
+	return false
+}
+
+// dialKey carries, in a request's context, the address to connect to instead
+// of the URL's host.
+type dialKey struct{}
+
 // serveH2 serves the requests of an HTTP/2 client on a decrypted connection,
 // with net/http's HTTP/2 server over a listener that yields just this conn.
-func (p *Proxy) serveH2(conn *tls.Conn, authority, host, port, remote string) {
+func (p *Proxy) serveH2(ctx context.Context, conn *tls.Conn, authority, host, port, remote string) {
 	ln := &oneConn{conn: conn, done: make(chan struct{})}
+	dial, _ := ctx.Value(dialKey{}).(string)
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			req.URL.Scheme, req.URL.Host = "https", authority
 			if port == "443" {
 				req.URL.Host = host
+			}
+			if dial != "" {
+				req = req.WithContext(context.WithValue(req.Context(), dialKey{}, dial))
 			}
 			p.forward(w, req, "https", remote)
 		}),

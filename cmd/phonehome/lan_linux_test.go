@@ -1,0 +1,539 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
+
+	"phonehome/internal/flow"
+	"phonehome/internal/store"
+)
+
+// The LAN of the first seed, made of network namespaces: a phone, its
+// router, the auditor's laptop on one bridge, and a server behind the router.
+//
+//	phone 10.77.1.23 ─┐
+//	auditor 10.77.1.10 ├─ bridge ─ gateway 10.77.1.1 │ 10.77.2.1 ─ server 10.77.2.2
+//
+// phonehome runs in the auditor; curl runs in the phone; the server (HTTP,
+// HTTPS, DNS, a UDP 443 socket) runs in this test process, its sockets opened
+// inside the server's namespace.
+
+const (
+	phoneIP = "10.77.1.23"
+	gwIP    = "10.77.1.1"
+	audIP   = "10.77.1.10"
+	srvIP   = "10.77.2.2"
+)
+
+type lan struct {
+	t      *testing.T
+	prefix string
+	ns     map[string]string // role → namespace name
+}
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: network namespaces, ARP spoofing and nftables (CI runs as root)")
+	}
+	for _, tool := range []string{"ip", "nft", "curl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s (Debian: iproute2, nftables, curl)", tool)
+		}
+	}
+}
+
+func (l *lan) run(args ...string) string {
+	l.t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// in runs a command in a role's namespace.
+func (l *lan) in(role string, args ...string) string {
+	l.t.Helper()
+	return l.run(append([]string{"ip", "netns", "exec", l.ns[role]}, args...)...)
+}
+
+func newLAN(t *testing.T) *lan {
+	needRoot(t)
+	l := &lan{t: t, prefix: fmt.Sprintf("ph%d", os.Getpid()%10000), ns: map[string]string{}}
+	for _, role := range []string{"sw", "phone", "gw", "aud", "srv"} {
+		l.ns[role] = l.prefix + "-" + role
+		l.run("ip", "netns", "add", l.ns[role])
+	}
+	t.Cleanup(func() {
+		for _, n := range l.ns {
+			exec.Command("ip", "netns", "del", n).Run()
+		}
+	})
+	l.in("sw", "ip", "link", "add", "br0", "type", "bridge")
+	l.in("sw", "ip", "link", "set", "br0", "up")
+	if _, err := os.Stat("/proc/sys/net/bridge/bridge-nf-call-iptables"); err == nil {
+		l.in("sw", "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0")
+	}
+	for role, ip := range map[string]string{"phone": phoneIP, "gw": gwIP, "aud": audIP} {
+		host, port := l.prefix+role[:1]+"h", l.prefix+role[:1]+"s"
+		l.run("ip", "link", "add", host, "type", "veth", "peer", "name", port)
+		l.run("ip", "link", "set", host, "netns", l.ns[role])
+		l.run("ip", "link", "set", port, "netns", l.ns["sw"])
+		l.in(role, "ip", "link", "set", host, "name", "eth0")
+		l.in(role, "ip", "addr", "add", ip+"/24", "dev", "eth0")
+		l.in(role, "ip", "link", "set", "eth0", "up")
+		l.in(role, "ip", "link", "set", "lo", "up")
+		l.in("sw", "ip", "link", "set", port, "master", "br0")
+		l.in("sw", "ip", "link", "set", port, "up")
+	}
+	l.run("ip", "link", "add", l.prefix+"gw1", "type", "veth", "peer", "name", l.prefix+"sv0")
+	l.run("ip", "link", "set", l.prefix+"gw1", "netns", l.ns["gw"])
+	l.run("ip", "link", "set", l.prefix+"sv0", "netns", l.ns["srv"])
+	l.in("gw", "ip", "link", "set", l.prefix+"gw1", "name", "eth1")
+	l.in("gw", "ip", "addr", "add", "10.77.2.1/24", "dev", "eth1")
+	l.in("gw", "ip", "link", "set", "eth1", "up")
+	l.in("gw", "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	l.in("srv", "ip", "link", "set", l.prefix+"sv0", "name", "eth0")
+	l.in("srv", "ip", "addr", "add", srvIP+"/24", "dev", "eth0")
+	l.in("srv", "ip", "link", "set", "eth0", "up")
+	l.in("srv", "ip", "link", "set", "lo", "up")
+	l.in("srv", "ip", "route", "add", "default", "via", "10.77.2.1")
+	l.in("phone", "ip", "route", "add", "default", "via", gwIP)
+	l.in("aud", "ip", "route", "add", "default", "via", gwIP)
+	// the phone must know the gateway before a spoof can replace it (arp_accept=0)
+	l.poke("phone", srvIP)
+	l.poke("aud", phoneIP)
+	time.Sleep(300 * time.Millisecond)
+	return l
+}
+
+// poke sends one UDP datagram from a role to ip (discard port): enough for
+// the kernel to resolve the next hop and use its ARP entry.
+func (l *lan) poke(role, ip string) {
+	l.inNS(role, func() {
+		if c, err := net.Dial("udp4", ip+":9"); err == nil {
+			c.Write([]byte("x"))
+			c.Close()
+		}
+	})
+}
+
+// inNS runs fn with this goroutine's thread in a role's namespace: sockets
+// it opens stay there.
+func (l *lan) inNS(role string, fn func()) {
+	l.t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	self, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer self.Close()
+	target, err := os.Open("/run/netns/" + l.ns[role])
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer target.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		l.t.Fatal(err)
+	}
+	defer func() {
+		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
+			panic(err) // a thread left in another namespace must not be reused
+		}
+	}()
+	fn()
+}
+
+func (l *lan) mac(role, dev string) string {
+	out := l.in(role, "cat", "/sys/class/net/"+dev+"/address")
+	return strings.TrimSpace(out)
+}
+
+// gatewayMAC is what the phone's ARP cache says the gateway is.
+func (l *lan) gatewayMAC() string {
+	out, err := exec.Command("ip", "netns", "exec", l.ns["phone"], "ip", "neigh", "show", gwIP).CombinedOutput()
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(out))
+	for i, w := range f {
+		if w == "lladdr" && i+1 < len(f) {
+			return f[i+1]
+		}
+	}
+	return ""
+}
+
+// waitMAC waits until the phone believes the gateway is at want.
+func (l *lan) waitMAC(want string, within time.Duration) bool {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if l.gatewayMAC() == want {
+			return true
+		}
+		l.poke("phone", srvIP) // traffic makes the phone use (and confirm) its entry
+		time.Sleep(200 * time.Millisecond)
+	}
+	return false
+}
+
+// testCA makes a CA and a server certificate for names and srvIP.
+func testCA(t *testing.T, dir string, names ...string) (caPath string, cert tls.Certificate) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "phonehome test server CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(der)
+	caPath = filepath.Join(dir, "server-ca.pem")
+	os.WriteFile(caPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	lkey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
+		IPAddresses: []net.IP{net.ParseIP(srvIP)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	lder, err := x509.CreateCertificate(rand.Reader, leaf, ca, &lkey.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return caPath, tls.Certificate{Certificate: [][]byte{lder}, PrivateKey: lkey}
+}
+
+// servers starts, in the server's namespace, HTTP on 80, HTTPS on 443, DNS
+// on 53 and a UDP socket on 443 that counts what reaches it.
+func (l *lan) servers(cert tls.Certificate) (udp443 *int64) {
+	var count int64
+	var mu sync.Mutex
+	var hl, tl net.Listener
+	var dl, ul net.PacketConn
+	l.inNS("srv", func() {
+		var err error
+		if hl, err = net.Listen("tcp4", srvIP+":80"); err != nil {
+			l.t.Fatal(err)
+		}
+		if tl, err = net.Listen("tcp4", srvIP+":443"); err != nil {
+			l.t.Fatal(err)
+		}
+		if dl, err = net.ListenPacket("udp4", srvIP+":53"); err != nil {
+			l.t.Fatal(err)
+		}
+		if ul, err = net.ListenPacket("udp4", srvIP+":443"); err != nil {
+			l.t.Fatal(err)
+		}
+	})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, `{"ok":true,"path":%q}`, r.URL.Path)
+	})
+	hs := &http.Server{Handler: h}
+	ts := &http.Server{Handler: h}
+	go hs.Serve(hl)
+	go ts.Serve(tls.NewListener(tl, &tls.Config{Certificates: []tls.Certificate{cert}}))
+	ds := &dns.Server{PacketConn: dl, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.ParseIP(srvIP)})
+		w.WriteMsg(m)
+	})}
+	go ds.ActivateAndServe()
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := ul.ReadFrom(buf); err != nil {
+				return
+			}
+			mu.Lock()
+			count++
+			mu.Unlock()
+		}
+	}()
+	l.t.Cleanup(func() { hs.Close(); ts.Close(); ds.Shutdown(); ul.Close() })
+	return &count
+}
+
+// phonehomeProc is phonehome running in the auditor's namespace.
+type phonehomeProc struct {
+	cmd    *exec.Cmd
+	stderr *strings.Builder
+	mu     *sync.Mutex
+	lines  chan string
+}
+
+func (l *lan) start(bin, config string, wait string, args ...string) *phonehomeProc {
+	l.t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", l.ns["aud"], bin}, args...)...)
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+config, "NO_COLOR=1")
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
+	cmd.Stdout = io.Discard
+	p := &phonehomeProc{cmd: cmd, stderr: &strings.Builder{}, mu: &sync.Mutex{}, lines: make(chan string, 100)}
+	if err := cmd.Start(); err != nil {
+		l.t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.stderr.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+			select {
+			case p.lines <- sc.Text():
+			default:
+			}
+		}
+	}()
+	go func() { cmd.Wait(); pw.Close() }()
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case line := <-p.lines:
+			if strings.Contains(line, wait) {
+				return p
+			}
+		case <-deadline:
+			cmd.Process.Kill()
+			l.t.Fatalf("phonehome did not start (waiting for %q):\n%s", wait, p.log())
+		}
+	}
+}
+
+func (p *phonehomeProc) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.String()
+}
+
+// stop sends sig and waits for phonehome to exit.
+func (p *phonehomeProc) stop(t *testing.T, sig os.Signal) {
+	t.Helper()
+	p.cmd.Process.Signal(sig)
+	done := make(chan struct{})
+	go func() { p.cmd.Process.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		p.cmd.Process.Kill()
+		t.Fatalf("phonehome did not stop:\n%s", p.log())
+	}
+	time.Sleep(300 * time.Millisecond) // the pipe drains
+}
+
+func buildPhonehome(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "phonehome")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// auditorState is what phonehome must leave as it found it.
+func (l *lan) auditorState() string {
+	var b strings.Builder
+	for _, k := range []string{"net/ipv4/ip_forward", "net/ipv4/conf/all/send_redirects", "net/ipv4/conf/default/send_redirects", "net/ipv4/conf/eth0/send_redirects"} {
+		b.WriteString(k + "=" + strings.TrimSpace(l.in("aud", "cat", "/proc/sys/"+k)) + "\n")
+	}
+	b.WriteString(l.in("aud", "nft", "list", "ruleset"))
+	return b.String()
+}
+
+func TestSpoofLAN(t *testing.T) {
+	l := newLAN(t)
+	bin := buildPhonehome(t)
+	dir := t.TempDir()
+	serverCA, cert := testCA(t, dir, "server.test", "pinned.test")
+	udp443 := l.servers(cert)
+	realMAC, audMAC := l.mac("gw", "eth0"), l.mac("aud", "eth0")
+	if got := l.gatewayMAC(); got != realMAC {
+		t.Fatalf("before: the phone has %q for the gateway, want %s", got, realMAC)
+	}
+	before := l.auditorState()
+	config := filepath.Join(dir, "config")
+	db := filepath.Join(dir, "lan.db")
+	p := l.start(bin, config, "transparent proxy on", "run", "--spoof", phoneIP, "--gateway", gwIP, "--listen", "127.0.0.1:0",
+		"--db", db, "--session", "lan", "--upstream-ca", serverCA, "--dns-upstream", srvIP+":53")
+	defer func() {
+		if p.cmd.ProcessState == nil {
+			p.cmd.Process.Kill()
+		}
+	}()
+	if !l.waitMAC(audMAC, 5*time.Second) {
+		t.Fatalf("the phone still has %s for the gateway, want the auditor's %s:\n%s", l.gatewayMAC(), audMAC, p.log())
+	}
+	phoneCA := filepath.Join(config, "phonehome", "ca.pem")
+	curl := func(args ...string) (string, error) {
+		out, err := exec.Command("ip", append([]string{"netns", "exec", l.ns["phone"], "curl", "-sS", "--max-time", "10"}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := curl("http://" + srvIP + "/track?android_id=3b6f1e0a9c2d4f81&event=open"); err != nil || !strings.Contains(out, `"ok":true`) {
+		t.Fatalf("cleartext through the auditor: %v %s\n%s", err, out, p.log())
+	}
+	if out, err := curl("--cacert", phoneCA, "--resolve", "server.test:443:"+srvIP, "https://server.test/v1/collect",
+		"-H", "Content-Type: application/json", "-d", `{"gaid":"d8f1c2a4-7b3e-4e59-9a0c-5e2f6b1d7c90","model":"Pixel 7"}`); err != nil || !strings.Contains(out, `"ok":true`) {
+		t.Fatalf("HTTPS with phonehome's CA: %v %s\n%s", err, out, p.log())
+	}
+	// a client that does not trust phonehome fails cleanly; the host is then passed through
+	if out, err := curl("--cacert", serverCA, "--resolve", "pinned.test:443:"+srvIP, "https://pinned.test/"); err == nil {
+		t.Fatalf("a client without phonehome's CA must refuse it: %s", out)
+	}
+	if out, err := curl("--cacert", serverCA, "--resolve", "pinned.test:443:"+srvIP, "https://pinned.test/again"); err != nil || !strings.Contains(out, `"ok":true`) {
+		t.Fatalf("the refused host must pass through untouched next time: %v %s\n%s", err, out, p.log())
+	}
+	// the phone's DNS goes to phonehome's resolver, which asks the real one
+	var answer *dns.Msg
+	l.inNS("phone", func() {
+		c, err := net.Dial("udp4", gwIP+":53")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		m := new(dns.Msg)
+		m.SetQuestion("tracker.test.", dns.TypeA)
+		dc := &dns.Client{Timeout: 5 * time.Second}
+		answer, _, err = dc.ExchangeWithConn(m, &dns.Conn{Conn: c})
+		if err != nil {
+			t.Fatalf("DNS from the phone: %v\n%s", err, p.log())
+		}
+	})
+	if len(answer.Answer) != 1 {
+		t.Fatalf("DNS answer: %v", answer)
+	}
+	// QUIC is dropped, and who tried it is recorded
+	sent := sendQUIC(t, l)
+	time.Sleep(500 * time.Millisecond)
+	if *udp443 != 0 {
+		t.Errorf("%d of %d QUIC datagrams reached the server: UDP 443 must be dropped", *udp443, sent)
+	}
+	p.stop(t, os.Interrupt)
+	if !l.waitMAC(realMAC, 5*time.Second) {
+		t.Errorf("5 s after phonehome stopped, the phone still has %s for the gateway (real: %s)", l.gatewayMAC(), realMAC)
+	}
+	if after := l.auditorState(); after != before {
+		t.Errorf("the auditor's kernel state changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if !strings.Contains(p.log(), "network restored") {
+		t.Errorf("no word of restoring the network:\n%s", p.log())
+	}
+	checkRecorded(t, db)
+}
+
+// sendQUIC sends the Initial packets of a real Chromium QUIC handshake from
+// the phone to the server's UDP 443.
+func sendQUIC(t *testing.T, l *lan) int {
+	payloads := quicPayloads(t)
+	l.inNS("phone", func() {
+		c, err := net.Dial("udp4", srvIP+":443")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for _, p := range payloads {
+			c.Write(p)
+		}
+	})
+	return len(payloads)
+}
+
+// quicPayloads are the client's UDP payloads in the QUIC fixture.
+func quicPayloads(t *testing.T) [][]byte {
+	var out [][]byte
+	f, err := os.Open(filepath.Join("..", "..", "internal", "capture", "testdata", "quic-chromium.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(f)
+	// pcap: 24-byte header, then 16-byte record headers; Ethernet + IPv4 + UDP
+	for off := 24; off+16 <= len(b); {
+		n := int(uint32(b[off+8]) | uint32(b[off+9])<<8 | uint32(b[off+10])<<16 | uint32(b[off+11])<<24)
+		rec := b[off+16 : min(off+16+n, len(b))]
+		off += 16 + n
+		if len(rec) < 14+20+8 || rec[12] != 0x08 || rec[13] != 0 || rec[14+9] != 17 {
+			continue
+		}
+		ihl := int(rec[14]&0x0f) * 4
+		udp := rec[14+ihl:]
+		if int(udp[2])<<8|int(udp[3]) == 443 {
+			out = append(out, udp[8:])
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("no QUIC client packets in the fixture")
+	}
+	return out
+}
+
+// checkRecorded reads the session back: the phone's requests with their data.
+func checkRecorded(t *testing.T, db string) {
+	st, err := store.Open(context.Background(), db, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	sess, err := st.SessionByName(context.Background(), "lan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	var all []string
+	err = st.Flows(context.Background(), sess, func(f *flow.Flow) error {
+		all = append(all, fmt.Sprintf("%s %s %s ↑%d ↓%d %v", f.Transport, f.Client, f.HostOrAddr(), f.BytesUp, f.BytesDown, f.Notes))
+		if f.Client.Addr.String() != phoneIP && f.Transport != flow.TransportTLS {
+			t.Errorf("flow from %s, not the phone: %s", f.Client.Addr, f.HostOrAddr())
+		}
+		for _, x := range f.Findings {
+			seen[f.Transport.String()+" "+x.Kind] = true
+		}
+		switch {
+		case f.Transport == flow.TransportDNS && f.DNS.Name == "tracker.test" && len(f.DNS.Answers) == 1:
+			seen["dns"] = true
+		case f.Transport == flow.TransportQUIC && f.TLS.SNI == "quic.phonehome.test":
+			seen["quic"] = true
+		case f.Transport == flow.TransportTLS && f.Host == "pinned.test" && strings.Contains(strings.Join(f.Notes, " "), "client refused"):
+			seen["refused"] = true
+		case f.Transport == flow.TransportTLS && f.Host == "pinned.test" && f.BytesDown > 0:
+			seen["passthrough"] = true
+		case f.Transport == flow.TransportHTTPS && f.Host == "server.test" && f.Server.Addr.String() == srvIP:
+			seen["https"] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"http android_id", "https advertising_id", "https", "dns", "quic", "refused", "passthrough"} {
+		if !seen[want] {
+			t.Errorf("the session lacks %q (has %v); flows:\n%s", want, seen, strings.Join(all, "\n"))
+		}
+	}
+}
