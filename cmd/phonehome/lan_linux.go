@@ -26,7 +26,6 @@ type lanOpts struct {
 	target    string
 	gateway   string
 	iface     string
-	ports     []int
 	redirect  int  // spoof command: also redirect the ports to this local port (0: only forward)
 	allowQUIC bool // do not drop the device's UDP 443
 }

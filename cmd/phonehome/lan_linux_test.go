@@ -23,6 +23,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -51,12 +52,12 @@ const (
 )
 
 type lan struct {
-	t      *testing.T
+	t      testing.TB
 	prefix string
 	ns     map[string]string // role → namespace name
 }
 
-func needRoot(t *testing.T) {
+func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: network namespaces, ARP spoofing and nftables (CI runs as root)")
@@ -83,7 +84,7 @@ func (l *lan) in(role string, args ...string) string {
 	return l.run(append([]string{"ip", "netns", "exec", l.ns[role]}, args...)...)
 }
 
-func newLAN(t *testing.T) *lan {
+func newLAN(t testing.TB) *lan {
 	needRoot(t)
 	l := &lan{t: t, prefix: fmt.Sprintf("ph%d", os.Getpid()%10000), ns: map[string]string{}}
 	for _, role := range []string{"sw", "phone", "gw", "aud", "srv"} {
@@ -205,7 +206,7 @@ func (l *lan) waitMAC(want string, within time.Duration) bool {
 }
 
 // testCA makes a CA and a server certificate for names and srvIP.
-func testCA(t *testing.T, dir string, names ...string) (caPath string, cert tls.Certificate) {
+func testCA(t testing.TB, dir string, names ...string) (caPath string, cert tls.Certificate) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "phonehome test server CA"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
@@ -283,6 +284,7 @@ func (l *lan) servers(cert tls.Certificate) (udp443 *int64) {
 // phonehomeProc is phonehome running in the auditor's namespace.
 type phonehomeProc struct {
 	cmd    *exec.Cmd
+	exited chan struct{} // closed once the process has been waited for
 	stderr *strings.Builder
 	mu     *sync.Mutex
 	lines  chan string
@@ -295,7 +297,7 @@ func (l *lan) start(bin, config string, wait string, args ...string) *phonehomeP
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
 	cmd.Stdout = io.Discard
-	p := &phonehomeProc{cmd: cmd, stderr: &strings.Builder{}, mu: &sync.Mutex{}, lines: make(chan string, 100)}
+	p := &phonehomeProc{cmd: cmd, exited: make(chan struct{}), stderr: &strings.Builder{}, mu: &sync.Mutex{}, lines: make(chan string, 100)}
 	if err := cmd.Start(); err != nil {
 		l.t.Fatal(err)
 	}
@@ -311,7 +313,7 @@ func (l *lan) start(bin, config string, wait string, args ...string) *phonehomeP
 			}
 		}
 	}()
-	go func() { cmd.Wait(); pw.Close() }()
+	go func() { cmd.Wait(); pw.Close(); close(p.exited) }()
 	deadline := time.After(20 * time.Second)
 	for {
 		select {
@@ -333,13 +335,11 @@ func (p *phonehomeProc) log() string {
 }
 
 // stop sends sig and waits for phonehome to exit.
-func (p *phonehomeProc) stop(t *testing.T, sig os.Signal) {
+func (p *phonehomeProc) stop(t testing.TB, sig os.Signal) {
 	t.Helper()
 	p.cmd.Process.Signal(sig)
-	done := make(chan struct{})
-	go func() { p.cmd.Process.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-p.exited:
 	case <-time.After(30 * time.Second):
 		p.cmd.Process.Kill()
 		t.Fatalf("phonehome did not stop:\n%s", p.log())
@@ -347,7 +347,7 @@ func (p *phonehomeProc) stop(t *testing.T, sig os.Signal) {
 	time.Sleep(300 * time.Millisecond) // the pipe drains
 }
 
-func buildPhonehome(t *testing.T) string {
+func buildPhonehome(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "phonehome")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
@@ -383,7 +383,9 @@ func TestSpoofLAN(t *testing.T) {
 	p := l.start(bin, config, "transparent proxy on", "run", "--spoof", phoneIP, "--gateway", gwIP, "--listen", "127.0.0.1:0",
 		"--db", db, "--session", "lan", "--upstream-ca", serverCA, "--dns-upstream", srvIP+":53")
 	defer func() {
-		if p.cmd.ProcessState == nil {
+		select {
+		case <-p.exited:
+		default:
 			p.cmd.Process.Kill()
 		}
 	}()
@@ -449,7 +451,7 @@ func TestSpoofLAN(t *testing.T) {
 
 // sendQUIC sends the Initial packets of a real Chromium QUIC handshake from
 // the phone to the server's UDP 443.
-func sendQUIC(t *testing.T, l *lan) int {
+func sendQUIC(t testing.TB, l *lan) int {
 	payloads := quicPayloads(t)
 	l.inNS("phone", func() {
 		c, err := net.Dial("udp4", srvIP+":443")
@@ -465,7 +467,7 @@ func sendQUIC(t *testing.T, l *lan) int {
 }
 
 // quicPayloads are the client's UDP payloads in the QUIC fixture.
-func quicPayloads(t *testing.T) [][]byte {
+func quicPayloads(t testing.TB) [][]byte {
 	var out [][]byte
 	f, err := os.Open(filepath.Join("..", "..", "internal", "capture", "testdata", "quic-chromium.pcap"))
 	if err != nil {
@@ -494,7 +496,7 @@ func quicPayloads(t *testing.T) [][]byte {
 }
 
 // checkRecorded reads the session back: the phone's requests with their data.
-func checkRecorded(t *testing.T, db string) {
+func checkRecorded(t testing.TB, db string) {
 	st, err := store.Open(context.Background(), db, store.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -535,5 +537,131 @@ func checkRecorded(t *testing.T, db string) {
 		if !seen[want] {
 			t.Errorf("the session lacks %q (has %v); flows:\n%s", want, seen, strings.Join(all, "\n"))
 		}
+	}
+}
+
+// After kill -9 the kernel changes and the spoof stay; the next start finds
+// the record, heals the caches and undoes the rules before anything else.
+func TestSpoofRecoversAfterKill(t *testing.T) {
+	l := newLAN(t)
+	bin := buildPhonehome(t)
+	dir := t.TempDir()
+	config := filepath.Join(dir, "config")
+	realMAC, audMAC := l.mac("gw", "eth0"), l.mac("aud", "eth0")
+	before := l.auditorState()
+	p := l.start(bin, config, "transparent proxy on", "run", "--spoof", phoneIP, "--gateway", gwIP, "--listen", "127.0.0.1:0",
+		"--db", filepath.Join(dir, "k.db"), "--dns-upstream", srvIP+":53")
+	if !l.waitMAC(audMAC, 5*time.Second) {
+		t.Fatalf("not spoofed:\n%s", p.log())
+	}
+	p.stop(t, os.Kill)
+	if strings.Contains(l.auditorState(), "table ip phonehome") == false {
+		t.Fatal("after kill -9 the rules are still there: this test needs them to be")
+	}
+	// the next start: phonehome spoof, stopped at once with SIGTERM
+	q := l.start(bin, config, "passes through this machine", "spoof", "--target", phoneIP, "--gateway", gwIP)
+	if !strings.Contains(q.log(), "restored after an earlier run that did not finish") {
+		t.Errorf("the next start must say what it restored:\n%s", q.log())
+	}
+	q.stop(t, syscall.SIGTERM)
+	if !l.waitMAC(realMAC, 5*time.Second) {
+		t.Errorf("5 s after the next run stopped, the phone still has %s for the gateway (real: %s)", l.gatewayMAC(), realMAC)
+	}
+	if after := l.auditorState(); after != before {
+		t.Errorf("kernel state not restored:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if _, err := os.Stat(filepath.Join(config, "phonehome", "state", "netstate.json")); !os.IsNotExist(err) {
+		t.Errorf("the state file must be gone: %v", err)
+	}
+}
+
+// dsniff's arpspoof is the reference: phonehome must leave the phone's cache
+// in the same state it does (the gateway at the auditor's address), and both
+// must heal it.
+func TestSpoofMatchesArpspoof(t *testing.T) {
+	arpspoof, err := exec.LookPath("arpspoof")
+	if err != nil {
+		t.Skip("dsniff's arpspoof is not installed (Debian: dsniff): it is the reference this test compares with")
+	}
+	l := newLAN(t)
+	bin := buildPhonehome(t)
+	realMAC, audMAC := l.mac("gw", "eth0"), l.mac("aud", "eth0")
+	p := l.start(bin, filepath.Join(t.TempDir(), "config"), "passes through this machine", "spoof", "--target", phoneIP, "--gateway", gwIP)
+	withUs := l.waitMAC(audMAC, 5*time.Second)
+	got := l.gatewayMAC()
+	p.stop(t, os.Interrupt)
+	if !withUs {
+		t.Errorf("phonehome: the phone has %s for the gateway, want the auditor's %s", got, audMAC)
+	}
+	if !l.waitMAC(realMAC, 5*time.Second) {
+		t.Errorf("phonehome did not heal the cache within 5 s: %s (real %s)\n%s", l.gatewayMAC(), realMAC, p.log())
+	}
+	ref := exec.Command("ip", "netns", "exec", l.ns["aud"], arpspoof, "-i", "eth0", "-t", phoneIP, gwIP)
+	if err := ref.Start(); err != nil {
+		t.Fatal(err)
+	}
+	withRef := l.waitMAC(audMAC, 5*time.Second)
+	refGot := l.gatewayMAC()
+	ref.Process.Signal(os.Interrupt) // arpspoof re-announces the real address on exit
+	ref.Wait()
+	if !withRef || refGot != got {
+		t.Errorf("the same effect: with arpspoof the phone had %s for the gateway, with phonehome %s", refGot, got)
+	}
+	if !l.waitMAC(realMAC, 15*time.Second) {
+		t.Errorf("the cache did not heal after arpspoof either: %s", l.gatewayMAC())
+	}
+}
+
+// BenchmarkSpoofThroughput downloads 100 MB over HTTP from the server to the
+// phone, first directly through the gateway, then with phonehome spoofing
+// the phone (the download then passes its transparent proxy, which analyses
+// and stores it), in one run, and reports both and their ratio (goal: 80%).
+// bench/spoof-throughput.sh runs it.
+func BenchmarkSpoofThroughput(b *testing.B) {
+	l := newLAN(b)
+	bin := buildPhonehome(b)
+	const size = 100 << 20
+	var hl net.Listener
+	l.inNS("srv", func() {
+		var err error
+		if hl, err = net.Listen("tcp4", srvIP+":80"); err != nil {
+			b.Fatal(err)
+		}
+	})
+	chunk := make([]byte, 1<<20)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(size))
+		w.Header().Set("Content-Type", "application/octet-stream")
+		for i := 0; i < size/len(chunk); i++ {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	})}
+	go srv.Serve(hl)
+	defer srv.Close()
+	download := func() float64 {
+		out, err := exec.Command("ip", "netns", "exec", l.ns["phone"], "curl", "-sS", "-o", "/dev/null", "-w", "%{speed_download}",
+			"http://"+srvIP+"/big.bin").CombinedOutput()
+		if err != nil {
+			b.Fatalf("download: %v %s", err, out)
+		}
+		var bps float64
+		fmt.Sscan(string(out), &bps)
+		return bps
+	}
+	for b.Loop() {
+		direct := max(download(), download())
+		dir := b.TempDir()
+		p := l.start(bin, filepath.Join(dir, "config"), "transparent proxy on", "run", "--spoof", phoneIP, "--gateway", gwIP,
+			"--listen", "127.0.0.1:0", "--db", filepath.Join(dir, "b.db"), "--dns-upstream", srvIP+":53")
+		if !l.waitMAC(l.mac("aud", "eth0"), 5*time.Second) {
+			b.Fatalf("not spoofed:\n%s", p.log())
+		}
+		spoofed := max(download(), download())
+		p.stop(b, os.Interrupt)
+		b.ReportMetric(direct/(1<<20), "direct-MiB/s")
+		b.ReportMetric(spoofed/(1<<20), "spoofed-MiB/s")
+		b.ReportMetric(100*spoofed/direct, "%-of-direct")
 	}
 }

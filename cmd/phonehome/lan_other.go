@@ -14,7 +14,6 @@ import (
 
 type lanOpts struct {
 	target, gateway, iface string
-	ports                  []int
 	redirect               int
 	allowQUIC              bool
 }

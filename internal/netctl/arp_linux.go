@@ -106,10 +106,11 @@ func (s *Spoofer) Run(ctx context.Context) error {
 	}
 }
 
-// healSchedule spaces the true replies over more than a second: Linux ignores
-// a reply within about a second of the last update of an entry.
-var healSchedule = []time.Duration{0, 400 * time.Millisecond, 800 * time.Millisecond, 1200 * time.Millisecond,
-	1800 * time.Millisecond, 2600 * time.Millisecond}
+// healSchedule spaces the true replies more than a second apart: Linux
+// ignores a reply that comes within a second (locktime) of the entry's last
+// update, and an ignored reply with a new address counts as an update (the
+// entry goes stale), so replies closer together would all be ignored.
+var healSchedule = []time.Duration{0, 1100 * time.Millisecond, 2200 * time.Millisecond, 3300 * time.Millisecond}
 
 // Heal tells both the real hardware addresses, several times, and closes.
 func (s *Spoofer) Heal() error {

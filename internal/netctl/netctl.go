@@ -16,6 +16,9 @@ import (
 	"time"
 )
 
+// procSys is where kernel parameters are (a test points it elsewhere).
+var procSys = "/proc/sys"
+
 // State is what phonehome changed and has not yet changed back.
 type State struct {
 	PID      int               `json:"pid"`
@@ -54,7 +57,7 @@ func Begin(dir string) (*Setup, []string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, restored, fmt.Errorf("network state: %w", err)
 	}
-	s := &Setup{path: StateFile(dir), sys: "/proc/sys", state: State{PID: os.Getpid(), Started: time.Now().UTC(), Sysctls: map[string]string{}}}
+	s := &Setup{path: StateFile(dir), sys: procSys, state: State{PID: os.Getpid(), Started: time.Now().UTC(), Sysctls: map[string]string{}}}
 	return s, restored, s.save()
 }
 
@@ -150,7 +153,7 @@ func Recover(dir string) ([]string, error) {
 	for k, v := range st.Sysctls {
 		done = append(done, fmt.Sprintf("%s back to %s", k, v))
 	}
-	if err := restore(st, "/proc/sys"); err != nil {
+	if err := restore(st, procSys); err != nil {
 		return done, err
 	}
 	return done, os.Remove(StateFile(dir))

@@ -141,11 +141,11 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 			s.mu.Unlock()
 		}
 	}
-	w.WriteMsg(resp)
 	f.End = s.opts.Now()
 	if s.opts.Emit != nil {
-		s.opts.Emit(f)
+		s.opts.Emit(f) // before answering: lookups are recorded in the order they were asked
 	}
+	w.WriteMsg(resp)
 }
 
 // Serve answers on addr over UDP and TCP until ctx ends.

@@ -79,6 +79,8 @@ func New(opts Options) *Proxy {
 		},
 		TLSClientConfig:     opts.Upstream,
 		MaxIdleConnsPerHost: 64,
+		ReadBufferSize:      64 << 10,
+		WriteBufferSize:     64 << 10,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true, // forward what the client asked for, byte for byte
 	}
@@ -190,7 +192,9 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, scheme, client s
 	}
 	w.WriteHeader(resp.StatusCode)
 	rec := newRecorder(resp.Body, p.opts.MaxBody)
-	_, copyErr := io.Copy(flushWriter{w}, rec)
+	buf := copyBuffers.Get().(*[]byte)
+	_, copyErr := io.CopyBuffer(flushWriter{w}, rec, *buf) // large reads: one write and flush per read, not per 32 KiB
+	copyBuffers.Put(buf)
 	rec.Close()
 	f.Response = &flow.Response{Status: resp.StatusCode, Reason: strings.TrimSpace(strings.TrimPrefix(resp.Status, strconv.Itoa(resp.StatusCode))),
 		Proto: resp.Proto, Headers: headers(resp.Header, ""), Body: rec.body(0)}
@@ -640,6 +644,9 @@ func (rc *recorder) body(wait time.Duration) flow.Body {
 
 // flushWriter flushes after each write so streamed responses stream.
 type flushWriter struct{ w http.ResponseWriter }
+
+// copyBuffers are the buffers responses are relayed through.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 func (fw flushWriter) Write(b []byte) (int, error) {
 	n, err := fw.w.Write(b)
