@@ -89,6 +89,20 @@ type state struct {
 	full    bool
 	free    [][]byte // decompression buffers to reuse
 	used    [][]byte // buffers handed out during this request
+	strings map[string]string
+}
+
+// intern returns one string for each distinct b.
+func (s *state) intern(b []byte) string {
+	if v, ok := s.strings[string(b)]; ok {
+		return v
+	}
+	v := string(b)
+	if s.strings == nil {
+		s.strings = map[string]string{}
+	}
+	s.strings[v] = v
+	return v
 }
 
 func (s *state) add(v Value) {
@@ -134,14 +148,22 @@ func Decode(r Request, lim Limits) Result {
 // Decoder decodes requests one after another, reusing its memory: the Result
 // of one call is valid only until the next. Not safe for concurrent use.
 type Decoder struct {
-	values []Value
-	bufs   [][]byte // decompression buffers, reused once the request is decoded
+	values  []Value
+	bufs    [][]byte          // decompression buffers, reused once the request is decoded
+	strings map[string]string // interned keys and paths, kept across requests
 }
+
+// maxInterned bounds the interned strings a Decoder keeps; past it the table
+// starts again (a flood of distinct keys costs memory once, not forever).
+const maxInterned = 8192
 
 // Decode decodes every part of a request.
 func (d *Decoder) Decode(r Request, lim Limits) Result {
 	lim.defaults()
-	s := &state{lim: lim, free: d.bufs}
+	if d.strings == nil || len(d.strings) > maxInterned {
+		d.strings = make(map[string]string, 256)
+	}
+	s := &state{lim: lim, free: d.bufs, strings: d.strings}
 	if d.values == nil {
 		d.values = make([]Value, 0, 128)
 	}

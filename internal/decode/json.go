@@ -38,9 +38,8 @@ type jsonWalker struct {
 	i     int
 	path  string
 	depth int
-	jp    []byte            // JSON path of the value being walked, grown and cut as the walk goes
-	pbuf  []byte            // scratch for building a leaf's full path
-	keys  map[string]string // object keys seen, so a key repeated in every event is one string
+	jp    []byte // JSON path of the value being walked, grown and cut as the walk goes
+	pbuf  []byte // scratch for building a leaf's full path
 }
 
 func (w *jsonWalker) ws() {
@@ -64,7 +63,8 @@ func (w *jsonWalker) expect(c byte) error {
 	return nil
 }
 
-// here is the full path of the current value: one allocation per leaf.
+// here is the full path of the current value, interned: the same paths come
+// back in every event of a batch and every request to an endpoint.
 func (w *jsonWalker) here() string {
 	if len(w.jp) == 0 {
 		return join(w.path, "json")
@@ -74,21 +74,11 @@ func (w *jsonWalker) here() string {
 		w.pbuf = append(append(w.pbuf, w.path...), Sep...)
 	}
 	w.pbuf = append(append(w.pbuf, "json:"...), w.jp...)
-	return string(w.pbuf)
+	return w.intern(w.pbuf)
 }
 
-// intern returns one string for each distinct object key.
-func (w *jsonWalker) intern(k []byte) string {
-	if s, ok := w.keys[string(k)]; ok {
-		return s
-	}
-	if w.keys == nil {
-		w.keys = map[string]string{}
-	}
-	s := string(k)
-	w.keys[s] = s
-	return s
-}
+// intern returns one string for each distinct object key or path.
+func (w *jsonWalker) intern(k []byte) string { return w.s.intern(k) }
 
 // value walks one JSON value; key is the field it is the value of, parent the
 // field of the object around it.

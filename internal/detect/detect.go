@@ -25,12 +25,21 @@ import (
 // not decode and that looks encrypted: something is sent that nobody can check.
 const OpaquePayload = "opaque_payload"
 
+// worker is what one Inspect call uses, kept for the next.
+type worker struct {
+	dec  decode.Decoder
+	hits []pii.Hit
+	seen map[findingKey]struct{}
+}
+
+type findingKey struct{ kind, value, path string }
+
 // Engine inspects flows.
 type Engine struct {
-	kb       *trackers.KB
-	pii      *pii.Detector
-	limits   decode.Limits
-	decoders sync.Pool // of *decode.Decoder: their memory is reused across flows
+	kb      *trackers.KB
+	pii     *pii.Detector
+	limits  decode.Limits
+	workers sync.Pool // of *worker: their memory is reused across flows
 }
 
 // New returns an engine with a knowledge base, a detector and decoding limits.
@@ -50,16 +59,17 @@ func (e *Engine) Inspect(f *flow.Flow) {
 		return
 	}
 	req := decode.FromFlow(r)
-	dec, _ := e.decoders.Get().(*decode.Decoder)
-	if dec == nil {
-		dec = &decode.Decoder{}
+	wk, _ := e.workers.Get().(*worker)
+	if wk == nil {
+		wk = &worker{seen: map[findingKey]struct{}{}}
 	}
-	defer e.decoders.Put(dec)
-	res := dec.Decode(req, e.limits) // valid until dec is used again: hits copy what they keep
+	defer e.workers.Put(wk)
+	res := wk.dec.Decode(req, e.limits) // valid until dec is used again: hits copy what they keep
 	for _, l := range res.Limits {
 		f.Note("decode: " + l)
 	}
-	hits := e.pii.Scan(res.Values)
+	wk.hits = e.pii.ScanAppend(wk.hits, res.Values)
+	hits := wk.hits
 
 	f.App = r.Headers.Get("X-Requested-With")
 	for _, h := range hits {
@@ -76,15 +86,14 @@ func (e *Engine) Inspect(f *flow.Flow) {
 			break
 		}
 	}
-	type key struct{ kind, value, path string }
-	seen := make(map[key]bool, len(hits))
 	f.Findings = slices.Grow(f.Findings, len(hits))
+	clear(wk.seen)
 	for _, h := range hits {
-		k := key{h.Kind, h.Value, h.Path}
-		if seen[k] {
+		k := findingKey{h.Kind, h.Value, h.Path}
+		if _, dup := wk.seen[k]; dup {
 			continue
 		}
-		seen[k] = true
+		wk.seen[k] = struct{}{}
 		f.Findings = append(f.Findings, flow.Finding{Kind: h.Kind, Value: h.Value, Path: h.Path, Method: h.Method,
 			Confidence: h.Confidence, Context: !identifying && pii.Fingerprint(h.Kind)})
 	}

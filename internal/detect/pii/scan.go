@@ -53,15 +53,18 @@ func (d *Detector) phone(v string, keyed bool) (string, bool) {
 var reUAModel = regexp.MustCompile(`Android (\d[\d.]*);(?: [a-z]{2}[-_][A-Za-z]{2};)? ([^;)]+?)(?: Build/[^;)]*)?(?: MIUI/([^;) ]+))?\)`)
 
 // Scan finds personal data in the decoded values of one request.
-func (d *Detector) Scan(vals []decode.Value) []Hit {
-	hits := make([]Hit, 0, len(vals)/2+4)
+func (d *Detector) Scan(vals []decode.Value) []Hit { return d.ScanAppend(nil, vals) }
+
+// ScanAppend is Scan appending to hits[:0], so a caller can reuse the slice.
+func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
+	hits = hits[:0]
 	hit := func(kind, value, path, method string, conf float64) {
 		hits = append(hits, Hit{Kind: kind, Value: value, Path: path, Method: method, Confidence: conf})
 	}
 	var apps []decode.Value // values under an app-list key, joined into one finding
 	var lat, lng, sw, sh *decode.Value
-	pkgs := map[string][]decode.Value{} // package names by the field (or array) that holds them
-	knownAt := map[string]bool{}        // kind + path where a known value was found
+	var pkgs map[string][]decode.Value // package names by the field (or array) that holds them
+	var knownAt map[string]bool        // kind + path where a known value was found
 	for i := range vals {
 		v := vals[i]
 		if d.Known != nil {
@@ -71,6 +74,9 @@ func (d *Detector) Scan(vals []decode.Value) []Hit {
 					path += " › as " + h.Path
 				}
 				hit(h.Kind, h.Value, path, ByKnown, h.Confidence)
+				if knownAt == nil {
+					knownAt = map[string]bool{}
+				}
 				knownAt[h.Kind+"\x00"+v.Path] = true
 				if h.Kind == Contact { // someone else's number, not the user's own
 					knownAt[PhoneNumber+"\x00"+v.Path] = true
@@ -111,6 +117,9 @@ func (d *Detector) Scan(vals []decode.Value) []Hit {
 		}
 		if isPackageName(text) {
 			group := stripIndex(v.Path)
+			if pkgs == nil {
+				pkgs = map[string][]decode.Value{}
+			}
 			pkgs[group] = append(pkgs[group], v)
 		}
 		if ki != nil && ki.hasRule {
