@@ -1,7 +1,8 @@
 // Package decode unwraps what an app sends, layer by layer, into named values:
 // the URL's query, headers and cookies, and the body through content codings
 // (gzip, deflate, zlib, brotli, zstd), forms, multipart, JSON (also JSON inside
-// strings), base64, hex, percent-encoding, protobuf wire format and JWT. Each
+// strings), base64, hex, percent-encoding, protobuf wire format, JWT and XML
+// (property lists too). Each
 // value keeps the path of layers it was found under, for example
 // "body › gzip › json:data › base64 › json:imei".
 //

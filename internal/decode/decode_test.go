@@ -163,6 +163,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add("https://a.example/", "", []byte("data=H4sIAAAAAAAA/6tWSkosSlWyUkpKLEpVqgUAF7ry0xEAAAA%3D&x=1"))
 	f.Add("https://a.example/", "br", []byte{0x0b, 0x02, 0x80, 0x7b, 0x7d, 0x03})
 	f.Add("https://a.example/", "", []byte{0x0a, 0x03, 'a', 'b', 'c', 0x12, 0x02, 0x08, 0x01})
+	f.Add("https://a.example/", "", []byte(`<plist><dict><key>k</key><string>dmFsdWU=</string></dict></plist>`))
+	f.Add("https://a.example/", "", []byte(`<a x="1"><b>2</b><c/></a>`))
 	f.Fuzz(func(t *testing.T, u, enc string, body []byte) {
 		r := Decode(Request{URL: u, Headers: []Header{{"Content-Encoding", enc}, {"Content-Type", "multipart/form-data; boundary=b"}}, Body: body},
 			Limits{MaxDecoded: 1 << 20, MaxValues: 1000})
@@ -214,5 +216,42 @@ func TestMalformedJSON(t *testing.T) {
 	}
 	if len(r.Values) != 3 {
 		t.Errorf("null, {} and [] carry no value: %+v", r.Values)
+	}
+}
+
+func TestXMLAndPlist(t *testing.T) {
+	soap := `<?xml version="1.0"?><Envelope><Body><Report device="SM-G991B"><imei>356938035643809</imei><loc lat="52.52" lng="13.40"/></Report></Body></Envelope>`
+	r := Decode(Request{URL: "https://t.example/x", Headers: []Header{{"Content-Type", "text/xml"}}, Body: []byte(soap)}, Limits{})
+	got := map[string]string{}
+	for _, v := range r.Values {
+		got[v.Path] = v.Text
+	}
+	for path, want := range map[string]string{
+		"body › xml:Envelope.Body.Report.imei":    "356938035643809",
+		"body › xml:Envelope.Body.Report@device":  "SM-G991B",
+		"body › xml:Envelope.Body.Report.loc@lat": "52.52",
+	} {
+		if got[path] != want {
+			t.Errorf("%s = %q, want %q (all: %v)", path, got[path], want, got)
+		}
+	}
+	plist := `<?xml version="1.0" encoding="UTF-8"?><plist version="1.0"><dict><key>idfa</key><string>6D92078A-8246-4BA4-AE5B-76104861E7DC</string><key>payload</key><string>eyJlbWFpbCI6ImFAYi5jb20ifQ==</string><key>n</key><integer>3</integer></dict></plist>`
+	r = Decode(Request{URL: "https://t.example/x", Body: []byte(plist)}, Limits{})
+	got = map[string]string{}
+	keys := map[string]string{}
+	for _, v := range r.Values {
+		got[v.Path] = v.Text
+		keys[v.Path] = v.Key
+	}
+	if got["body › xml:plist.dict.idfa"] != "6D92078A-8246-4BA4-AE5B-76104861E7DC" || keys["body › xml:plist.dict.idfa"] != "idfa" {
+		t.Errorf("plist keys name their values: %v", got)
+	}
+	if got["body › xml:plist.dict.payload › base64 › json:email"] != "a@b.com" {
+		t.Errorf("plist values are decoded further: %v", got)
+	}
+	// not XML: left as text
+	r = Decode(Request{URL: "https://t.example/", Body: []byte("<b>unclosed")}, Limits{})
+	if len(r.Values) != 1 || r.Values[0].Path != "body" {
+		t.Errorf("broken XML: %+v", r.Values)
 	}
 }

@@ -244,6 +244,9 @@ func (s *state) strIn(v, path, key, parent string, depth int) {
 			return
 		}
 	}
+	if len(t) >= 7 && t[0] == '<' && t[len(t)-1] == '>' && s.xml(t, path, depth+1) {
+		return
+	}
 	if strings.Contains(t, "=") && looksLikeForm(t) {
 		s.form(t, path, depth+1)
 		return
