@@ -2,9 +2,8 @@
 // the URL's query, headers and cookies, and the body through content codings
 // (gzip, deflate, zlib, brotli, zstd), forms, multipart, JSON (also JSON inside
 // strings), base64, hex, percent-encoding, protobuf wire format, JWT and XML
-// (property lists too). Each
-// value keeps the path of layers it was found under, for example
-// "body › gzip › json:data › base64 › json:imei".
+// (property lists too). Each value keeps the path of layers it was found
+// under, for example "body › gzip › json:data › base64 › json:imei".
 //
 // It is pure: functions of bytes, no I/O, no internal package but flow's types. Limits on
 // depth, decoded size, expansion ratio and value count make a decompression bomb
