@@ -141,6 +141,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, scheme, client s
 	f.Request = req
 	out := r.Clone(r.Context())
 	out.RequestURI = ""
+	out.Close = false // "Connection: close" is the client's hop: the upstream connection stays for the next client
 	upgrade := upgradeProto(r.Header)
 	removeHopHeaders(out.Header)
 	if upgrade != "" { // WebSocket and friends: the hop headers are the point
