@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/netip"
 	"path"
 	"strconv"
@@ -48,7 +47,7 @@ type Options struct {
 // Proxy is an http.Handler that forwards and records.
 type Proxy struct {
 	opts      Options
-	transport *http.Transport
+	upstream  *upstreamPool
 	wg        sync.WaitGroup // hijacked tunnels in progress
 	mu        sync.Mutex
 	pinned    map[string]bool // hosts whose clients refused our certificate
@@ -68,29 +67,13 @@ func New(opts Options) *Proxy {
 	if opts.DialTimer <= 0 {
 		opts.DialTimer = 15 * time.Second
 	}
-	dialer := &net.Dialer{Timeout: opts.DialTimer}
-	t := &http.Transport{
-		Proxy: nil, // never chain to the environment's proxy: we are the proxy
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if to, ok := ctx.Value(dialKey{}).(string); ok {
-				addr = to // transparent mode: the connection's original destination
-			}
-			return dialer.DialContext(ctx, network, addr)
-		},
-		TLSClientConfig:     opts.Upstream,
-		MaxIdleConnsPerHost: 64,
-		ReadBufferSize:      64 << 10,
-		WriteBufferSize:     64 << 10,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true, // forward what the client asked for, byte for byte
-	}
-	return &Proxy{opts: opts, transport: t, pinned: map[string]bool{}}
+	return &Proxy{opts: opts, upstream: newUpstreamPool(opts.DialTimer, opts.Upstream), pinned: map[string]bool{}}
 }
 
 // Close waits for hijacked tunnels and closes idle upstream connections.
 func (p *Proxy) Close() {
 	p.wg.Wait()
-	p.transport.CloseIdleConnections()
+	p.upstream.closeIdle()
 }
 
 func (p *Proxy) allowed(remote string) bool {
@@ -159,13 +142,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, scheme, client s
 		}
 		return reqBody.body(2 * time.Second)
 	}
-	var server netip.AddrPort
-	out = out.WithContext(httptrace.WithClientTrace(out.Context(), &httptrace.ClientTrace{
-		GotConn: func(info httptrace.GotConnInfo) {
-			server, _ = netip.ParseAddrPort(info.Conn.RemoteAddr().String())
-		},
-	}))
-	resp, err := p.transport.RoundTrip(out)
+	resp, up, err := p.roundTrip(out)
 	if err != nil {
 		req.Body = requestBody()
 		f.BytesUp = req.Body.Size
@@ -181,10 +158,15 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, scheme, client s
 		http.Error(w, "phonehome: could not reach "+r.URL.Host+": "+err.Error(), status)
 		return
 	}
-	defer resp.Body.Close()
-	f.Server = flow.Endpoint{Addr: server.Addr().Unmap(), Port: server.Port()}
+	if server, err := netip.ParseAddrPort(up.conn.RemoteAddr().String()); err == nil {
+		f.Server = flow.Endpoint{Addr: server.Addr().Unmap(), Port: server.Port()}
+	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		p.switchProtocols(w, resp, f)
+		p.switchProtocols(w, resp, struct {
+			io.Reader
+			io.Writer
+			io.Closer
+		}{up.br, up.conn, up.conn}, f)
 		return
 	}
 	removeHopHeaders(resp.Header)
@@ -196,7 +178,12 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, scheme, client s
 	buf := copyBuffers.Get().(*[]byte)
 	_, copyErr := io.CopyBuffer(flushWriter{w}, rec, *buf) // large reads: one write and flush per read, not per 32 KiB
 	copyBuffers.Put(buf)
+	reuse := copyErr == nil && !resp.Close && (reqBody == nil || reqBody.done())
+	if !reuse {
+		up.conn.Close() // before the body's Close, which would read what is left of it
+	}
 	rec.Close()
+	p.release(up, reuse)
 	f.Response = &flow.Response{Status: resp.StatusCode, Reason: strings.TrimSpace(strings.TrimPrefix(resp.Status, strconv.Itoa(resp.StatusCode))),
 		Proto: resp.Proto, Headers: headers(resp.Header, ""), Body: rec.body(0)}
 	req.Body = requestBody()
@@ -457,11 +444,11 @@ func upgradeProto(h http.Header) string {
 
 // switchProtocols completes an upgrade (a WebSocket, usually): the 101 goes to
 // the client, and from then on bytes are relayed both ways and counted.
-func (p *Proxy) switchProtocols(w http.ResponseWriter, resp *http.Response, f *flow.Flow) {
+func (p *Proxy) switchProtocols(w http.ResponseWriter, resp *http.Response, upstream io.ReadWriteCloser, f *flow.Flow) {
 	f.Response = &flow.Response{Status: resp.StatusCode, Reason: "Switching Protocols", Proto: resp.Proto, Headers: headers(resp.Header, "")}
-	upstream, ok := resp.Body.(io.ReadWriteCloser)
-	hj, ok2 := w.(http.Hijacker)
-	if !ok || !ok2 {
+	defer upstream.Close()
+	hj, ok := w.(http.Hijacker)
+	if !ok {
 		f.Note("upgrade could not be relayed")
 		f.End = p.opts.Now()
 		p.emit(f)
@@ -621,6 +608,16 @@ func (rc *recorder) Read(b []byte) (int, error) {
 	}
 	rc.mu.Unlock()
 	return n, err
+}
+
+// done reports whether the body was read to its end and closed.
+func (rc *recorder) done() bool {
+	select {
+	case <-rc.closed:
+		return true
+	default:
+		return false
+	}
 }
 
 func (rc *recorder) Close() error {
