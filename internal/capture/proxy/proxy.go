@@ -46,11 +46,11 @@ type Options struct {
 
 // Proxy is an http.Handler that forwards and records.
 type Proxy struct {
-	opts      Options
-	upstream  *upstreamPool
-	wg        sync.WaitGroup // hijacked tunnels in progress
-	mu        sync.Mutex
-	pinned    map[string]bool // hosts whose clients refused our certificate
+	opts     Options
+	upstream *upstreamPool
+	wg       sync.WaitGroup // hijacked tunnels in progress
+	mu       sync.Mutex
+	pinned   map[string]bool // hosts whose clients refused our certificate
 }
 
 // New returns a proxy.
