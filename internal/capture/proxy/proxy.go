@@ -691,18 +691,85 @@ func endpoint(addr string) flow.Endpoint {
 // Serve runs the proxy on ln until ctx ends, then stops accepting, finishes
 // requests in flight (up to 5 s) and returns.
 func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: p, ReadHeaderTimeout: 30 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		p.Close()
-		return nil
-	case err := <-errc:
-		p.Close()
-		return err
+	var conns sync.WaitGroup
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	var err error
+	for {
+		var c net.Conn
+		c, err = ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if ctx.Err() == nil && errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			break
+		}
+		conns.Add(1)
+		go func() {
+			defer conns.Done()
+			p.serveClient(ctx, c)
+		}()
 	}
+	// requests in flight finish, for up to 5 s; idle connections are let go at once
+	done := make(chan struct{})
+	go func() { conns.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
+	p.Close()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// serveClient serves the HTTP/1 requests of one client of the explicit proxy
+// on this goroutine: absolute-form requests are forwarded, CONNECT opens a
+// tunnel, and the answer is written straight back.
+func (p *Proxy) serveClient(ctx context.Context, conn net.Conn) {
+	defer conn.Close()
+	defer context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })()
+	br := bufio.NewReaderSize(conn, 16<<10)
+	remote := conn.RemoteAddr().String()
+	for {
+		conn.SetReadDeadline(time.Now().Add(2 * time.Minute)) // an idle keep-alive client is let go
+		if ctx.Err() != nil {
+			return
+		}
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			if err != io.EOF && !errors.Is(err, net.ErrClosed) && !isTimeout(err) {
+				writeError(conn, http.StatusBadRequest, "phonehome: not an HTTP request: "+err.Error())
+			}
+			return
+		}
+		conn.SetReadDeadline(time.Time{})
+		req.RemoteAddr = remote
+		rw := newResponseWriter(conn, br, req.Method)
+		rw.http10 = !req.ProtoAtLeast(1, 1)
+		p.ServeHTTP(rw, req.WithContext(ctx))
+		if err := rw.finish(); err != nil || req.Close || rw.close {
+			return
+		}
+		// what the handler left of the request body must not be read as the next request
+		if req.Body != nil {
+			if n, _ := io.CopyN(io.Discard, req.Body, 256<<10); n == 256<<10 {
+				return
+			}
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// writeError answers a client whose request could not be read, and the
+// connection closes.
+func writeError(conn net.Conn, code int, msg string) {
+	fmt.Fprintf(conn, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s\n",
+		code, http.StatusText(code), len(msg)+1, msg)
 }

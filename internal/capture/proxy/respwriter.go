@@ -22,6 +22,7 @@ type connWriter struct {
 	chunked bool
 	nobody  bool
 	close   bool
+	http10  bool // the client speaks HTTP/1.0: no chunking, the end of the body is the end of the connection
 	err     error
 }
 
@@ -44,8 +45,15 @@ func (c *connWriter) WriteHeader(code int) {
 	c.wrote = true
 	c.nobody = c.method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified || code/100 == 1
 	if c.h.Get("Content-Length") == "" && !c.nobody {
-		c.chunked = true
-		c.h.Set("Transfer-Encoding", "chunked")
+		if c.http10 {
+			c.close = true
+		} else {
+			c.chunked = true
+			c.h.Set("Transfer-Encoding", "chunked")
+		}
+	}
+	if c.http10 {
+		c.close = true
 	}
 	if strings.EqualFold(c.h.Get("Connection"), "close") {
 		c.close = true
