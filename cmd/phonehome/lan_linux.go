@@ -91,25 +91,31 @@ func startInterception(ctx context.Context, o lanOpts, redirect *netctl.Redirect
 		}
 		return nil, err
 	}
+	// the addresses first: the rules need the device's IPv6 addresses too
+	sp, err := netctl.NewSpoofer(ifi, target, gateway)
+	if err != nil {
+		return fail(err)
+	}
 	sysctls := [][2]string{{"net/ipv4/ip_forward", "1"}}
 	for _, c := range []string{"all", "default", ifi.Name} {
 		// redirects would tell the device to bypass us; the effective value is all OR interface
 		sysctls = append(sysctls, [2]string{"net/ipv4/conf/" + c + "/send_redirects", "0"})
 	}
+	if len(sp.V6.Target) > 0 {
+		sysctls = append(sysctls, [2]string{"net/ipv6/conf/all/forwarding", "1"})
+	}
 	for _, s := range sysctls {
 		if err := setup.Sysctl(s[0], s[1]); err != nil {
+			sp.Close()
 			return fail(err)
 		}
 	}
 	if redirect != nil {
-		redirect.Target = target
+		redirect.Target, redirect.Target6 = target, sp.V6.Target
 		if err := setup.Nft(netctl.Table, redirect.Ruleset()); err != nil {
+			sp.Close()
 			return fail(err)
 		}
-	}
-	sp, err := netctl.NewSpoofer(ifi, target, gateway)
-	if err != nil {
-		return fail(err)
 	}
 	if err := setup.Spoofing(sp.State()); err != nil {
 		sp.Heal()
@@ -121,6 +127,9 @@ func startInterception(ctx context.Context, o lanOpts, redirect *netctl.Redirect
 	in.done = make(chan error, 1)
 	go func() { in.done <- sp.Run(sctx) }()
 	fmt.Fprintf(stderr, "spoofing on %s (%s): device %s, gateway %s; this machine %s\n", ifi.Name, local.Masked(), sp.Target, sp.Gateway, ifi.HardwareAddr)
+	if len(sp.V6.Target) > 0 {
+		fmt.Fprintf(stderr, "and over IPv6 (neighbour advertisements): device %v, gateway %v\n", sp.V6.Target, sp.V6.Gateway)
+	}
 	return in, nil
 }
 
@@ -171,7 +180,7 @@ func startSpoofMode(ctx context.Context, o runOpts, p *proxy.Proxy, dnsPort int,
 	if err != nil {
 		return nil, err
 	}
-	tl, err := net.Listen("tcp4", o.transparent)
+	tl, err := net.Listen("tcp", o.transparent)
 	if err != nil {
 		return nil, fmt.Errorf("run: --transparent %s: %w", o.transparent, err)
 	}
@@ -179,7 +188,7 @@ func startSpoofMode(ctx context.Context, o runOpts, p *proxy.Proxy, dnsPort int,
 	red.DNS = dnsPort
 	var qc net.PacketConn
 	if !o.lan.allowQUIC {
-		if qc, err = net.ListenPacket("udp4", ":0"); err != nil {
+		if qc, err = net.ListenPacket("udp", ":0"); err != nil {
 			tl.Close()
 			return nil, fmt.Errorf("run: QUIC catcher: %w", err)
 		}

@@ -45,6 +45,9 @@ import (
 // inside the server's namespace.
 
 const (
+	phone6  = "fd77:1::23"
+	gw6     = "fd77:1::1"
+	srv6    = "fd77:2::2"
 	phoneIP = "10.77.1.23"
 	gwIP    = "10.77.1.1"
 	audIP   = "10.77.1.10"
@@ -127,8 +130,20 @@ func newLAN(t testing.TB) *lan {
 	l.in("srv", "ip", "route", "add", "default", "via", "10.77.2.1")
 	l.in("phone", "ip", "route", "add", "default", "via", gwIP)
 	l.in("aud", "ip", "route", "add", "default", "via", gwIP)
+	// IPv6 beside IPv4, as on most home networks
+	for role, ip := range map[string]string{"phone": phone6, "gw": gw6, "aud": "fd77:1::10"} {
+		l.in(role, "ip", "-6", "addr", "add", ip+"/64", "dev", "eth0", "nodad")
+	}
+	l.in("gw", "ip", "-6", "addr", "add", "fd77:2::1/64", "dev", "eth1", "nodad")
+	l.in("gw", "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+	l.in("srv", "ip", "-6", "addr", "add", srv6+"/64", "dev", "eth0", "nodad")
+	l.in("srv", "ip", "-6", "route", "add", "default", "via", "fd77:2::1")
+	l.in("phone", "ip", "-6", "route", "add", "default", "via", gw6)
+	l.in("aud", "ip", "-6", "route", "add", "default", "via", gw6)
+	time.Sleep(200 * time.Millisecond) // link-local addresses come up
 	// the phone must know the gateway before a spoof can replace it (arp_accept=0)
 	l.poke("phone", srvIP)
+	l.poke("phone", srv6)
 	l.poke("aud", phoneIP)
 	time.Sleep(300 * time.Millisecond)
 	return l
@@ -138,7 +153,7 @@ func newLAN(t testing.TB) *lan {
 // the kernel to resolve the next hop and use its ARP entry.
 func (l *lan) poke(role, ip string) {
 	l.inNS(role, func() {
-		if c, err := net.Dial("udp4", ip+":9"); err == nil {
+		if c, err := net.Dial("udp", net.JoinHostPort(ip, "9")); err == nil {
 			c.Write([]byte("x"))
 			c.Close()
 		}
@@ -360,7 +375,7 @@ func buildPhonehome(t testing.TB) string {
 // auditorState is what phonehome must leave as it found it.
 func (l *lan) auditorState() string {
 	var b strings.Builder
-	for _, k := range []string{"net/ipv4/ip_forward", "net/ipv4/conf/all/send_redirects", "net/ipv4/conf/default/send_redirects", "net/ipv4/conf/eth0/send_redirects"} {
+	for _, k := range []string{"net/ipv4/ip_forward", "net/ipv4/conf/all/send_redirects", "net/ipv4/conf/default/send_redirects", "net/ipv4/conf/eth0/send_redirects", "net/ipv6/conf/all/forwarding"} {
 		b.WriteString(k + "=" + strings.TrimSpace(l.in("aud", "cat", "/proc/sys/"+k)) + "\n")
 	}
 	b.WriteString(l.in("aud", "nft", "list", "ruleset"))
@@ -555,7 +570,7 @@ func TestSpoofRecoversAfterKill(t *testing.T) {
 		t.Fatalf("not spoofed:\n%s", p.log())
 	}
 	p.stop(t, os.Kill)
-	if strings.Contains(l.auditorState(), "table ip phonehome") == false {
+	if !strings.Contains(l.auditorState(), "table inet phonehome") {
 		t.Fatal("after kill -9 the rules are still there: this test needs them to be")
 	}
 	// the next start: phonehome spoof, stopped at once with SIGTERM
@@ -668,5 +683,100 @@ func BenchmarkSpoofThroughput(b *testing.B) {
 		b.ReportMetric(direct/(1<<20), "direct-MiB/s")
 		b.ReportMetric(100*forwarded/direct, "%forwarded")
 		b.ReportMetric(100*intercepted/direct, "%intercepted")
+	}
+}
+
+// gatewayMAC6 is what the phone's neighbour table says the gateway's IPv6
+// address is at.
+func (l *lan) gatewayMAC6() string {
+	out, _ := exec.Command("ip", "netns", "exec", l.ns["phone"], "ip", "-6", "neigh", "show", gw6).CombinedOutput()
+	f := strings.Fields(string(out))
+	for i, w := range f {
+		if w == "lladdr" && i+1 < len(f) {
+			return f[i+1]
+		}
+	}
+	return ""
+}
+
+func (l *lan) waitMAC6(want string, within time.Duration) bool {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if l.gatewayMAC6() == want {
+			return true
+		}
+		l.poke("phone", srv6)
+		time.Sleep(200 * time.Millisecond)
+	}
+	return false
+}
+
+// Over IPv6 the phone learns its router from neighbour advertisements:
+// phonehome's make it send its traffic through the auditor, and true ones
+// send it back on exit.
+func TestSpoofLANIPv6(t *testing.T) {
+	l := newLAN(t)
+	bin := buildPhonehome(t)
+	dir := t.TempDir()
+	var hl net.Listener
+	l.inNS("srv", func() {
+		var err error
+		if hl, err = net.Listen("tcp6", "["+srv6+"]:80"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"ok":true}`) })}
+	go srv.Serve(hl)
+	defer srv.Close()
+	realMAC, audMAC := l.mac("gw", "eth0"), l.mac("aud", "eth0")
+	if !l.waitMAC6(realMAC, 3*time.Second) {
+		t.Fatalf("before: the phone has %q for the gateway's IPv6 address, want %s", l.gatewayMAC6(), realMAC)
+	}
+	before := l.auditorState()
+	db := filepath.Join(dir, "v6.db")
+	p := l.start(bin, filepath.Join(dir, "config"), "transparent proxy on", "run", "--spoof", phoneIP, "--gateway", gwIP,
+		"--listen", "127.0.0.1:0", "--db", db, "--session", "v6", "--dns-upstream", srvIP+":53")
+	defer func() {
+		select {
+		case <-p.exited:
+		default:
+			p.cmd.Process.Kill()
+		}
+	}()
+	if !strings.Contains(p.log(), "over IPv6") {
+		t.Fatalf("the phone's IPv6 addresses were not found:\n%s", p.log())
+	}
+	if !l.waitMAC6(audMAC, 5*time.Second) {
+		t.Fatalf("the phone has %s for the gateway's IPv6 address, want the auditor's %s:\n%s", l.gatewayMAC6(), audMAC, p.log())
+	}
+	out, err := exec.Command("ip", "netns", "exec", l.ns["phone"], "curl", "-sS", "--max-time", "10", "-6",
+		"http://["+srv6+"]/v6/track?android_id=3b6f1e0a9c2d4f81").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"ok":true`) {
+		t.Fatalf("IPv6 request through the auditor: %v %s\n%s", err, out, p.log())
+	}
+	p.stop(t, os.Interrupt)
+	if !l.waitMAC6(realMAC, 5*time.Second) {
+		t.Errorf("5 s after phonehome stopped, the phone still has %s for the gateway's IPv6 address (real %s)", l.gatewayMAC6(), realMAC)
+	}
+	if after := l.auditorState(); after != before {
+		t.Errorf("the auditor's kernel state changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	st, err := store.Open(context.Background(), db, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	sess, _ := st.SessionByName(context.Background(), "v6")
+	found := false
+	st.Flows(context.Background(), sess, func(f *flow.Flow) error {
+		if f.Client.Addr.String() == phone6 && f.Request != nil && strings.Contains(f.Request.URL, "/v6/track") {
+			for _, x := range f.Findings {
+				found = found || x.Kind == "android_id"
+			}
+		}
+		return nil
+	})
+	if !found {
+		t.Error("the phone's IPv6 request was not recorded with its Android ID")
 	}
 }

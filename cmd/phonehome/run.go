@@ -373,11 +373,11 @@ func startResolver(ctx context.Context, o runOpts, emit func(*flow.Flow), wg *sy
 	if addr == "" {
 		addr = ":0"
 	}
-	pc, err := net.ListenPacket("udp4", addr)
+	pc, err := net.ListenPacket("udp", addr)
 	if err != nil {
 		return nil, 0, fmt.Errorf("run: --dns %s: %w", addr, err)
 	}
-	tl, err := net.Listen("tcp4", pc.LocalAddr().String())
+	tl, err := net.Listen("tcp", pc.LocalAddr().String())
 	if err != nil {
 		pc.Close()
 		return nil, 0, fmt.Errorf("run: --dns %s (TCP): %w", addr, err)

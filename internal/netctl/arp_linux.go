@@ -28,6 +28,8 @@ func (h Host) String() string { return fmt.Sprintf("%s (%s)", h.IP, h.MAC) }
 type Spoofer struct {
 	c        *arp.Client
 	raw      *sender
+	V6       Hosts6     // the device's and the router's IPv6 addresses, when they have some
+	ll       netip.Addr // our link-local address, the source of neighbour advertisements
 	Iface    *net.Interface
 	Target   Host
 	Gateway  Host
@@ -79,7 +81,27 @@ func NewSpoofer(ifi *net.Interface, target, gateway netip.Addr) (*Spoofer, error
 		c.Close()
 		return nil, err
 	}
+	if ll, ok := linkLocal(ifi); ok {
+		s.ll = ll
+		if s.V6, err = discover6(s.raw, ifi, s.Target.MAC, s.Gateway.MAC); err != nil {
+			s.raw.Close()
+			c.Close()
+			return nil, err
+		}
+		if len(s.V6.Target) == 0 || len(s.V6.Gateway) == 0 {
+			s.V6 = Hosts6{} // one side without IPv6: nothing to spoof there
+		}
+	}
 	return s, nil
+}
+
+// poison6 and heal6 do for IPv6 what the ARP replies do for IPv4.
+func (s *sender) spoof6(ll netip.Addr, v6 Hosts6, target, gateway Host, targetAt, gatewayAt net.HardwareAddr) error {
+	if len(v6.Target) == 0 || !ll.IsValid() {
+		return nil
+	}
+	return errors.Join(s.advertise(ll, v6.Target, target.MAC, v6.Gateway, gatewayAt, true),
+		s.advertise(ll, v6.Gateway, gateway.MAC, v6.Target, targetAt, false))
 }
 
 // sender writes whole Ethernet frames: the frame's source is always this
@@ -113,11 +135,24 @@ func (s *sender) send(to net.HardwareAddr, p *arp.Packet) error {
 	return err
 }
 
+// sendFrame writes a whole Ethernet frame.
+func (s *sender) sendFrame(to net.HardwareAddr, frame []byte) error {
+	_, err := s.conn.WriteTo(frame, &packet.Addr{HardwareAddr: to})
+	return err
+}
+
 func (s *sender) Close() error { return s.conn.Close() }
+
+// Close lets the spoofer go without healing (it never spoofed).
+func (s *Spoofer) Close() {
+	s.raw.Close()
+	s.c.Close()
+}
 
 // State is what must be healed if this spoofer is never stopped properly.
 func (s *Spoofer) State() SpoofState {
-	return SpoofState{Iface: s.Iface.Name, Target: s.Target.IP, TargetMAC: s.Target.MAC.String(), Gateway: s.Gateway.IP, GatewayMAC: s.Gateway.MAC.String()}
+	return SpoofState{Iface: s.Iface.Name, Target: s.Target.IP, TargetMAC: s.Target.MAC.String(), Gateway: s.Gateway.IP, GatewayMAC: s.Gateway.MAC.String(),
+		Target6: s.V6.Target, Gateway6: s.V6.Gateway, LinkLocal: s.ll}
 }
 
 // tell sends to whom an ARP reply saying that ip is at mac.
@@ -135,7 +170,8 @@ func (s *Spoofer) Run(ctx context.Context) error {
 	t := time.NewTicker(s.Interval)
 	defer t.Stop()
 	for {
-		if err := errors.Join(tell(s.raw, s.Target, s.Gateway.IP, me), tell(s.raw, s.Gateway, s.Target.IP, me)); err != nil {
+		if err := errors.Join(tell(s.raw, s.Target, s.Gateway.IP, me), tell(s.raw, s.Gateway, s.Target.IP, me),
+			s.raw.spoof6(s.ll, s.V6, s.Target, s.Gateway, me, me)); err != nil {
 			return fmt.Errorf("send ARP: %w", err)
 		}
 		select {
@@ -156,16 +192,17 @@ var healSchedule = []time.Duration{0, 1100 * time.Millisecond, 2200 * time.Milli
 func (s *Spoofer) Heal() error {
 	defer s.c.Close()
 	defer s.raw.Close()
-	return heal(s.raw, s.Target, s.Gateway)
+	return heal(s.raw, s.Target, s.Gateway, s.ll, s.V6)
 }
 
-func heal(c *sender, target, gateway Host) error {
+func heal(c *sender, target, gateway Host, ll netip.Addr, v6 Hosts6) error {
 	start := time.Now()
 	var errs []error
 	for _, at := range healSchedule {
 		time.Sleep(time.Until(start.Add(at)))
 		errs = append(errs, tell(c, target, gateway.IP, gateway.MAC), tell(c, gateway, target.IP, target.MAC),
-			announce(c, target, gateway), announce(c, gateway, target))
+			announce(c, target, gateway), announce(c, gateway, target),
+			c.spoof6(ll, v6, target, gateway, target.MAC, gateway.MAC))
 	}
 	return errors.Join(errs...)
 }
@@ -199,5 +236,5 @@ func healState(st SpoofState) error {
 		return fmt.Errorf("heal ARP: %w", err)
 	}
 	defer c.Close()
-	return heal(c, Host{st.Target, tm}, Host{st.Gateway, gm})
+	return heal(c, Host{st.Target, tm}, Host{st.Gateway, gm}, st.LinkLocal, Hosts6{Target: st.Target6, Gateway: st.Gateway6})
 }

@@ -35,6 +35,10 @@ type SpoofState struct {
 	TargetMAC  string     `json:"target_mac"`
 	Gateway    netip.Addr `json:"gateway"`
 	GatewayMAC string     `json:"gateway_mac"`
+	// IPv6 (neighbour advertisements), when both have addresses
+	Target6   []netip.Addr `json:"target6,omitempty"`
+	Gateway6  []netip.Addr `json:"gateway6,omitempty"`
+	LinkLocal netip.Addr   `json:"link_local,omitzero"`
 }
 
 // Setup records and makes changes.

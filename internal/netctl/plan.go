@@ -12,8 +12,9 @@ import (
 	"strings"
 )
 
-// Table is the nftables table phonehome creates (and deletes whole).
-const Table = "ip phonehome"
+// Table is the nftables table phonehome creates (and deletes whole): inet,
+// for IPv4 and IPv6.
+const Table = "inet phonehome"
 
 // LocalNet finds the interface (named, or any) whose IPv4 network holds
 // target, and our address there.
@@ -96,7 +97,8 @@ func Check(target, gateway netip.Addr, local netip.Prefix) error {
 // Redirect says where a device's traffic goes on this machine.
 type Redirect struct {
 	Target   netip.Addr
-	TCPPorts []int // to the transparent proxy (with SYN only: connections open before are left alone)
+	Target6  []netip.Addr // the device's IPv6 addresses, when it has some
+	TCPPorts []int        // to the transparent proxy (with SYN only: connections open before are left alone)
 	Proxy    int
 	DNS      int // 0: DNS not redirected
 	QUIC     int // UDP 443 is sent here and never answered (a device falls back to TCP); 0: QUIC allowed
@@ -110,13 +112,23 @@ func (r Redirect) Ruleset() string {
 		ports[i] = strconv.Itoa(p)
 	}
 	fmt.Fprintf(&b, "table %s {\n  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n", Table)
-	fmt.Fprintf(&b, "    ip saddr %s tcp dport { %s } tcp flags & (fin|syn|rst|ack) == syn redirect to :%d\n", r.Target, strings.Join(ports, ", "), r.Proxy)
-	if r.DNS > 0 {
-		fmt.Fprintf(&b, "    ip saddr %s udp dport 53 redirect to :%d\n", r.Target, r.DNS)
-		fmt.Fprintf(&b, "    ip saddr %s tcp dport 53 redirect to :%d\n", r.Target, r.DNS)
+	sources := []string{"ip saddr " + r.Target.String()}
+	if len(r.Target6) > 0 {
+		v6 := make([]string, len(r.Target6))
+		for i, a := range r.Target6 {
+			v6[i] = a.String()
+		}
+		sources = append(sources, "ip6 saddr { "+strings.Join(v6, ", ")+" }")
 	}
-	if r.QUIC > 0 {
-		fmt.Fprintf(&b, "    ip saddr %s udp dport 443 redirect to :%d\n", r.Target, r.QUIC)
+	for _, src := range sources {
+		fmt.Fprintf(&b, "    %s tcp dport { %s } tcp flags & (fin|syn|rst|ack) == syn redirect to :%d\n", src, strings.Join(ports, ", "), r.Proxy)
+		if r.DNS > 0 {
+			fmt.Fprintf(&b, "    %s udp dport 53 redirect to :%d\n", src, r.DNS)
+			fmt.Fprintf(&b, "    %s tcp dport 53 redirect to :%d\n", src, r.DNS)
+		}
+		if r.QUIC > 0 {
+			fmt.Fprintf(&b, "    %s udp dport 443 redirect to :%d\n", src, r.QUIC)
+		}
 	}
 	b.WriteString("  }\n}\n")
 	return b.String()

@@ -33,8 +33,9 @@ func TestCheckRefuses(t *testing.T) {
 
 func TestRuleset(t *testing.T) {
 	r := Redirect{Target: netip.MustParseAddr("10.9.0.2"), TCPPorts: []int{80, 443}, Proxy: 8081, DNS: 5353, QUIC: 8443}
+	r.Target6 = []netip.Addr{netip.MustParseAddr("fd77::23")}
 	got := r.Ruleset()
-	for _, want := range []string{"table ip phonehome", "ip saddr 10.9.0.2 tcp dport { 80, 443 } tcp flags & (fin|syn|rst|ack) == syn redirect to :8081",
+	for _, want := range []string{"table inet phonehome", "ip6 saddr { fd77::23 } tcp dport { 80, 443 }", "ip saddr 10.9.0.2 tcp dport { 80, 443 } tcp flags & (fin|syn|rst|ack) == syn redirect to :8081",
 		"udp dport 53 redirect to :5353", "udp dport 443 redirect to :8443"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("ruleset lacks %q:\n%s", want, got)
