@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -520,3 +521,73 @@ func TestExpiredUpstream(t *testing.T) {
 		t.Errorf("--insecure-upstream accepts it: %v %q", err, out)
 	}
 }
+
+// Transparent mode without the kernel: a listener hands each connection to
+// ServeIntercepted with the upstream as its original destination, as the
+// REDIRECT would. curl connects to the listener believing it is the server
+// (--connect-to), so the names come only from the Host header and the SNI.
+func TestServeIntercepted(t *testing.T) {
+	plain := upstream()
+	plain.Start()
+	defer plain.Close()
+	secure := upstream()
+	secure.StartTLS()
+	defer secure.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(secure.Certificate())
+	dir := t.TempDir()
+	ca, _, err := certs.LoadOrCreate(dir, certs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := certs.NewMinter(ca, 0, certs.Options{})
+	var mu sync.Mutex
+	var flows []*flow.Flow
+	// the upstream's certificate names example.com; verify it as that name
+	p := New(Options{Minter: m, Upstream: &tls.Config{RootCAs: roots, ServerName: "example.com"},
+		Emit: func(f *flow.Flow) { mu.Lock(); flows = append(flows, f); mu.Unlock() }})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	serve := func(orig string) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		o, _ := netipAddrPort(orig)
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go p.ServeIntercepted(ctx, c, o)
+			}
+		}()
+		return ln.Addr().String()
+	}
+	httpAt := serve(plain.Listener.Addr().String())
+	httpsAt := serve(secure.Listener.Addr().String())
+	if out, err := curl(t, "--connect-to", "tracker.test:80:"+httpAt, "http://tracker.test/ads?gaid=38400000-8cf0-11bd-b23e-10b96e40000d"); err != nil || !strings.Contains(out, "gaid") {
+		t.Fatalf("HTTP: %v %s", err, out)
+	}
+	if out, err := curl(t, "--cacert", filepath.Join(dir, certs.CertFile), "--connect-to", "sdk.test:443:"+httpsAt, "https://sdk.test/track", "-d", "imei=356938035643809"); err != nil || !strings.Contains(out, "got 20 bytes") {
+		t.Fatalf("HTTPS: %v %s", err, out)
+	}
+	p.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(flows) != 2 {
+		t.Fatalf("flows: %d", len(flows))
+	}
+	if f := flows[0]; f.Host != "tracker.test" || f.Transport != flow.TransportHTTP || f.Server.String() != plain.Listener.Addr().String() {
+		t.Errorf("HTTP named by its Host header and sent to the original destination: %s %s %s", f.Host, f.Transport, f.Server)
+	}
+	// the port is the original destination's (443 on a real network)
+	_, port, _ := net.SplitHostPort(secure.Listener.Addr().String())
+	if f := flows[1]; f.Host != "sdk.test" || f.Transport != flow.TransportHTTPS || f.Request.URL != "https://sdk.test:"+port+"/track" || f.Server.String() != secure.Listener.Addr().String() {
+		t.Errorf("TLS named by its SNI: %s %s %s %s", f.Host, f.Transport, f.Request.URL, f.Server)
+	}
+}
+
+func netipAddrPort(s string) (netip.AddrPort, error) { return netip.ParseAddrPort(s) }
