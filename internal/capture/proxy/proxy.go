@@ -293,6 +293,7 @@ func (p *Proxy) serveTunnel(ctx context.Context, conn net.Conn, client *bufio.Re
 
 // serveHTTP1 serves the HTTP/1 requests of one client connection.
 func (p *Proxy) serveHTTP1(ctx context.Context, conn net.Conn, br *bufio.Reader, scheme, authority, host, portStr, remote string) {
+	bw := bufio.NewWriterSize(conn, 32<<10)
 	for {
 		req, err := http.ReadRequest(br)
 		if err != nil {
@@ -309,7 +310,7 @@ func (p *Proxy) serveHTTP1(ctx context.Context, conn net.Conn, br *bufio.Reader,
 			req.URL.Host = stripPort(req.URL.Host)
 		}
 		req.RemoteAddr = remote
-		rw := newResponseWriter(conn, br, req.Method)
+		rw := newResponseWriter(conn, br, bw, req.Method)
 		p.forward(rw, req.WithContext(ctx), scheme, remote)
 		if err := rw.finish(); err != nil || req.Close || rw.close {
 			return
@@ -732,6 +733,7 @@ func (p *Proxy) serveClient(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
 	defer context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })()
 	br := bufio.NewReaderSize(conn, 16<<10)
+	bw := bufio.NewWriterSize(conn, 32<<10)
 	remote := conn.RemoteAddr().String()
 	for {
 		conn.SetReadDeadline(time.Now().Add(2 * time.Minute)) // an idle keep-alive client is let go
@@ -747,7 +749,7 @@ func (p *Proxy) serveClient(ctx context.Context, conn net.Conn) {
 		}
 		conn.SetReadDeadline(time.Time{})
 		req.RemoteAddr = remote
-		rw := newResponseWriter(conn, br, req.Method)
+		rw := newResponseWriter(conn, br, bw, req.Method)
 		rw.http10 = !req.ProtoAtLeast(1, 1)
 		p.ServeHTTP(rw, req.WithContext(ctx))
 		if err := rw.finish(); err != nil || req.Close || rw.close {

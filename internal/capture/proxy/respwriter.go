@@ -26,8 +26,10 @@ type connWriter struct {
 	err     error
 }
 
-func newResponseWriter(c net.Conn, r *bufio.Reader, method string) *connWriter {
-	return &connWriter{conn: c, r: r, w: bufio.NewWriterSize(c, 32<<10), h: http.Header{}, method: method}
+// newResponseWriter answers one request on c through w, the connection's
+// buffered writer (one per connection, reused from request to request).
+func newResponseWriter(c net.Conn, r *bufio.Reader, w *bufio.Writer, method string) *connWriter {
+	return &connWriter{conn: c, r: r, w: w, h: http.Header{}, method: method}
 }
 
 // Hijack hands the connection over (for a protocol upgrade); the request loop ends.
