@@ -198,7 +198,6 @@ type Writer struct {
 	session int64
 	tx      *sql.Tx
 	stmt    *sql.Stmt
-	fstmt   *sql.Stmt
 	pending int
 	ctx     context.Context
 }
@@ -222,13 +221,7 @@ func (w *Writer) Add(f *flow.Flow) error {
 			tx.Rollback()
 			return fmt.Errorf("store flow: %w", err)
 		}
-		fstmt, err := tx.PrepareContext(w.ctx, "INSERT INTO findings(flow_id, kind, value, path, method, confidence, context) VALUES(?,?,?,?,?,?,?)")
-		if err != nil {
-			stmt.Close()
-			tx.Rollback()
-			return fmt.Errorf("store flow: %w", err)
-		}
-		w.tx, w.stmt, w.fstmt = tx, stmt, fstmt
+		w.tx, w.stmt = tx, stmt
 	}
 	args := make([]any, 0, 30)
 	args = append(args, w.session, f.Source, f.Seq, nanos(f.Start), nanos(f.End), f.Client.String(), f.Server.String(),
@@ -257,11 +250,6 @@ func (w *Writer) Add(f *flow.Flow) error {
 		return fmt.Errorf("store flow %d of %s: %w", f.Seq, f.Source, err)
 	}
 	f.ID, _ = res.LastInsertId()
-	for _, x := range f.Findings {
-		if _, err := w.fstmt.ExecContext(w.ctx, f.ID, x.Kind, x.Value, x.Path, x.Method, x.Confidence, x.Context); err != nil {
-			return fmt.Errorf("store finding of flow %d of %s: %w", f.Seq, f.Source, err)
-		}
-	}
 	w.pending++
 	if w.pending >= batchSize {
 		return w.Flush()
@@ -275,9 +263,8 @@ func (w *Writer) Flush() error {
 		return nil
 	}
 	w.stmt.Close()
-	w.fstmt.Close()
 	err := w.tx.Commit()
-	w.tx, w.stmt, w.fstmt, w.pending = nil, nil, nil, 0
+	w.tx, w.stmt, w.pending = nil, nil, 0
 	if err != nil {
 		return fmt.Errorf("store flows: commit: %w", err)
 	}

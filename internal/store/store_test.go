@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -245,8 +246,13 @@ func TestFindingsBackfilledOnUpgrade(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// make it look like a version 2 database
-	for _, q := range []string{"ALTER TABLE flows DROP COLUMN findings", "PRAGMA user_version = 2"} {
+	// make it look like a version 2 database: findings in their own table
+	for _, q := range []string{
+		`CREATE TABLE findings (id INTEGER PRIMARY KEY, flow_id INTEGER NOT NULL REFERENCES flows(id) ON DELETE CASCADE,
+			kind TEXT NOT NULL, value TEXT NOT NULL, path TEXT NOT NULL, method TEXT NOT NULL, confidence REAL NOT NULL, context INTEGER NOT NULL DEFAULT 0)`,
+		`INSERT INTO findings(flow_id, kind, value, path, method, confidence, context) SELECT id, 'imei', '356938035643809', 'query:imei', 'pattern', 0.95, 0 FROM flows WHERE host = 'x'`,
+		`INSERT INTO findings(flow_id, kind, value, path, method, confidence, context) SELECT id, 'device_model', 'Pixel' || char(0) || ' 7', 'header:User-Agent', 'key', 0.6, 1 FROM flows WHERE host = 'x'`,
+		"ALTER TABLE flows DROP COLUMN findings", "PRAGMA user_version = 2"} {
 		if _, err := st.db.Exec(q); err != nil {
 			t.Fatal(q, err)
 		}
@@ -336,4 +342,32 @@ func BenchmarkFlowsLean(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/flow")
+}
+
+// BenchmarkInsertTracker stores a tracker request with 13 findings, as the
+// example's telemetry carries.
+func BenchmarkInsertTracker(b *testing.B) {
+	ctx := context.Background()
+	st, err := Open(ctx, filepath.Join(b.TempDir(), "bench.db"), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	sess, _ := st.CreateSession(ctx, "bench", time.Now(), "")
+	w := st.Writer(ctx, sess)
+	f := sample()[0]
+	f.Findings = nil
+	for i := 0; i < 13; i++ {
+		f.Findings = append(f.Findings, flow.Finding{Kind: "device_model", Value: fmt.Sprintf("value %d", i), Path: fmt.Sprintf("body › json:events[%d].model", i), Method: "key", Confidence: 0.85})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		f.ID = 0
+		if err := w.Add(f); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
 }
