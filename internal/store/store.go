@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -37,8 +38,9 @@ type Options struct {
 
 // Store is a SQLite database of sessions and flows.
 type Store struct {
-	db   *sql.DB
-	opts Options
+	db     *sql.DB
+	opts   Options
+	single bool // one connection (in memory): no reads side by side
 }
 
 // Session is one capture run: a live proxy run or one analyze of files.
@@ -73,10 +75,11 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	if path == "" || path == ":memory:" {
+	single := path == "" || path == ":memory:"
+	if single {
 		db.SetMaxOpenConns(1) // each connection to :memory: would be a different database
 	}
-	s := &Store{db: db, opts: opts}
+	s := &Store{db: db, opts: opts, single: single}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -410,6 +413,92 @@ func (sc *scanner) parallel(ctx context.Context, session Session, rows *sql.Rows
 	return nil
 }
 
+// readChunks reads a large session on two connections at once: the id range
+// is cut into chunks, read alternately by two readers (the driver's work is
+// most of the cost, and one reader keeps one core busy) and handed to fn in
+// order, on this goroutine, after parsing. At most a few chunks are in memory.
+func (s *Store) readChunks(ctx context.Context, session Session, lo, hi int64, sc *scanner, fn func(*flow.Flow) error) error {
+	const chunk, readers, ahead = 4096, 2, 6
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	n := int((hi-lo)/chunk + 1)
+	type result struct {
+		rows []leanRow
+		err  error
+	}
+	outs := make([]chan result, n)
+	for i := range outs {
+		outs[i] = make(chan result, 1)
+	}
+	tokens := make(chan struct{}, ahead)
+	jobs := make(chan int)
+	go func() { // chunks are handed out in order, each once a token is free
+		defer close(jobs)
+		for i := 0; i < n; i++ {
+			select {
+			case tokens <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case jobs <- i:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for r := 0; r < readers; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				from := lo + int64(i)*chunk
+				var res result
+				rows, err := s.db.QueryContext(ctx, "SELECT id, "+leanColumns+" FROM flows NOT INDEXED WHERE id BETWEEN ? AND ? AND session_id = ? ORDER BY id",
+					from, min(from+chunk-1, hi), session.ID)
+				if err == nil {
+					for rows.Next() {
+						res.rows = append(res.rows, leanRow{})
+						if err = res.rows[len(res.rows)-1].read(rows); err != nil {
+							break
+						}
+					}
+					if err == nil {
+						err = rows.Err()
+					}
+					rows.Close()
+				}
+				res.err = err
+				outs[i] <- res
+			}
+		}()
+	}
+	defer wg.Wait()
+	for i := 0; i < n; i++ {
+		var res result
+		select {
+		case res = <-outs[i]:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if res.err != nil {
+			return fmt.Errorf("read flows of %q: %w", session.Name, res.err)
+		}
+		for j := range res.rows {
+			f, err := sc.parse(&res.rows[j])
+			if err == nil {
+				err = fn(f)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		<-tokens
+	}
+	return nil
+}
+
 // leanRow is a lean row as read, before its text is parsed.
 type leanRow struct {
 	f                                   flow.Flow
@@ -506,6 +595,9 @@ func (s *Store) FlowsWith(ctx context.Context, session Session, opts ReadOptions
 	}
 	if !lo.Valid {
 		return nil // no flows
+	}
+	if opts.Lean && !s.single {
+		return s.readChunks(ctx, session, lo.Int64, hi.Int64, sc, fn)
 	}
 	rows, err := s.db.QueryContext(ctx, "SELECT id, "+opts.columns()+" FROM flows NOT INDEXED WHERE id BETWEEN ? AND ? AND session_id = ? ORDER BY id", lo, hi, session.ID)
 	if err != nil {

@@ -371,3 +371,48 @@ func BenchmarkInsertTracker(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+// A lean read of a large session goes in chunks on two connections; the
+// flows still come in order, each once, and only the session's own.
+func TestLeanReadInChunks(t *testing.T) {
+	ctx := context.Background()
+	st, err := Open(ctx, filepath.Join(t.TempDir(), "c.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	a, _ := st.CreateSession(ctx, "a", time.Now(), "test")
+	b, _ := st.CreateSession(ctx, "b", time.Now(), "test")
+	wa, wb := st.Writer(ctx, a), st.Writer(ctx, b)
+	other := func(i int) bool { return i/500%3 == 2 } // blocks of 500 rows of session b between a's
+	for i := 0; i < 12000; i++ {
+		w := wa
+		if other(i) {
+			w = wb
+		}
+		if err := w.Add(&flow.Flow{Host: "x", Transport: flow.TransportTLS, Seq: i}); err != nil {
+			t.Fatal(err)
+		}
+		if i%500 == 499 { // one writer at a time holds the database
+			w.Flush()
+		}
+	}
+	wa.Close()
+	wb.Close()
+	var last int64
+	n := 0
+	err = st.FlowsWith(ctx, a, ReadOptions{Lean: true}, func(f *flow.Flow) error {
+		if f.ID <= last {
+			t.Fatalf("flow %d after %d", f.ID, last)
+		}
+		if other(f.Seq) {
+			t.Fatalf("flow %d of the other session", f.ID)
+		}
+		last = f.ID
+		n++
+		return nil
+	})
+	if err != nil || n != 8000 {
+		t.Fatalf("%d flows, %v", n, err)
+	}
+}
