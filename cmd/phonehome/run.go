@@ -294,6 +294,11 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 					fmt.Fprintln(stdout, line)
 				}
 				seen[host] = true
+				if len(queue) == 0 {
+					// take what comes next in a batch, a moment later: one
+					// wake-up per flow would compete with forwarding for the CPU
+					time.Sleep(2 * time.Millisecond)
+				}
 			case <-flush.C:
 				if err := w.Flush(); err != nil && storeErr == nil {
 					storeErr = err
