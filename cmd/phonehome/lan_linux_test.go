@@ -102,7 +102,7 @@ func newLAN(t testing.TB) *lan {
 	l.in("sw", "ip", "link", "add", "br0", "type", "bridge")
 	l.in("sw", "ip", "link", "set", "br0", "up")
 	if _, err := os.Stat("/proc/sys/net/bridge/bridge-nf-call-iptables"); err == nil {
-		l.in("sw", "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0")
+		l.sysctl("sw", "net/bridge/bridge-nf-call-iptables", "0")
 	}
 	for role, ip := range map[string]string{"phone": phoneIP, "gw": gwIP, "aud": audIP} {
 		host, port := l.prefix+role[:1]+"h", l.prefix+role[:1]+"s"
@@ -122,7 +122,7 @@ func newLAN(t testing.TB) *lan {
 	l.in("gw", "ip", "link", "set", l.prefix+"gw1", "name", "eth1")
 	l.in("gw", "ip", "addr", "add", "10.77.2.1/24", "dev", "eth1")
 	l.in("gw", "ip", "link", "set", "eth1", "up")
-	l.in("gw", "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	l.sysctl("gw", "net/ipv4/ip_forward", "1")
 	l.in("srv", "ip", "link", "set", l.prefix+"sv0", "name", "eth0")
 	l.in("srv", "ip", "addr", "add", srvIP+"/24", "dev", "eth0")
 	l.in("srv", "ip", "link", "set", "eth0", "up")
@@ -135,7 +135,7 @@ func newLAN(t testing.TB) *lan {
 		l.in(role, "ip", "-6", "addr", "add", ip+"/64", "dev", "eth0", "nodad")
 	}
 	l.in("gw", "ip", "-6", "addr", "add", "fd77:2::1/64", "dev", "eth1", "nodad")
-	l.in("gw", "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+	l.sysctl("gw", "net/ipv6/conf/all/forwarding", "1")
 	l.in("srv", "ip", "-6", "addr", "add", srv6+"/64", "dev", "eth0", "nodad")
 	l.in("srv", "ip", "-6", "route", "add", "default", "via", "fd77:2::1")
 	l.in("phone", "ip", "-6", "route", "add", "default", "via", gw6)
@@ -158,6 +158,11 @@ func (l *lan) poke(role, ip string) {
 			c.Close()
 		}
 	})
+}
+
+// sysctl sets a kernel parameter in a role's namespace (no procps needed).
+func (l *lan) sysctl(role, name, value string) {
+	l.in(role, "sh", "-c", "echo "+value+" > /proc/sys/"+name)
 }
 
 // inNS runs fn with this goroutine's thread in a role's namespace: sockets
