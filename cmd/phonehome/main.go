@@ -56,7 +56,12 @@ Start with a capture you already have (pcap/pcapng from tcpdump, Wireshark or
 PCAPdroid, a browser's HAR, or a mitmproxy flow file):
 
   phonehome analyze capture.pcapng
-  phonehome analyze --example         # a phone session that ships with phonehome`,
+  phonehome analyze --example         # a phone session that ships with phonehome
+  phonehome diff --example            # the same phone before and after opting out
+
+Or watch a device live: through the proxy (phonehome run, then set the device's
+proxy and install phonehome's certificate), or with nothing set up on it
+(sudo phonehome run --spoof DEVICE-IP, Linux).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
