@@ -530,20 +530,11 @@ func (sc *scanner) scan(rows *sql.Rows) (*flow.Flow, error) {
 // parse turns a lean row into a flow.
 func (sc *scanner) parse(r *leanRow) (*flow.Flow, error) {
 	f := r.f
-	start, end, client, server, transport := r.start, r.end, r.client, r.server, r.transport
-	method, url, reqH, reqBody, reqSize, reqFlags := r.method, r.url, r.reqH, r.reqBody, r.reqSize, r.reqFlags
-	status, respSize, dnsJ, destJ, findings := r.status, r.respSize, r.dnsJ, r.destJ, r.findings
-	if err := scanFindings(&f, findings); err != nil {
+	if err := fillCommon(&f, r.start, r.end, r.client, r.server, r.transport, r.findings); err != nil {
 		return nil, err
 	}
-	if start != 0 {
-		f.Start = time.Unix(0, start)
-	}
-	if end != 0 {
-		f.End = time.Unix(0, end)
-	}
-	f.Client, f.Server = parseEndpoint(client), parseEndpoint(server)
-	f.Transport = flow.ParseTransport(transport)
+	method, url, reqH, reqBody, reqSize, reqFlags := r.method, r.url, r.reqH, r.reqBody, r.reqSize, r.reqFlags
+	status, respSize, dnsJ, destJ := r.status, r.respSize, r.dnsJ, r.destJ
 	if method.Valid {
 		f.Request = &flow.Request{Method: method.String, URL: url.String, Headers: parseHeaders(reqH), Body: body(reqBody, reqSize, reqFlags)}
 	}
@@ -639,17 +630,9 @@ func scanFlow(rows *sql.Rows) (*flow.Flow, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := scanFindings(&f, findings); err != nil {
+	if err := fillCommon(&f, start, end, client, server, transport, findings); err != nil {
 		return nil, err
 	}
-	if start != 0 {
-		f.Start = time.Unix(0, start)
-	}
-	if end != 0 {
-		f.End = time.Unix(0, end)
-	}
-	f.Client, f.Server = parseEndpoint(client), parseEndpoint(server)
-	f.Transport = flow.ParseTransport(transport)
 	if method.Valid {
 		f.Request = &flow.Request{Method: method.String, URL: url.String, Proto: reqProto.String,
 			Headers: parseHeaders(reqH), Trailers: parseHeaders(reqT), Body: body(reqBody, reqSize, reqFlags)}
@@ -679,6 +662,22 @@ func scanFlow(rows *sql.Rows) (*flow.Flow, error) {
 		}
 	}
 	return &f, nil
+}
+
+// fillCommon sets what full and lean reads share.
+func fillCommon(f *flow.Flow, start, end int64, client, server, transport string, findings []byte) error {
+	if err := scanFindings(f, findings); err != nil {
+		return err
+	}
+	if start != 0 {
+		f.Start = time.Unix(0, start)
+	}
+	if end != 0 {
+		f.End = time.Unix(0, end)
+	}
+	f.Client, f.Server = parseEndpoint(client), parseEndpoint(server)
+	f.Transport = flow.ParseTransport(transport)
+	return nil
 }
 
 func parseEndpoint(s string) flow.Endpoint {

@@ -123,11 +123,7 @@ func TestNotADatabase(t *testing.T) {
 
 func BenchmarkInsert(b *testing.B) {
 	ctx := context.Background()
-	st, err := Open(ctx, filepath.Join(b.TempDir(), "bench.db"), Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
+	st := tempStore(b)
 	sess, _ := st.CreateSession(ctx, "bench", time.Now(), "")
 	w := st.Writer(ctx, sess)
 	f := sample()[0]
@@ -144,11 +140,7 @@ func BenchmarkInsert(b *testing.B) {
 
 func TestReadWithoutResponseContent(t *testing.T) {
 	ctx := context.Background()
-	st, err := Open(ctx, filepath.Join(t.TempDir(), "s.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := tempStore(t)
 	sess, err := st.CreateSession(ctx, "s", time.Now(), "test")
 	if err != nil {
 		t.Fatal(err)
@@ -180,14 +172,11 @@ func TestReadWithoutResponseContent(t *testing.T) {
 // with its own findings only.
 func TestInterleavedSessionsKeepTheirFindings(t *testing.T) {
 	ctx := context.Background()
-	st, err := Open(ctx, filepath.Join(t.TempDir(), "s.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := tempStore(t)
 	var ws [2]*Writer
 	var ss [2]Session
 	for i := range ws {
+		var err error
 		if ss[i], err = st.CreateSession(ctx, []string{"a", "b"}[i], time.Now(), "test"); err != nil {
 			t.Fatal(err)
 		}
@@ -316,11 +305,7 @@ func FuzzParseHeaders(f *testing.F) {
 // reported as ns/flow).
 func BenchmarkFlowsLean(b *testing.B) {
 	ctx := context.Background()
-	st, err := Open(ctx, filepath.Join(b.TempDir(), "b.db"), Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
+	st := tempStore(b)
 	sess, _ := st.CreateSession(ctx, "b", time.Now(), "bench")
 	w := st.Writer(ctx, sess)
 	const n = 20000
@@ -348,11 +333,7 @@ func BenchmarkFlowsLean(b *testing.B) {
 // example's telemetry carries.
 func BenchmarkInsertTracker(b *testing.B) {
 	ctx := context.Background()
-	st, err := Open(ctx, filepath.Join(b.TempDir(), "bench.db"), Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
+	st := tempStore(b)
 	sess, _ := st.CreateSession(ctx, "bench", time.Now(), "")
 	w := st.Writer(ctx, sess)
 	f := sample()[0]
@@ -376,11 +357,7 @@ func BenchmarkInsertTracker(b *testing.B) {
 // flows still come in order, each once, and only the session's own.
 func TestLeanReadInChunks(t *testing.T) {
 	ctx := context.Background()
-	st, err := Open(ctx, filepath.Join(t.TempDir(), "c.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := tempStore(t)
 	a, _ := st.CreateSession(ctx, "a", time.Now(), "test")
 	b, _ := st.CreateSession(ctx, "b", time.Now(), "test")
 	wa, wb := st.Writer(ctx, a), st.Writer(ctx, b)
@@ -401,7 +378,7 @@ func TestLeanReadInChunks(t *testing.T) {
 	wb.Close()
 	var last int64
 	n := 0
-	err = st.FlowsWith(ctx, a, ReadOptions{Lean: true}, func(f *flow.Flow) error {
+	err := st.FlowsWith(ctx, a, ReadOptions{Lean: true}, func(f *flow.Flow) error {
 		if f.ID <= last {
 			t.Fatalf("flow %d after %d", f.ID, last)
 		}
@@ -415,4 +392,15 @@ func TestLeanReadInChunks(t *testing.T) {
 	if err != nil || n != 8000 {
 		t.Fatalf("%d flows, %v", n, err)
 	}
+}
+
+// tempStore opens a store in a file of the test's temporary directory.
+func tempStore(tb testing.TB) *Store {
+	tb.Helper()
+	st, err := Open(context.Background(), filepath.Join(tb.TempDir(), "s.db"), Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	return st
 }
