@@ -58,15 +58,7 @@ func start(t *testing.T, upstreamRoots *x509.CertPool) *harness {
 
 func startWith(t *testing.T, upstreamTLS *tls.Config) *harness {
 	t.Helper()
-	dir := t.TempDir()
-	ca, _, err := certs.LoadOrCreate(dir, certs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := certs.NewMinter(ca, 0, certs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, ca, m := testMinter(t)
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
 	h := &harness{caFile: filepath.Join(dir, certs.CertFile), ca: ca.Cert, caPool: pool, done: make(chan struct{})}
@@ -535,12 +527,7 @@ func TestServeIntercepted(t *testing.T) {
 	defer secure.Close()
 	roots := x509.NewCertPool()
 	roots.AddCert(secure.Certificate())
-	dir := t.TempDir()
-	ca, _, err := certs.LoadOrCreate(dir, certs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, _ := certs.NewMinter(ca, 0, certs.Options{})
+	dir, _, m := testMinter(t)
 	var mu sync.Mutex
 	var flows []*flow.Flow
 	// the upstream's certificate names example.com; verify it as that name
@@ -591,3 +578,18 @@ func TestServeIntercepted(t *testing.T) {
 }
 
 func netipAddrPort(s string) (netip.AddrPort, error) { return netip.ParseAddrPort(s) }
+
+// testMinter makes a CA in a temporary directory and a minter of it.
+func testMinter(t *testing.T) (string, *certs.CA, *certs.Minter) {
+	t.Helper()
+	dir := t.TempDir()
+	ca, _, err := certs.LoadOrCreate(dir, certs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := certs.NewMinter(ca, 0, certs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, ca, m
+}
