@@ -21,15 +21,6 @@ import (
 	"phonehome/internal/netctl"
 )
 
-// lanOpts are the flags that put this machine between a device and its router.
-type lanOpts struct {
-	target    string
-	gateway   string
-	iface     string
-	redirect  int  // spoof command: also redirect the ports to this local port (0: only forward)
-	allowQUIC bool // do not drop the device's UDP 443
-}
-
 // interception is a running ARP spoof with its kernel changes.
 type interception struct {
 	setup   *netctl.Setup

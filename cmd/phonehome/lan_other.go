@@ -12,12 +12,6 @@ import (
 	"phonehome/internal/flow"
 )
 
-type lanOpts struct {
-	target, gateway, iface string
-	redirect               int
-	allowQUIC              bool
-}
-
 type interception struct{}
 
 var errNeedLinux = errors.New("--spoof needs Linux (ARP spoofing, nftables, SO_ORIGINAL_DST)")

@@ -42,3 +42,12 @@ phonehome run --spoof does all this and records what the device sends.`,
 	f.StringVar(&ports, "ports", "80,443", "with --redirect: the device's TCP ports to redirect")
 	return cmd
 }
+
+// lanOpts are the flags that put this machine between a device and its router.
+type lanOpts struct {
+	target    string
+	gateway   string
+	iface     string
+	redirect  int  // spoof command: also redirect the ports to this local port (0: only forward)
+	allowQUIC bool // do not drop the device's UDP 443
+}

@@ -218,7 +218,7 @@ func (s *state) bytes(b []byte, path, key string, depth int) {
 		s.proto(b, join(path, "protobuf"), "", depth+1)
 		return
 	}
-	if e := entropy(b); len(b) >= 32 && e > 6.0 || len(b) >= 16 && e >= 0.9*math.Log2(float64(len(b))) {
+	if e := Entropy(b); len(b) >= 32 && e > 6.0 || len(b) >= 16 && e >= 0.9*math.Log2(float64(len(b))) {
 		s.res.Opaque = append(s.res.Opaque, Opaque{Path: path, Size: len(b), Entropy: e})
 		return
 	}
@@ -268,8 +268,8 @@ func (s *state) strIn(v, path, key, parent string, depth int) {
 				s.bytes(b, join(path, "base64"), key, depth+1)
 				return
 			}
-			if len(b) >= 24 && entropy(b) >= 0.8*math.Log2(float64(min(len(b), 256))) {
-				s.res.Opaque = append(s.res.Opaque, Opaque{Path: join(path, "base64"), Size: len(b), Entropy: entropy(b)})
+			if len(b) >= 24 && Entropy(b) >= 0.8*math.Log2(float64(min(len(b), 256))) {
+				s.res.Opaque = append(s.res.Opaque, Opaque{Path: join(path, "base64"), Size: len(b), Entropy: Entropy(b)})
 			}
 		}
 	}
@@ -457,7 +457,8 @@ func plausible(b []byte) bool {
 	return len(b) >= 8 && protoValid(b, 0) && protoHasText(b)
 }
 
-func entropy(b []byte) float64 {
+// Entropy is the Shannon entropy of b in bits per byte.
+func Entropy(b []byte) float64 {
 	if len(b) == 0 {
 		return 0
 	}

@@ -1,7 +1,6 @@
 package report
 
 import (
-	"math"
 	"sort"
 	"strings"
 
@@ -249,13 +248,7 @@ func (t *idTable) Links() []Link {
 		if len(g.IDs) < 2 {
 			continue
 		}
-		sort.Slice(g.IDs, func(i, j int) bool {
-			ki, kj := kindRank(g.IDs[i].Kind), kindRank(g.IDs[j].Kind)
-			if ki != kj {
-				return ki < kj
-			}
-			return g.IDs[i].Name < g.IDs[j].Name
-		})
+		sortByKind(g.IDs, func(id *ID) (string, string) { return id.Kind, id.Name })
 		out = append(out, *g)
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -317,7 +310,7 @@ func idCandidate(v *decode.Value, kind string) (string, bool) {
 	if letters == 0 && other == 0 && (len(s) == 13 || len(s) == 10 || len(s) == 16 || len(s) == 19) {
 		return "", false // a timestamp in s, ms, µs or ns
 	}
-	if entropy(s) < 3.0 {
+	if decode.Entropy([]byte(s)) < 3.0 {
 		return "", false
 	}
 	name := v.Key
@@ -325,20 +318,4 @@ func idCandidate(v *decode.Value, kind string) (string, bool) {
 		name = lastKey(v.Path)
 	}
 	return name, true
-}
-
-// entropy is the Shannon entropy of s in bits per character.
-func entropy(s string) float64 {
-	var n [256]int
-	for i := 0; i < len(s); i++ {
-		n[s[i]]++
-	}
-	h := 0.0
-	for _, c := range n {
-		if c > 0 {
-			p := float64(c) / float64(len(s))
-			h -= p * math.Log2(p)
-		}
-	}
-	return h
 }

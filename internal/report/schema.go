@@ -477,14 +477,21 @@ func (e *Endpoint) role(r Role) []*Field {
 			out = append(out, f)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		ki, kj := kindRank(out[i].Kind), kindRank(out[j].Kind)
-		if ki != kj {
-			return ki < kj
-		}
-		return out[i].Name < out[j].Name
-	})
+	sortByKind(out, func(f *Field) (string, string) { return f.Kind, f.Name })
 	return out
+}
+
+// sortByKind orders items by the data kind found in them (identifying kinds
+// first, none last), then by name.
+func sortByKind[T any](items []T, key func(T) (kind, name string)) {
+	sort.Slice(items, func(i, j int) bool {
+		ki, ni := key(items[i])
+		kj, nj := key(items[j])
+		if ri, rj := kindRank(ki), kindRank(kj); ri != rj {
+			return ri < rj
+		}
+		return ni < nj
+	})
 }
 
 // kindRank orders fields by the kind found in them; fields without one last.
@@ -528,13 +535,7 @@ func (e *Endpoint) EventFields(en *EventName) []*Field {
 			out = append(out, f)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		ki, kj := kindRank(out[i].Kind), kindRank(out[j].Kind)
-		if ki != kj {
-			return ki < kj
-		}
-		return out[i].Name < out[j].Name
-	})
+	sortByKind(out, func(f *Field) (string, string) { return f.Kind, f.Name })
 	return out
 }
 

@@ -499,6 +499,22 @@ func (s *Store) readChunks(ctx context.Context, session Session, lo, hi int64, s
 	return nil
 }
 
+// memoJSON decodes a JSON column value, remembering up to 4,096 of them: the
+// same destinations (and lookups) come back flow after flow.
+func memoJSON[T any](memo map[string]T, s string) (T, error) {
+	if v, ok := memo[s]; ok {
+		return v, nil
+	}
+	var v T
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		return v, err
+	}
+	if len(memo) < 4096 {
+		memo[s] = v
+	}
+	return v, nil
+}
+
 // leanRow is a lean row as read, before its text is parsed.
 type leanRow struct {
 	f                                   flow.Flow
@@ -542,26 +558,16 @@ func (sc *scanner) parse(r *leanRow) (*flow.Flow, error) {
 		f.Response = &flow.Response{Status: int(status.Int64), Body: flow.Body{Size: respSize.Int64}}
 	}
 	if dnsJ.Valid {
-		d, ok := sc.dns[dnsJ.String]
-		if !ok {
-			if err := json.Unmarshal([]byte(dnsJ.String), &d); err != nil {
-				return nil, fmt.Errorf("flow %d: dns column: %w", f.ID, err)
-			}
-			if len(sc.dns) < 4096 {
-				sc.dns[dnsJ.String] = d
-			}
+		d, err := memoJSON(sc.dns, dnsJ.String)
+		if err != nil {
+			return nil, fmt.Errorf("flow %d: dns column: %w", f.ID, err)
 		}
 		f.DNS = &d // a copy; its answers are shared and read only
 	}
 	if destJ.Valid {
-		d, ok := sc.dests[destJ.String]
-		if !ok {
-			if err := json.Unmarshal([]byte(destJ.String), &d); err != nil {
-				return nil, fmt.Errorf("flow %d: dest column: %w", f.ID, err)
-			}
-			if len(sc.dests) < 4096 {
-				sc.dests[destJ.String] = d
-			}
+		d, err := memoJSON(sc.dests, destJ.String)
+		if err != nil {
+			return nil, fmt.Errorf("flow %d: dest column: %w", f.ID, err)
 		}
 		f.Dest = d
 	}

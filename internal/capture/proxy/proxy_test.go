@@ -89,6 +89,20 @@ func curl(t *testing.T, args ...string) (string, error) {
 	return string(out), err
 }
 
+// upstreams starts a plain and a TLS upstream, closed when the test ends, and
+// the pool that trusts the TLS one.
+func upstreams(t *testing.T) (plain, secure *httptest.Server, roots *x509.CertPool) {
+	plain = upstream()
+	plain.Start()
+	t.Cleanup(plain.Close)
+	secure = upstream()
+	secure.StartTLS()
+	t.Cleanup(secure.Close)
+	roots = x509.NewCertPool()
+	roots.AddCert(secure.Certificate())
+	return plain, secure, roots
+}
+
 func upstream() *httptest.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ads", func(w http.ResponseWriter, r *http.Request) {
@@ -110,14 +124,7 @@ func upstream() *httptest.Server {
 
 func TestHTTPAndHTTPSWithCurl(t *testing.T) {
 	baseline := runtime.NumGoroutine()
-	plain := upstream()
-	plain.Start()
-	defer plain.Close()
-	secure := upstream()
-	secure.StartTLS()
-	defer secure.Close()
-	roots := x509.NewCertPool()
-	roots.AddCert(secure.Certificate())
+	plain, secure, roots := upstreams(t)
 	h := start(t, roots)
 
 	out, err := curl(t, "-x", h.proxyURL, plain.URL+"/ads?imei=356938035643809")
@@ -519,14 +526,7 @@ func TestExpiredUpstream(t *testing.T) {
 // REDIRECT would. curl connects to the listener believing it is the server
 // (--connect-to), so the names come only from the Host header and the SNI.
 func TestServeIntercepted(t *testing.T) {
-	plain := upstream()
-	plain.Start()
-	defer plain.Close()
-	secure := upstream()
-	secure.StartTLS()
-	defer secure.Close()
-	roots := x509.NewCertPool()
-	roots.AddCert(secure.Certificate())
+	plain, secure, roots := upstreams(t)
 	dir, _, m := testMinter(t)
 	var mu sync.Mutex
 	var flows []*flow.Flow
@@ -541,7 +541,7 @@ func TestServeIntercepted(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { ln.Close() })
-		o, _ := netipAddrPort(orig)
+		o, _ := netip.ParseAddrPort(orig)
 		go func() {
 			for {
 				c, err := ln.Accept()
@@ -576,8 +576,6 @@ func TestServeIntercepted(t *testing.T) {
 		t.Errorf("TLS named by its SNI: %s %s %s %s", f.Host, f.Transport, f.Request.URL, f.Server)
 	}
 }
-
-func netipAddrPort(s string) (netip.AddrPort, error) { return netip.ParseAddrPort(s) }
 
 // testMinter makes a CA in a temporary directory and a minter of it.
 func testMinter(t *testing.T) (string, *certs.CA, *certs.Minter) {
