@@ -273,6 +273,7 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 		defer wg.Done()
 		w := st.Writer(context.Background(), sess)
 		seen := map[string]bool{}
+		busy := false
 		flush := time.NewTicker(time.Second)
 		defer flush.Stop()
 		for {
@@ -284,6 +285,7 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 					}
 					return
 				}
+				busy = true
 				engine.Inspect(f)
 				summary.Add(f)
 				if err := w.Add(f); err != nil && storeErr == nil {
@@ -300,7 +302,14 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 					time.Sleep(2 * time.Millisecond)
 				}
 			case <-flush.C:
-				if err := w.Flush(); err != nil && storeErr == nil {
+				// a second without flows is a quiet moment: the store's log
+				// goes into the database file then, not in the middle of a burst
+				commit := w.Flush
+				if !busy {
+					commit = w.Idle
+				}
+				busy = false
+				if err := commit(); err != nil && storeErr == nil {
 					storeErr = err
 				}
 			}

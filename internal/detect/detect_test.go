@@ -121,3 +121,20 @@ func BenchmarkInspectTrackerRequest(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkInspectProxied inspects what the proxy's benchmark sends: a GET
+// with a few headers and a 1 KiB answer of text.
+func BenchmarkInspectProxied(b *testing.B) {
+	e := New(trackers.Builtin(), pii.New(""), decode.Limits{})
+	body := []byte(strings.Repeat("abcdefghijklmnopqrstuvwxyz", 40)[:1024])
+	req := &flow.Request{Method: "GET", URL: "http://127.0.0.1:18100/", Proto: "HTTP/1.1",
+		Headers: flow.Headers{{Name: "Host", Value: "127.0.0.1:18100"}, {Name: "User-Agent", Value: "Go-http-client/1.1"}, {Name: "Accept-Encoding", Value: "gzip"}}}
+	resp := &flow.Response{Status: 200, Reason: "OK", Proto: "HTTP/1.1",
+		Headers: flow.Headers{{Name: "Content-Type", Value: "application/octet-stream"}, {Name: "Content-Length", Value: "1024"}},
+		Body:    flow.Body{Data: body, Size: 1024}}
+	b.ReportAllocs()
+	for b.Loop() {
+		f := &flow.Flow{Host: "127.0.0.1", Transport: flow.TransportHTTP, Request: req, Response: resp}
+		e.Inspect(f)
+	}
+}

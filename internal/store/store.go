@@ -10,6 +10,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -41,7 +43,16 @@ type Store struct {
 	db     *sql.DB
 	opts   Options
 	single bool // one connection (in memory): no reads side by side
+	// unchecked counts the bytes committed to the write-ahead log since the
+	// last checkpoint: SQLite's own checkpoint every 1000 pages is off, so a
+	// burst of flows is not slowed by copying pages into the database file;
+	// writers checkpoint when the capture is idle or the log passes
+	// checkpointAfter.
+	unchecked atomic.Int64
 }
+
+// checkpointAfter bounds the write-ahead log between idle moments.
+const checkpointAfter = 64 << 20
 
 // Session is one capture run: a live proxy run or one analyze of files.
 type Session struct {
@@ -69,7 +80,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if path == "" || path == ":memory:" {
 		dsn = "file::memory:?" + pragmas
 	} else {
-		dsn = "file:" + path + "?" + pragmas + "&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
+		dsn = "file:" + path + "?" + pragmas + "&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(0)"
 	}
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -195,65 +206,128 @@ const flowColumns = `session_id, source, seq, start_ns, end_ns, client, server, 
 	status, reason, resp_proto, resp_headers, resp_trailers, resp_body, resp_body_size, resp_body_flags,
 	tls, dns, notes, dest, app, findings`
 
-// Writer adds flows to one session in batched transactions.
+// Writer adds flows to one session in batched transactions. It holds one
+// connection while a batch is open and speaks to the SQLite driver directly:
+// a live capture stores every flow, and database/sql's conversions and locks
+// cost a fifth of an insert.
 type Writer struct {
 	s       *Store
 	session int64
-	tx      *sql.Tx
-	stmt    *sql.Stmt
+	conn    *sql.Conn // while a batch is open
+	stmt    driver.Stmt
+	args    []driver.NamedValue
 	pending int
+	bytes   int64 // roughly what the pending flows take in the log
 	ctx     context.Context
 }
 
 const batchSize = 2000
 
+const insertFlow = "INSERT INTO flows(" + flowColumns + ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+
 // Writer returns a writer for the session. Call Close to commit the last batch.
 func (s *Store) Writer(ctx context.Context, session Session) *Writer {
-	return &Writer{s: s, session: session.ID, ctx: ctx}
+	return &Writer{s: s, session: session.ID, ctx: ctx, args: make([]driver.NamedValue, 33)}
+}
+
+// begin opens a batch: a connection, a transaction and the insert statement.
+func (w *Writer) begin() error {
+	conn, err := w.s.db.Conn(w.ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := conn.ExecContext(w.ctx, "BEGIN"); err != nil {
+		conn.Close()
+		return err
+	}
+	err = conn.Raw(func(dc any) error {
+		p, ok := dc.(driver.ConnPrepareContext)
+		if !ok {
+			return errors.New("the SQLite driver cannot prepare statements")
+		}
+		w.stmt, err = p.PrepareContext(w.ctx, insertFlow)
+		return err
+	})
+	if err != nil {
+		conn.ExecContext(w.ctx, "ROLLBACK")
+		conn.Close()
+		return err
+	}
+	w.conn = conn
+	return nil
 }
 
 // Add stores f and sets f.ID.
 func (w *Writer) Add(f *flow.Flow) error {
-	if w.tx == nil {
-		tx, err := w.s.db.BeginTx(w.ctx, nil)
-		if err != nil {
+	if w.conn == nil {
+		if err := w.begin(); err != nil {
 			return fmt.Errorf("store flow: %w", err)
 		}
-		stmt, err := tx.PrepareContext(w.ctx, "INSERT INTO flows("+flowColumns+") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
-		if err != nil {
-			tx.Rollback()
-			return fmt.Errorf("store flow: %w", err)
-		}
-		w.tx, w.stmt = tx, stmt
 	}
-	args := make([]any, 0, 30)
-	args = append(args, w.session, f.Source, f.Seq, nanos(f.Start), nanos(f.End), f.Client.String(), f.Server.String(),
-		f.Host, f.Transport.String(), f.BytesUp, f.BytesDown)
+	a := w.args
+	set := func(i int, v driver.Value) { a[i] = driver.NamedValue{Ordinal: i + 1, Value: v} }
+	set(0, w.session)
+	set(1, f.Source)
+	set(2, int64(f.Seq))
+	set(3, nanos(f.Start))
+	set(4, nanos(f.End))
+	set(5, f.Client.String())
+	set(6, f.Server.String())
+	set(7, f.Host)
+	set(8, f.Transport.String())
+	set(9, f.BytesUp)
+	set(10, f.BytesDown)
 	max := w.s.opts.MaxBody
+	for i := 11; i < 27; i++ {
+		set(i, nil)
+	}
 	if r := f.Request; r != nil {
 		data, size, flags := bodyCols(r.Body, max)
-		args = append(args, r.Method, r.URL, r.Proto, headersJSON(r.Headers), headersJSON(r.Trailers), data, size, flags)
-	} else {
-		args = append(args, nil, nil, nil, nil, nil, nil, nil, nil)
+		w.bytes += int64(len(data))
+		set(11, r.Method)
+		set(12, r.URL)
+		set(13, r.Proto)
+		set(14, headersJSON(r.Headers))
+		set(15, headersJSON(r.Trailers))
+		set(16, data)
+		set(17, size)
+		set(18, int64(flags))
 	}
 	if r := f.Response; r != nil {
 		data, size, flags := bodyCols(r.Body, max)
-		args = append(args, r.Status, r.Reason, r.Proto, headersJSON(r.Headers), headersJSON(r.Trailers), data, size, flags)
-	} else {
-		args = append(args, nil, nil, nil, nil, nil, nil, nil, nil)
+		w.bytes += int64(len(data))
+		set(19, int64(r.Status))
+		set(20, r.Reason)
+		set(21, r.Proto)
+		set(22, headersJSON(r.Headers))
+		set(23, headersJSON(r.Trailers))
+		set(24, data)
+		set(25, size)
+		set(26, int64(flags))
 	}
-	var dest any
+	var dest driver.Value
 	if f.Dest != (flow.Destination{}) {
 		b, _ := json.Marshal(f.Dest)
 		dest = string(b)
 	}
-	args = append(args, jsonOrNil(f.TLS), jsonOrNil(f.DNS), jsonOrNil(f.Notes), dest, f.App, packFindings(f.Findings))
-	res, err := w.stmt.ExecContext(w.ctx, args...)
+	set(27, jsonOrNil(f.TLS))
+	set(28, jsonOrNil(f.DNS))
+	set(29, jsonOrNil(f.Notes))
+	set(30, dest)
+	set(31, f.App)
+	set(32, packFindings(f.Findings))
+	var res driver.Result
+	err := w.conn.Raw(func(any) error {
+		var err error
+		res, err = w.stmt.(driver.StmtExecContext).ExecContext(w.ctx, a)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("store flow %d of %s: %w", f.Seq, f.Source, err)
 	}
 	f.ID, _ = res.LastInsertId()
 	w.pending++
+	w.bytes += 512
 	if w.pending >= batchSize {
 		return w.Flush()
 	}
@@ -262,14 +336,48 @@ func (w *Writer) Add(f *flow.Flow) error {
 
 // Flush commits the flows added so far.
 func (w *Writer) Flush() error {
-	if w.tx == nil {
+	if w.conn == nil {
 		return nil
 	}
-	w.stmt.Close()
-	err := w.tx.Commit()
-	w.tx, w.stmt, w.pending = nil, nil, 0
+	w.conn.Raw(func(any) error { return w.stmt.Close() })
+	_, err := w.conn.ExecContext(w.ctx, "COMMIT")
+	if err != nil {
+		w.conn.ExecContext(w.ctx, "ROLLBACK")
+	}
+	w.conn.Close()
+	w.conn, w.stmt, w.pending = nil, nil, 0
 	if err != nil {
 		return fmt.Errorf("store flows: commit: %w", err)
+	}
+	if w.s.unchecked.Add(w.bytes) > checkpointAfter {
+		err = w.s.checkpoint(w.ctx)
+	}
+	w.bytes = 0
+	return err
+}
+
+// Idle commits what is pending and moves the write-ahead log into the
+// database file: a live capture calls it when no flow came for a while.
+func (w *Writer) Idle() error {
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if w.s.unchecked.Load() == 0 {
+		return nil
+	}
+	return w.s.checkpoint(w.ctx)
+}
+
+// checkpoint copies the log into the database file without waiting for
+// readers (what a reader still needs stays in the log for the next one).
+func (s *Store) checkpoint(ctx context.Context) error {
+	if s.single {
+		return nil
+	}
+	n := s.unchecked.Swap(0)
+	if _, err := s.db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
+		s.unchecked.Add(n)
+		return fmt.Errorf("store: checkpoint: %w", err)
 	}
 	return nil
 }
@@ -302,16 +410,45 @@ func bodyCols(b flow.Body, max int) ([]byte, int64, int) {
 	return data, b.Size, flags
 }
 
-func headersJSON(h flow.Headers) any {
+// headersJSON writes headers as [["name","value"],...]. Strings with nothing
+// to escape (nearly all) are copied as they are; the rest go through
+// encoding/json, which also mends invalid UTF-8.
+func headersJSON(h flow.Headers) driver.Value {
 	if h == nil {
 		return nil
 	}
-	pairs := make([][2]string, len(h))
-	for i, x := range h {
-		pairs[i] = [2]string{x.Name, x.Value}
+	n := 2
+	for _, x := range h {
+		n += len(x.Name) + len(x.Value) + 8
 	}
-	b, _ := json.Marshal(pairs)
+	b := make([]byte, 0, n)
+	b = append(b, '[')
+	for i, x := range h {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		b = appendJSONString(b, x.Name)
+		b = append(b, ',')
+		b = appendJSONString(b, x.Value)
+		b = append(b, ']')
+	}
+	b = append(b, ']')
 	return string(b)
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		// what encoding/json would escape: quotes, backslashes, control
+		// characters, <, > and &, and anything beyond ASCII (checked there)
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c >= 0x80 {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 func jsonOrNil(v any) any {

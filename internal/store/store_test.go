@@ -1,10 +1,12 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -403,4 +405,96 @@ func tempStore(tb testing.TB) *Store {
 	}
 	tb.Cleanup(func() { st.Close() })
 	return st
+}
+
+// BenchmarkInsertProxied stores what the proxy records for one request of
+// its benchmark: a GET and a 1 KiB answer, with the headers curl and a Go
+// server send.
+func BenchmarkInsertProxied(b *testing.B) {
+	ctx := context.Background()
+	st := tempStore(b)
+	sess, _ := st.CreateSession(ctx, "bench", time.Now(), "")
+	w := st.Writer(ctx, sess)
+	body := bytes.Repeat([]byte("abcdefghijklmnopqrstuvwxyz"), 40)[:1024]
+	t0 := time.Now()
+	f := &flow.Flow{Source: "proxy", Start: t0, End: t0.Add(200 * time.Microsecond),
+		Client: flow.Endpoint{Addr: netip.MustParseAddr("127.0.0.1"), Port: 40100}, Server: flow.Endpoint{Addr: netip.MustParseAddr("127.0.0.1"), Port: 18100},
+		Host: "127.0.0.1", Transport: flow.TransportHTTP,
+		Request: &flow.Request{Method: "GET", URL: "http://127.0.0.1:18100/", Proto: "HTTP/1.1",
+			Headers: flow.Headers{{Name: "Host", Value: "127.0.0.1:18100"}, {Name: "User-Agent", Value: "Go-http-client/1.1"}, {Name: "Accept-Encoding", Value: "gzip"}}},
+		Response: &flow.Response{Status: 200, Reason: "OK", Proto: "HTTP/1.1",
+			Headers: flow.Headers{{Name: "Content-Type", Value: "application/octet-stream"}, {Name: "Date", Value: t0.UTC().Format(http.TimeFormat)}, {Name: "Content-Length", Value: "1024"}},
+			Body:    flow.Body{Data: body, Size: 1024}},
+		BytesDown: 1024, Dest: flow.Destination{Party: "first"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		f.Seq++
+		if err := w.Add(f); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// Committed flows wait in the write-ahead log until the capture is idle (or
+// the log passes checkpointAfter); Idle moves them into the database file,
+// where a reader opening the file alone finds them.
+func TestIdleCheckpoints(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "s.db")
+	st, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	sess, _ := st.CreateSession(ctx, "s", time.Now(), "test")
+	w := st.Writer(ctx, sess)
+	body := bytes.Repeat([]byte("x"), 4000)
+	for i := 0; i < 500; i++ { // 2 MB: more than SQLite's own checkpoint would have let through
+		if err := w.Add(&flow.Flow{Host: "x", Transport: flow.TransportHTTP, Request: &flow.Request{Method: "POST", URL: "http://x/", Body: flow.Body{Data: body, Size: 4000}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	size := func(p string) int64 {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return 0
+		}
+		return fi.Size()
+	}
+	if db, wal := size(path), size(path+"-wal"); db > 1<<20 || wal < 2_000_000 {
+		t.Fatalf("after a commit: database %d bytes, log %d bytes; want the flows in the log", db, wal)
+	}
+	if err := w.Idle(); err != nil {
+		t.Fatal(err)
+	}
+	if db := size(path); db < 2_000_000 {
+		t.Fatalf("after Idle the database file has %d bytes; want the 2 MB of flows in it", db)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.Sessions(ctx); err != nil || len(got) != 1 || got[0].Flows != 500 {
+		t.Fatalf("sessions after Idle: %+v, %v", got, err)
+	}
+}
+
+// Headers are written as encoding/json writes them, byte for byte.
+func FuzzHeadersJSON(f *testing.F) {
+	for _, s := range []string{"Host", "a b", `"q"`, "a\x00b", "<&>", "é", "\xff", "\u2028"} {
+		f.Add(s, "value "+s)
+	}
+	f.Fuzz(func(t *testing.T, name, value string) {
+		h := flow.Headers{{Name: name, Value: value}, {Name: "X", Value: value}}
+		pairs := [][2]string{{name, value}, {"X", value}}
+		want, _ := json.Marshal(pairs)
+		if got := headersJSON(h); got != string(want) {
+			t.Fatalf("%q %q: %s, encoding/json writes %s", name, value, got, want)
+		}
+	})
 }

@@ -146,21 +146,32 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, scheme, client s
 	if err != nil {
 		req.Body = requestBody()
 		f.BytesUp = req.Body.Size
-		f.Note("upstream: " + err.Error())
-		f.End = p.opts.Now()
-		p.emit(f)
-		status := http.StatusBadGateway
-		var cerr *tls.CertificateVerificationError
-		if errors.As(err, &cerr) {
-			http.Error(w, "phonehome: the server's certificate is not trusted: "+cerr.Err.Error()+" (phonehome run --insecure-upstream to accept it)", status)
-			return
-		}
-		http.Error(w, "phonehome: could not reach "+r.URL.Host+": "+err.Error(), status)
+		p.upstreamFailed(w, f, r.URL.Host, err)
 		return
 	}
-	if server, err := netip.ParseAddrPort(up.conn.RemoteAddr().String()); err == nil {
-		f.Server = flow.Endpoint{Addr: server.Addr().Unmap(), Port: server.Port()}
+	p.relay(w, resp, up, f, reqBody)
+}
+
+// upstreamFailed tells the client the server could not be reached (or was
+// not trusted), and records why.
+func (p *Proxy) upstreamFailed(w http.ResponseWriter, f *flow.Flow, authority string, err error) {
+	f.Note("upstream: " + err.Error())
+	f.End = p.opts.Now()
+	p.emit(f)
+	status := http.StatusBadGateway
+	var cerr *tls.CertificateVerificationError
+	if errors.As(err, &cerr) {
+		http.Error(w, "phonehome: the server's certificate is not trusted: "+cerr.Err.Error()+" (phonehome run --insecure-upstream to accept it)", status)
+		return
 	}
+	http.Error(w, "phonehome: could not reach "+authority+": "+err.Error(), status)
+}
+
+// relay sends the server's answer (its head read, its body still to come)
+// to the client, records it in f and emits f. reqBody, when not nil, is the
+// request body still being recorded.
+func (p *Proxy) relay(w http.ResponseWriter, resp *http.Response, up *upConn, f *flow.Flow, reqBody *recorder) {
+	f.Server = up.server
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		p.switchProtocols(w, resp, struct {
 			io.Reader
@@ -186,8 +197,10 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, scheme, client s
 	p.release(up, reuse)
 	f.Response = &flow.Response{Status: resp.StatusCode, Reason: strings.TrimSpace(strings.TrimPrefix(resp.Status, strconv.Itoa(resp.StatusCode))),
 		Proto: resp.Proto, Headers: headers(resp.Header, ""), Body: rec.body(0)}
-	req.Body = requestBody()
-	f.BytesUp = req.Body.Size
+	if reqBody != nil {
+		f.Request.Body = reqBody.body(2 * time.Second)
+	}
+	f.BytesUp = f.Request.Body.Size
 	if copyErr != nil {
 		f.Response.Body.Incomplete = true
 		f.Note("response cut: " + copyErr.Error())
@@ -294,7 +307,17 @@ func (p *Proxy) serveTunnel(ctx context.Context, conn net.Conn, client *bufio.Re
 // serveHTTP1 serves the HTTP/1 requests of one client connection.
 func (p *Proxy) serveHTTP1(ctx context.Context, conn net.Conn, br *bufio.Reader, scheme, authority, host, portStr, remote string) {
 	bw := bufio.NewWriterSize(conn, 32<<10)
+	c := &clientConn{conn: conn, br: br, bw: bw, remote: remote, scheme: scheme, authority: authority}
+	if scheme == "https" && portStr == "443" {
+		c.authority = stripPort(authority)
+	}
 	for {
+		if handled, keep := p.serveFast(ctx, c); handled {
+			if !keep {
+				return
+			}
+			continue
+		}
 		req, err := http.ReadRequest(br)
 		if err != nil {
 			return // the client closed, or sent something that is not HTTP/1
@@ -735,10 +758,22 @@ func (p *Proxy) serveClient(ctx context.Context, conn net.Conn) {
 	br := bufio.NewReaderSize(conn, 16<<10)
 	bw := bufio.NewWriterSize(conn, 32<<10)
 	remote := conn.RemoteAddr().String()
+	c := &clientConn{conn: conn, br: br, bw: bw, remote: remote, scheme: "http", explicit: true}
 	for {
-		conn.SetReadDeadline(time.Now().Add(2 * time.Minute)) // an idle keep-alive client is let go
+		// an idle keep-alive client is let go after 90 s to 2 min (the
+		// deadline is moved on only when less than 90 s of it are left)
+		if now := time.Now(); c.idleUntil.Sub(now) < 90*time.Second {
+			c.idleUntil = now.Add(2 * time.Minute)
+			conn.SetReadDeadline(c.idleUntil)
+		}
 		if ctx.Err() != nil {
 			return
+		}
+		if handled, keep := p.serveFast(ctx, c); handled {
+			if !keep {
+				return
+			}
+			continue
 		}
 		req, err := http.ReadRequest(br)
 		if err != nil {
@@ -748,6 +783,7 @@ func (p *Proxy) serveClient(ctx context.Context, conn net.Conn) {
 			return
 		}
 		conn.SetReadDeadline(time.Time{})
+		c.idleUntil = time.Time{}
 		req.RemoteAddr = remote
 		rw := newResponseWriter(conn, br, bw, req.Method)
 		rw.http10 = !req.ProtoAtLeast(1, 1)

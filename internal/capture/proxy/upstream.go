@@ -8,8 +8,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
+
+	"phonehome/internal/flow"
 )
 
 // The proxy speaks HTTP/1.1 to servers over its own pool of connections, on
@@ -24,12 +27,13 @@ const (
 )
 
 type upConn struct {
-	conn  net.Conn
-	br    *bufio.Reader
-	bw    *bufio.Writer
-	key   string
-	idle  time.Time
-	fresh bool // dialled for this request: a failure is not a stale keep-alive
+	conn   net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	key    string
+	idle   time.Time
+	fresh  bool // dialled for this request: a failure is not a stale keep-alive
+	server flow.Endpoint
 }
 
 type upstreamPool struct {
@@ -109,7 +113,11 @@ func (u *upstreamPool) dial(ctx context.Context, scheme, host, addr, key string)
 		}
 		conn = tc
 	}
-	return &upConn{conn: conn, br: bufio.NewReaderSize(conn, 64<<10), bw: bufio.NewWriterSize(conn, 64<<10), key: key, fresh: true}, nil
+	c := &upConn{conn: conn, br: bufio.NewReaderSize(conn, 64<<10), bw: bufio.NewWriterSize(conn, 64<<10), key: key, fresh: true}
+	if ap, err := netip.ParseAddrPort(conn.RemoteAddr().String()); err == nil {
+		c.server = flow.Endpoint{Addr: ap.Addr().Unmap(), Port: ap.Port()}
+	}
+	return c, nil
 }
 
 // roundTrip sends req to its server and reads the answer's head. The caller
@@ -125,19 +133,11 @@ func (p *Proxy) roundTrip(req *http.Request) (*http.Response, *upConn, error) {
 			port = "443"
 		}
 	}
-	addr := net.JoinHostPort(host, port)
-	if to, ok := ctx.Value(dialKey{}).(string); ok {
-		addr = to // transparent mode: the connection's original destination
-	}
-	key := scheme + " " + net.JoinHostPort(host, port) + " " + addr
 	retryable := req.Body == nil || req.Body == http.NoBody
 	for attempt := 0; ; attempt++ {
-		c := p.upstream.get(key)
-		if c == nil {
-			var err error
-			if c, err = p.upstream.dial(ctx, scheme, host, addr, key); err != nil {
-				return nil, nil, err
-			}
+		c, err := p.connFor(ctx, scheme, host, port)
+		if err != nil {
+			return nil, nil, err
 		}
 		resp, err := p.exchange(c, req)
 		if err == nil {
@@ -149,6 +149,20 @@ func (p *Proxy) roundTrip(req *http.Request) (*http.Response, *upConn, error) {
 			return nil, nil, err
 		}
 	}
+}
+
+// connFor returns an idle connection to the server, or a new one.
+func (p *Proxy) connFor(ctx context.Context, scheme, host, port string) (*upConn, error) {
+	authority := net.JoinHostPort(host, port)
+	addr := authority
+	if to, ok := ctx.Value(dialKey{}).(string); ok {
+		addr = to // transparent mode: the connection's original destination
+	}
+	key := scheme + " " + authority + " " + addr
+	if c := p.upstream.get(key); c != nil {
+		return c, nil
+	}
+	return p.upstream.dial(ctx, scheme, host, addr, key)
 }
 
 func (p *Proxy) exchange(c *upConn, req *http.Request) (*http.Response, error) {
