@@ -18,7 +18,7 @@ go build -o "$work/proxyload" ./bench/proxyload
 "$work/proxyload" -serve -cert "$work/upstream.pem" > "$work/urls" & pids+=($!)
 sleep 1
 read -r H S < "$work/urls"
-"$work/phonehome" run --listen 127.0.0.1:18102 --db "$work/run.db" --ca-dir "$work/ca" --upstream-ca "$work/upstream.pem" > "$work/ph.out" 2> "$work/ph.err" & pids+=($!)
+"$work/phonehome" run --listen 127.0.0.1:18102 --db "$work/run.db" --ca-dir "$work/ca" --upstream-ca "$work/upstream.pem" > "$work/ph.out" 2> "$work/ph.err" & ph=$!; pids+=($ph)
 mitmdump -q --listen-host 127.0.0.1 -p 18103 --ssl-insecure --set confdir="$work/mitm" > /dev/null 2>&1 & pids+=($!)
 sleep 4
 
@@ -39,4 +39,8 @@ echo "|---|---:|---:|---:|---:|---:|"
 row direct "" "$work/upstream.pem"
 row "phonehome run" http://127.0.0.1:18102 "$work/ca/ca.pem"
 row "mitmdump 8.1.1" http://127.0.0.1:18103 "$work/mitm/mitmproxy-ca-cert.pem"
+# every request through phonehome must have been analysed and stored
+kill -INT "$ph"; wait "$ph" 2>/dev/null || true
+echo
+echo "phonehome stored $("$work/phonehome" sessions --db "$work/run.db" | awk 'NR==2{print $(NF-2)}') flows; $(grep -h 'not analysed' "$work/ph.err" || echo 'none was dropped by the analysis queue')"
 if [ -s "$work/errors" ]; then echo; echo "errors:"; sort "$work/errors" | uniq -c | head; fi

@@ -49,6 +49,11 @@ type Store struct {
 	// writers checkpoint when the capture is idle or the log passes
 	// checkpointAfter.
 	unchecked atomic.Int64
+	// A checkpoint runs on a connection of its own while writers go on
+	// (SQLite lets a passive checkpoint and a writer share the log).
+	checkpointing atomic.Bool
+	checkpoints   sync.WaitGroup
+	checkpointErr atomic.Pointer[error]
 }
 
 // checkpointAfter bounds the write-ahead log between idle moments.
@@ -99,7 +104,14 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.checkpoints.Wait()
+	err := s.db.Close()
+	if p := s.checkpointErr.Load(); p != nil && err == nil {
+		err = *p
+	}
+	return err
+}
 
 func (s *Store) migrate(ctx context.Context) error {
 	var version int
@@ -350,10 +362,10 @@ func (w *Writer) Flush() error {
 		return fmt.Errorf("store flows: commit: %w", err)
 	}
 	if w.s.unchecked.Add(w.bytes) > checkpointAfter {
-		err = w.s.checkpoint(w.ctx)
+		w.s.checkpoint()
 	}
 	w.bytes = 0
-	return err
+	return nil
 }
 
 // Idle commits what is pending and moves the write-ahead log into the
@@ -362,24 +374,31 @@ func (w *Writer) Idle() error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	if w.s.unchecked.Load() == 0 {
-		return nil
-	}
-	return w.s.checkpoint(w.ctx)
-}
-
-// checkpoint copies the log into the database file without waiting for
-// readers (what a reader still needs stays in the log for the next one).
-func (s *Store) checkpoint(ctx context.Context) error {
-	if s.single {
-		return nil
-	}
-	n := s.unchecked.Swap(0)
-	if _, err := s.db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
-		s.unchecked.Add(n)
-		return fmt.Errorf("store: checkpoint: %w", err)
+	if w.s.unchecked.Load() > 0 {
+		w.s.checkpoint()
 	}
 	return nil
+}
+
+// checkpoint starts copying the log into the database file, unless a copy
+// is under way, without waiting for readers (what a reader still needs stays
+// in the log for the next one) and without holding up the writer. An error
+// is kept for Close.
+func (s *Store) checkpoint() {
+	if s.single || !s.checkpointing.CompareAndSwap(false, true) {
+		return
+	}
+	n := s.unchecked.Swap(0)
+	s.checkpoints.Add(1)
+	go func() {
+		defer s.checkpoints.Done()
+		defer s.checkpointing.Store(false)
+		if _, err := s.db.Exec("PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
+			s.unchecked.Add(n)
+			err = fmt.Errorf("store: checkpoint: %w", err)
+			s.checkpointErr.Store(&err)
+		}
+	}()
 }
 
 // Close commits what is pending.
