@@ -2,11 +2,15 @@
 # Measures phonehome run against Debian's mitmdump and the direct path, in one
 # run, on loopback with 1 KiB responses: requests/s over 64 keep-alive
 # connections (HTTP and intercepted HTTPS), new TLS connections/s, and latency
-# p50/p99 at concurrency 1. Needs Debian's mitmproxy.
-#   bench/proxy-vs-mitmdump.sh [SECONDS]     (default 5 per measurement)
+# p50/p99 at concurrency 1. Needs Debian's mitmproxy. The load generator
+# (bench/proxyload) speaks HTTP/1.1 itself, as wrk does; -nethttp makes it
+# use Go's net/http client, whose own cost then takes a larger share of the
+# two cores.
+#   bench/proxy-vs-mitmdump.sh [SECONDS] [-nethttp]   (default 5 s per measurement)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
+client=${2:-}
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
@@ -22,7 +26,7 @@ read -r H S < "$work/urls"
 mitmdump -q --listen-host 127.0.0.1 -p 18103 --ssl-insecure --set confdir="$work/mitm" > /dev/null 2>&1 & pids+=($!)
 sleep 4
 
-load() { "$work/proxyload" -d "${secs}s" "$@" 2>>"$work/errors"; }
+load() { "$work/proxyload" -d "${secs}s" $client "$@" 2>>"$work/errors"; }
 row() { # name proxy-url ca
   local name=$1 px=$2 ca=$3
   local args=()

@@ -2,21 +2,22 @@
 // keep-alive connections, new TLS connections per second, and latency at
 // concurrency 1. With -serve it is the upstream instead: 1 KiB responses over
 // HTTP and HTTPS, its certificate written to a file for the proxies to trust.
+//
+// Like wrk, it speaks HTTP/1.1 itself (a fixed request, answers read by their
+// Content-Length), so that its own work weighs little beside the proxy's;
+// -nethttp uses Go's net/http client instead.
 package main
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/signal"
 	"sort"
@@ -35,6 +36,7 @@ func main() {
 	mode := flag.String("mode", "keepalive", "keepalive, handshake or latency")
 	conc := flag.Int("c", 64, "concurrent connections")
 	dur := flag.Duration("d", 5*time.Second, "how long to run")
+	netHTTP := flag.Bool("nethttp", false, "use Go's net/http client instead of proxyload's own HTTP/1.1 one")
 	flag.Parse()
 	if *serve {
 		runServers(*httpAddr, *certOut)
@@ -48,27 +50,18 @@ func main() {
 		}
 		pool.AppendCertsFromPEM(b)
 	}
-	newClient := func(keepAlive bool) *http.Client {
-		t := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: !keepAlive, MaxIdleConnsPerHost: 1, ForceAttemptHTTP2: false,
-			TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
-		if *proxy != "" {
-			u, _ := url.Parse(*proxy)
-			t.Proxy = http.ProxyURL(u)
+	newClient := func(keepAlive bool) client {
+		if *netHTTP {
+			return newNetHTTP(pool, *proxy, *target, keepAlive)
 		}
-		return &http.Client{Transport: t}
-	}
-	get := func(c *http.Client) error {
-		resp, err := c.Get(*target)
+		c, err := newRaw(pool, *proxy, *target)
 		if err != nil {
-			return err
+			log.Fatal(err)
 		}
-		_, err = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return err
+		c.keepAlive = keepAlive
+		return c
 	}
+	get := func(c client) error { return c.get() }
 	switch *mode {
 	case "keepalive", "handshake":
 		var n, errs atomic.Int64
