@@ -289,33 +289,14 @@ func (w *Writer) Add(f *flow.Flow) error {
 	set(8, f.Transport.String())
 	set(9, f.BytesUp)
 	set(10, f.BytesDown)
-	max := w.s.opts.MaxBody
 	for i := 11; i < 27; i++ {
 		set(i, nil)
 	}
 	if r := f.Request; r != nil {
-		data, size, flags := bodyCols(r.Body, max)
-		w.bytes += int64(len(data))
-		set(11, r.Method)
-		set(12, r.URL)
-		set(13, r.Proto)
-		set(14, headersJSON(r.Headers))
-		set(15, headersJSON(r.Trailers))
-		set(16, data)
-		set(17, size)
-		set(18, int64(flags))
+		w.setMessage(11, r.Method, r.URL, r.Proto, r.Headers, r.Trailers, r.Body)
 	}
 	if r := f.Response; r != nil {
-		data, size, flags := bodyCols(r.Body, max)
-		w.bytes += int64(len(data))
-		set(19, int64(r.Status))
-		set(20, r.Reason)
-		set(21, r.Proto)
-		set(22, headersJSON(r.Headers))
-		set(23, headersJSON(r.Trailers))
-		set(24, data)
-		set(25, size)
-		set(26, int64(flags))
+		w.setMessage(19, int64(r.Status), r.Reason, r.Proto, r.Headers, r.Trailers, r.Body)
 	}
 	var dest driver.Value
 	if f.Dest != (flow.Destination{}) {
@@ -344,6 +325,16 @@ func (w *Writer) Add(f *flow.Flow) error {
 		return w.Flush()
 	}
 	return nil
+}
+
+// setMessage fills the eight columns of a request or an answer, from i on:
+// its first line's two parts, protocol, headers, trailers and body.
+func (w *Writer) setMessage(i int, first, second driver.Value, proto string, h, trailers flow.Headers, b flow.Body) {
+	data, size, flags := bodyCols(b, w.s.opts.MaxBody)
+	w.bytes += int64(len(data))
+	for j, v := range [...]driver.Value{first, second, proto, headersJSON(h), headersJSON(trailers), data, size, int64(flags)} {
+		w.args[i+j] = driver.NamedValue{Ordinal: i + j + 1, Value: v}
+	}
 }
 
 // Flush commits the flows added so far.

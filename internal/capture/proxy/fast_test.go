@@ -287,17 +287,7 @@ func TestFastPathStaleAndClose(t *testing.T) {
 // A request body that comes slowly streams through; so does an answer.
 func TestFastPathStreams(t *testing.T) {
 	got := make(chan string, 1)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	addr := serveOnce(t, func(c net.Conn) {
 		req, err := http.ReadRequest(bufio.NewReader(c))
 		if err != nil {
 			return
@@ -307,11 +297,11 @@ func TestFastPathStreams(t *testing.T) {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nfir")
 		time.Sleep(100 * time.Millisecond)
 		io.WriteString(c, "st!")
-	}()
+	})
 	h := start(t, nil)
 	defer h.stop()
 	c := dialProxy(t, h)
-	io.WriteString(c.conn, "POST http://"+ln.Addr().String()+"/ HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234")
+	io.WriteString(c.conn, "POST http://"+addr+"/ HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234")
 	time.Sleep(100 * time.Millisecond)
 	io.WriteString(c.conn, "56789")
 	resp, err := http.ReadResponse(c.br, nil)

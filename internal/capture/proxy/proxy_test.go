@@ -276,23 +276,31 @@ func TestPinnedClientPassesThrough(t *testing.T) {
 	waitGoroutines(t, baseline)
 }
 
-// TestRawTunnel: after CONNECT, bytes that are not TLS are relayed as they are.
-func TestRawTunnel(t *testing.T) {
+// serveOnce listens on loopback until the test ends, hands the first
+// connection to serve and closes it after; it returns the address.
+func serveOnce(t *testing.T, serve func(net.Conn)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
-		io.Copy(c, c) // echo
-		c.Close()
+		defer c.Close()
+		serve(c)
 	}()
+	return ln.Addr().String()
+}
+
+// TestRawTunnel: after CONNECT, bytes that are not TLS are relayed as they are.
+func TestRawTunnel(t *testing.T) {
+	addr := serveOnce(t, func(c net.Conn) { io.Copy(c, c) }) // echo
 	h := start(t, nil)
-	c := connectThrough(t, h.proxyURL, ln.Addr().String())
+	c := connectThrough(t, h.proxyURL, addr)
 	fmt.Fprint(c, "hello, not TLS")
 	c.(*net.TCPConn).CloseWrite()
 	got, _ := io.ReadAll(c)
