@@ -243,10 +243,10 @@ func TestXMLAndPlist(t *testing.T) {
 		got[v.Path] = v.Text
 		keys[v.Path] = v.Key
 	}
-	if got["body › xml:plist.dict.idfa"] != "6D92078A-8246-4BA4-AE5B-76104861E7DC" || keys["body › xml:plist.dict.idfa"] != "idfa" {
+	if got["body › plist:idfa"] != "6D92078A-8246-4BA4-AE5B-76104861E7DC" || keys["body › plist:idfa"] != "idfa" {
 		t.Errorf("plist keys name their values: %v", got)
 	}
-	if got["body › xml:plist.dict.payload › base64 › json:email"] != "a@b.com" {
+	if got["body › plist:payload › base64 › json:email"] != "a@b.com" {
 		t.Errorf("plist values are decoded further: %v", got)
 	}
 	// not XML: left as text

@@ -17,7 +17,7 @@ var errJSON = errors.New("malformed JSON")
 // tryJSON walks b if it is one JSON document and reports whether it was.
 func (s *state) tryJSON(b []byte, path, key string, depth int) bool {
 	mark, opaque := len(s.res.Values), len(s.res.Opaque)
-	w := jsonWalker{s: s, b: b, path: path, depth: depth}
+	w := jsonWalker{keyPath: keyPath{s: s, path: path, layer: "json"}, b: b, depth: depth}
 	err := w.value(key, "", 0)
 	if err == nil {
 		w.ws()
@@ -33,13 +33,54 @@ func (s *state) tryJSON(b []byte, path, key string, depth int) bool {
 }
 
 type jsonWalker struct {
-	s     *state
+	keyPath
 	b     []byte
 	i     int
-	path  string
 	depth int
-	jp    []byte // JSON path of the value being walked, grown and cut as the walk goes
+}
+
+// keyPath is the path of the value a walk is at, in JSON's style
+// ("json:events[0].url"); property lists name their values the same way
+// under their own layer ("plist:", "bplist:").
+type keyPath struct {
+	s     *state
+	path  string // the layers above the document
+	layer string // "json", "plist", ...
+	jp    []byte // keys and indexes of the value being walked, grown and cut as the walk goes
 	pbuf  []byte // scratch for building a leaf's full path
+}
+
+// field steps into the member k of an object; cut(mark) steps back out.
+func (k *keyPath) field(name string) (mark int) {
+	mark = len(k.jp)
+	if mark > 0 {
+		k.jp = append(k.jp, '.')
+	}
+	k.jp = append(k.jp, name...)
+	return mark
+}
+
+// index steps into the element n of an array.
+func (k *keyPath) index(n int) (mark int) {
+	mark = len(k.jp)
+	k.jp = append(strconv.AppendInt(append(k.jp, '['), int64(n), 10), ']')
+	return mark
+}
+
+func (k *keyPath) cut(mark int) { k.jp = k.jp[:mark] }
+
+// here is the full path of the current value, interned: the same paths come
+// back in every event of a batch and every request to an endpoint.
+func (k *keyPath) here() string {
+	if len(k.jp) == 0 {
+		return join(k.path, k.layer)
+	}
+	k.pbuf = k.pbuf[:0]
+	if k.path != "" {
+		k.pbuf = append(append(k.pbuf, k.path...), Sep...)
+	}
+	k.pbuf = append(append(append(k.pbuf, k.layer...), ':'), k.jp...)
+	return k.s.intern(k.pbuf)
 }
 
 func (w *jsonWalker) ws() {
@@ -62,23 +103,6 @@ func (w *jsonWalker) expect(c byte) error {
 	w.i++
 	return nil
 }
-
-// here is the full path of the current value, interned: the same paths come
-// back in every event of a batch and every request to an endpoint.
-func (w *jsonWalker) here() string {
-	if len(w.jp) == 0 {
-		return join(w.path, "json")
-	}
-	w.pbuf = w.pbuf[:0]
-	if w.path != "" {
-		w.pbuf = append(append(w.pbuf, w.path...), Sep...)
-	}
-	w.pbuf = append(append(w.pbuf, "json:"...), w.jp...)
-	return w.intern(w.pbuf)
-}
-
-// intern returns one string for each distinct object key or path.
-func (w *jsonWalker) intern(k []byte) string { return w.s.intern(k) }
 
 // value walks one JSON value; key is the field it is the value of, parent the
 // field of the object around it.
@@ -107,13 +131,9 @@ func (w *jsonWalker) value(key, parent string, nest int) error {
 			if err := w.expect(':'); err != nil {
 				return err
 			}
-			mark := len(w.jp)
-			if mark > 0 {
-				w.jp = append(w.jp, '.')
-			}
-			w.jp = append(w.jp, k...)
+			mark := w.field(k)
 			err = w.value(k, key, nest+1)
-			w.jp = w.jp[:mark]
+			w.cut(mark)
 			if err != nil {
 				return err
 			}
@@ -129,10 +149,9 @@ func (w *jsonWalker) value(key, parent string, nest int) error {
 			return nil
 		}
 		for n := 0; ; n++ {
-			mark := len(w.jp)
-			w.jp = append(strconv.AppendInt(append(w.jp, '['), int64(n), 10), ']')
+			mark := w.index(n)
 			err := w.value(key, parent, nest+1)
-			w.jp = w.jp[:mark]
+			w.cut(mark)
 			if err != nil {
 				return err
 			}
@@ -199,7 +218,7 @@ func (w *jsonWalker) key() (string, error) {
 	for j := w.i + 1; j < len(w.b); j++ {
 		switch c := w.b[j]; {
 		case c == '"':
-			k := w.intern(w.b[w.i+1 : j])
+			k := w.s.intern(w.b[w.i+1 : j])
 			w.i = j + 1
 			return k, nil
 		case c == '\\' || c < 0x20:

@@ -214,6 +214,9 @@ func (s *state) bytes(b []byte, path, key string, depth int) {
 		s.str(string(b), path, key, depth)
 		return
 	}
+	if isBplist(b) && s.bplist(b, path, depth+1) {
+		return
+	}
 	if protoValid(b, 0) {
 		s.proto(b, join(path, "protobuf"), "", depth+1)
 		return
@@ -442,7 +445,7 @@ func plausible(b []byte) bool {
 	if len(b) < 4 {
 		return false
 	}
-	if sniffCoding(b) != "" {
+	if sniffCoding(b) != "" || isBplist(b) {
 		return true
 	}
 	if printable(b) {

@@ -8,14 +8,13 @@ import (
 
 // xml decodes an XML document into its leaves: element text by element name,
 // attributes as name@attribute; an Apple property list (<plist>) by its <key>
-// names. Each leaf is decoded further (base64, JSON, ...). It reports false,
-// adding nothing, for text that is not well-formed XML.
+// names (see plist.go). Each leaf is decoded further (base64, JSON, ...). It
+// reports false, adding nothing, for text that is not well-formed XML.
 func (s *state) xml(t, path string, depth int) bool {
 	mark, opaque := len(s.res.Values), len(s.res.Opaque)
 	d := xml.NewDecoder(strings.NewReader(t))
 	var stack []string
 	var text strings.Builder
-	plist, plistKey := false, ""
 	elements := 0
 	fail := func() bool {
 		s.res.Values, s.res.Opaque = s.res.Values[:mark], s.res.Opaque[:opaque]
@@ -43,10 +42,13 @@ func (s *state) xml(t, path string, depth int) bool {
 			elements++
 			name := x.Name.Local
 			if name == "plist" && len(stack) == 0 {
-				plist = true
+				if s.xmlPlist(d, path, depth) != nil || skipRest(d) != nil {
+					return fail()
+				}
+				return true
 			}
 			for _, a := range x.Attr {
-				if a.Value != "" && !plist {
+				if a.Value != "" {
 					s.strIn(a.Value, here(name)+"@"+a.Name.Local, a.Name.Local, name, depth+1)
 				}
 			}
@@ -62,15 +64,7 @@ func (s *state) xml(t, path string, depth int) bool {
 			stack = stack[:len(stack)-1]
 			v := strings.TrimSpace(text.String())
 			text.Reset()
-			switch {
-			case plist && name == "key":
-				plistKey = v
-			case plist && v != "" && plistKey != "":
-				s.strIn(v, here(plistKey), plistKey, parent(), depth+1)
-				plistKey = ""
-			case plist:
-				// containers (dict, array) and keyless values
-			case v != "":
+			if v != "" {
 				s.strIn(v, here(name), name, parent(), depth+1)
 			}
 		}
