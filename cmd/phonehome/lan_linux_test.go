@@ -541,7 +541,7 @@ func checkRecorded(t testing.TB, db string) {
 			seen["dns"] = true
 		case f.Transport == flow.TransportQUIC && f.TLS.SNI == "quic.phonehome.test":
 			seen["quic"] = true
-		case f.Transport == flow.TransportTLS && f.Host == "pinned.test" && strings.Contains(strings.Join(f.Notes, " "), "client refused"):
+		case f.Transport == flow.TransportTLS && f.Host == "pinned.test" && f.Notes.Has(flow.NoteCertRefused):
 			seen["refused"] = true
 		case f.Transport == flow.TransportTLS && f.Host == "pinned.test" && f.BytesDown > 0:
 			seen["passthrough"] = true

@@ -182,10 +182,8 @@ func liveLine(f *flow.Flow, newDest bool) string {
 		})
 		line += "  " + strings.Join(kinds, ", ")
 	}
-	for _, n := range f.Notes {
-		if strings.Contains(n, "refused") {
-			line += "  [not trusted / pinned: " + f.HostOrAddr() + "]"
-		}
+	if f.Notes.Has(flow.NoteCertRefused) {
+		line += "  [not trusted / pinned: " + f.HostOrAddr() + "]"
 	}
 	return line
 }
@@ -256,13 +254,29 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 	queue := make(chan *flow.Flow, 4096)
 	var dropped atomic.Int64
 	var seq atomic.Int64
+	var queueMu sync.RWMutex
+	queueClosed := false
 	emit := func(f *flow.Flow) {
 		f.Source = "proxy"
 		f.Seq = int(seq.Add(1))
+		queueMu.RLock()
+		defer queueMu.RUnlock()
+		if queueClosed {
+			dropped.Add(1)
+			return
+		}
 		select {
 		case queue <- f:
 		default:
 			dropped.Add(1)
+		}
+	}
+	closeQueue := func() {
+		queueMu.Lock()
+		defer queueMu.Unlock()
+		if !queueClosed {
+			queueClosed = true
+			close(queue)
 		}
 	}
 	summary := report.NewSummary()
@@ -341,7 +355,7 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 			stopLAN()
 			lanWG.Wait()
 			ln.Close()
-			close(queue)
+			closeQueue()
 			wg.Wait()
 			return err
 		}
@@ -356,7 +370,7 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 	}
 	stopLAN()
 	lanWG.Wait()
-	close(queue)
+	closeQueue()
 	wg.Wait()
 	fmt.Fprintln(stdout)
 	if err := summary.WriteText(stdout); err != nil {

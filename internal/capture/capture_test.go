@@ -255,7 +255,7 @@ func TestSnapLength(t *testing.T) {
 	if b := flows[0].Response.Body; !b.Incomplete || b.Size != int64(1500*71) {
 		t.Errorf("cut body: incomplete=%v size=%d", b.Incomplete, b.Size)
 	}
-	if len(flows[0].Notes) == 0 || !strings.Contains(flows[0].Notes[0], "bytes missing") {
+	if len(flows[0].Notes) == 0 || !strings.Contains(flows[0].Notes[0].Text, "bytes missing") {
 		t.Errorf("notes: %v", flows[0].Notes)
 	}
 }

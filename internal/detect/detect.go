@@ -66,7 +66,7 @@ func (e *Engine) Inspect(f *flow.Flow) {
 	defer e.workers.Put(wk)
 	res := wk.dec.Decode(req, e.limits) // valid until dec is used again: hits copy what they keep
 	for _, l := range res.Limits {
-		f.Note("decode: " + l)
+		f.Note(flow.NoteDecodeLimit, "decode: "+l)
 	}
 	wk.hits = e.pii.ScanAppend(wk.hits, res.Values)
 	hits := wk.hits

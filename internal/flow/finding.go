@@ -28,13 +28,17 @@ type Destination struct {
 type Action uint8
 
 const (
-	// ActionAllow is the safe zero value: forward unchanged.
+	// ActionAllow is the safe zero value, on purpose: phonehome observes
+	// first, so a verdict nobody set forwards the flow unchanged.
 	ActionAllow Action = iota
-	// ActionBlock refuses the request.
+	// ActionBlock refuses: the connection is closed, the request answered by
+	// phonehome (Verdict.Status), the lookup answered with no address.
 	ActionBlock
-	// ActionRedact forwards a copy with matched values removed.
+	// ActionRedact forwards a copy of the request with values removed. Valid
+	// only at Request.
 	ActionRedact
-	// ActionPassthrough relays the connection without decrypting it.
+	// ActionPassthrough relays a TLS connection without decrypting it. Valid
+	// only at Hello.
 	ActionPassthrough
 )
 
@@ -47,9 +51,60 @@ func (a Action) String() string {
 	return "allow"
 }
 
+// Stage names the points where a verdict is asked for.
+type Stage uint8
+
+const (
+	// StageHello: a TLS ClientHello was read; no certificate is minted yet.
+	StageHello Stage = iota
+	// StageRequest: a request (or DNS query) was read; nothing went upstream yet.
+	StageRequest
+)
+
+func (s Stage) String() string {
+	if s == StageHello {
+		return "hello"
+	}
+	return "request"
+}
+
+// ValidAt reports whether the action can apply at the stage.
+func (a Action) ValidAt(s Stage) bool {
+	switch a {
+	case ActionAllow, ActionBlock:
+		return true
+	case ActionPassthrough:
+		return s == StageHello
+	case ActionRedact:
+		return s == StageRequest
+	}
+	return false
+}
+
+// Redaction is one value taken out of a forwarded request.
+type Redaction struct {
+	Kind string // the kind of data ("imei", "advertising_id", ...)
+	Path string // where it sat, as findings name it
+}
+
 // Verdict is a policy decision together with the rule and list that made it.
+// The zero value allows.
 type Verdict struct {
-	Action Action
-	Rule   string
-	List   string
+	Action     Action
+	Rule       string      // the rule that decided, as the user wrote it
+	List       string      // the list the rule came from
+	Status     int         // with ActionBlock on an HTTP request: the status to answer (0: 403)
+	Redactions []Redaction // with ActionRedact: what the forwarded copy lacks
+}
+
+func (v Verdict) String() string {
+	s := v.Action.String()
+	if v.Rule != "" {
+		s += " (" + v.Rule
+		if v.List != "" {
+			s += " from " + v.List
+		}
+		s += ")"
+	}
+	return s
 }

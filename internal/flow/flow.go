@@ -157,9 +157,9 @@ type Flow struct {
 	Request   *Request
 	Response  *Response
 	DNS       *DNS
-	BytesUp   int64    // client to server, application bytes
-	BytesDown int64    // server to client, application bytes
-	Notes     []string // what was wrong or missing in the capture of this flow
+	BytesUp   int64 // client to server, application bytes
+	BytesDown int64 // server to client, application bytes
+	Notes     Notes // what was wrong, missing or decided about this flow
 
 	Findings []Finding   // appended by detection
 	Dest     Destination // who receives it, set by detection
@@ -167,13 +167,22 @@ type Flow struct {
 	Verdict  Verdict     // set by policy
 }
 
-// Note records a problem with the capture of this flow.
-func (f *Flow) Note(s string) { f.Notes = append(f.Notes, s) }
-
 // HostOrAddr is the best name for the server: the host name, or its address.
 func (f *Flow) HostOrAddr() string {
 	if f.Host != "" {
 		return f.Host
 	}
 	return f.Server.Addr.String()
+}
+
+// Hello is what a TLS ClientHello told before anything was decided: the
+// name the client asked for and the protocols it offered.
+type Hello struct {
+	Time   time.Time
+	Client Endpoint
+	Server Endpoint // the original destination when known (transparent capture), else zero
+	SNI    string   // the server name asked for; "" when the hello named none
+	ALPN   []string // protocols offered, in the client's order
+	// Source is the capture source ("proxy", "transparent", "wireguard").
+	Source string
 }

@@ -39,7 +39,7 @@ func FlowLine(w io.Writer, f *flow.Flow) error {
 	line := fmt.Sprintf("%s  %-21s → %-21s %-5s %s  ↑%s ↓%s", fmtClock(f.Start), f.Client.String(), f.Server.String(),
 		f.Transport, what, Bytes(f.BytesUp), Bytes(f.BytesDown))
 	if len(f.Notes) > 0 {
-		line += "  [" + strings.Join(f.Notes, "; ") + "]"
+		line += "  [" + f.Notes.String() + "]"
 	}
 	_, err := fmt.Fprintln(w, line)
 	return err
@@ -114,7 +114,7 @@ func bodyJSON(b flow.Body, h flow.Headers) *BodyJSON {
 func ToJSON(f *flow.Flow) FlowJSON {
 	j := FlowJSON{Type: "flow", ID: f.ID, Source: f.Source, Seq: f.Seq, Client: f.Client.String(), Server: f.Server.String(),
 		Host: f.HostOrAddr(), Transport: f.Transport.String(), BytesUp: f.BytesUp, BytesDown: f.BytesDown,
-		TLS: f.TLS, DNS: f.DNS, Notes: f.Notes}
+		TLS: f.TLS, DNS: f.DNS, Notes: f.Notes.Texts()}
 	j.Cleartext = f.Transport.Cleartext()
 	if !f.Start.IsZero() {
 		t := f.Start.UTC()

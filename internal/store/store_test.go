@@ -31,7 +31,7 @@ func sample() []*flow.Flow {
 				Body:    flow.Body{Data: []byte("0123456789"), Size: 10}},
 			Response: &flow.Response{Status: 200, Reason: "OK", Proto: "HTTP/1.1", Headers: flow.Headers{{Name: "Content-Type", Value: "application/json"}},
 				Body: flow.Body{Data: []byte("{}"), Size: 5000, Incomplete: true}, Trailers: flow.Headers{{Name: "X-Sum", Value: "1"}}},
-			BytesUp: 200, BytesDown: 5100, Notes: []string{"bytes missing"},
+			BytesUp: 200, BytesDown: 5100, Notes: flow.Notes{{Code: flow.NoteCaptureGap, Text: "bytes missing"}},
 			Dest: flow.Destination{Owner: "Xiaomi", Category: "advertising", Site: "xiaomi.com", Party: "first"}, App: "com.miui.home",
 			Findings: []flow.Finding{{Kind: "imei", Value: "356938035643809", Path: "query:imei", Method: "key", Confidence: 0.95},
 				{Kind: "device_model", Value: "Redmi 4A", Path: "header:User-Agent", Method: "pattern", Confidence: 0.9, Context: true}},

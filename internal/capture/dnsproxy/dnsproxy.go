@@ -101,12 +101,12 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	var resp *dns.Msg
 	switch {
 	case len(r.Question) == 1 && IsDoH(r.Question[0].Name) && s.opts.BlockDoH:
-		f.Note("DNS-over-HTTPS endpoint: refused so the device uses plain DNS (--block-doh)")
+		f.Note(flow.NoteDoHRefused, "DNS-over-HTTPS endpoint: refused so the device uses plain DNS (--block-doh)")
 		resp = new(dns.Msg)
 		resp.SetRcode(r, dns.RcodeNameError)
 	default:
 		if len(r.Question) == 1 && IsDoH(r.Question[0].Name) {
-			f.Note("DNS-over-HTTPS endpoint: lookups sent there are hidden from this resolver (--block-doh refuses it)")
+			f.Note(flow.NoteDoH, "DNS-over-HTTPS endpoint: lookups sent there are hidden from this resolver (--block-doh refuses it)")
 		}
 		// UDP upstream whatever the client used; TCP when the answer is too big
 		c := *s.client
@@ -117,7 +117,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 			resp, _, err = c.Exchange(r, s.opts.Upstream)
 		}
 		if err != nil {
-			f.Note("upstream " + s.opts.Upstream + ": " + err.Error())
+			f.Note(flow.NoteUpstream, "upstream "+s.opts.Upstream+": "+err.Error())
 			resp = new(dns.Msg)
 			resp.SetRcode(r, dns.RcodeServerFailure)
 		}

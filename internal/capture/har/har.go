@@ -253,7 +253,7 @@ func (e *entry) flow(maxBody int) (*flow.Flow, error) {
 			f.End = t
 		}
 	} else if e.Started != "" {
-		f.Note("startedDateTime " + strconv.Quote(e.Started) + " is not a date")
+		f.Note(flow.NoteMalformed, "startedDateTime "+strconv.Quote(e.Started)+" is not a date")
 	}
 	port := u.Port()
 	switch u.Scheme {
@@ -279,7 +279,7 @@ func (e *entry) flow(maxBody int) (*flow.Flow, error) {
 	if pd := e.Request.PostData; pd != nil {
 		data, err := postBody(pd.Text, pd.Encoding, pd.MimeType, pd.Params)
 		if err != nil {
-			f.Note("request body: " + err.Error())
+			f.Note(flow.NoteMalformed, "request body: "+err.Error())
 		}
 		req.Body = body(data, maxBody)
 	}
@@ -293,7 +293,7 @@ func (e *entry) flow(maxBody int) (*flow.Flow, error) {
 			data := []byte(c.Text)
 			if strings.EqualFold(c.Encoding, "base64") {
 				if data, err = base64.StdEncoding.DecodeString(c.Text); err != nil {
-					f.Note("response content is marked base64 but does not decode")
+					f.Note(flow.NoteMalformed, "response content is marked base64 but does not decode")
 					data = []byte(c.Text)
 				}
 			}

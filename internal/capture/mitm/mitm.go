@@ -241,7 +241,7 @@ func toFlow(s map[string]any, maxBody int) (*flow.Flow, error) {
 		}
 	}
 	if e := dict(s, "error"); e != nil {
-		f.Note("mitmproxy error: " + str(e, "msg"))
+		f.Note(flow.NoteSource, "mitmproxy error: "+str(e, "msg"))
 	}
 	typ := str(s, "type")
 	if typ != "http" {
@@ -263,7 +263,7 @@ func toFlow(s map[string]any, maxBody int) (*flow.Flow, error) {
 				}
 			}
 		}
-		f.Note("mitmproxy " + typ + " flow")
+		f.Note(flow.NoteSource, "mitmproxy "+typ+" flow")
 		return f, nil
 	}
 	rq := dict(s, "request")

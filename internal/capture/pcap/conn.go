@@ -86,7 +86,7 @@ type conn struct {
 	prev, next *conn // idle list, least recently active first
 	tls        *flow.TLSInfo
 	helloDone  [2]bool
-	notes      []string
+	notes      flow.Notes
 	queue      []*exchange // requests waiting for their response, oldest first
 	resp       *exchange   // the exchange whose response is being read
 	emitted    int
@@ -128,9 +128,9 @@ func (c *conn) orient(p *packet, srcFirst bool) {
 	}
 }
 
-func (c *conn) note(s string) {
+func (c *conn) note(code flow.NoteCode, s string) {
 	if len(c.notes) < 8 {
-		c.notes = append(c.notes, s)
+		c.notes = append(c.notes, flow.Note{Code: code, Text: s})
 	}
 }
 
@@ -235,7 +235,7 @@ func (c *conn) sniff(d int, data []byte) {
 			c.dir[i].http = httpHalf{isResp: i == 1, maxBody: c.a.opts.MaxBody, c: c}
 		}
 		if d == 1 {
-			c.note("capture began mid-connection: response without its request")
+			c.note(flow.NoteCaptureGap, "capture began mid-connection: response without its request")
 		}
 	case hello.LooksLikeTLS(data):
 		c.proto = protoTLS
@@ -304,7 +304,7 @@ func (c *conn) lost(d int, n int64) {
 		if d == 1 {
 			dirName = "server→client"
 		}
-		c.note("bytes missing from the capture (" + dirName + "), first gap " + strconv.FormatInt(n, 10) + " bytes")
+		c.note(flow.NoteCaptureGap, "bytes missing from the capture ("+dirName+"), first gap "+strconv.FormatInt(n, 10)+" bytes")
 	}
 	if c.proto == protoHTTP {
 		c.dir[d].http.gap(n)
@@ -368,7 +368,7 @@ func (c *conn) newFlow(t flow.Transport, start, end time.Time) *flow.Flow {
 		Host:      c.a.dns.name(c.server.Addr()),
 	}
 	if len(c.notes) > 0 {
-		f.Notes = append([]string(nil), c.notes...)
+		f.Notes = append(flow.Notes(nil), c.notes...)
 		c.notes = c.notes[:0]
 	}
 	c.emitted++
@@ -424,7 +424,7 @@ func (c *conn) responseDone(m *httpMsg) {
 
 func (c *conn) emitExchange(ex *exchange, note string) {
 	if note != "" {
-		c.note(note)
+		c.note(flow.NoteUnanswered, note)
 	}
 	if ex.req != nil && !ex.reqDone && ex.resp != nil {
 		ex.req.Body.Incomplete = true
@@ -535,7 +535,7 @@ func (c *conn) readHello(d int, data []byte) {
 		return
 	}
 	if err != nil && err != hello.ErrNeedMore {
-		c.note("TLS hello unreadable: " + err.Error())
+		c.note(flow.NoteMalformed, "TLS hello unreadable: "+err.Error())
 	}
 	c.helloDone[d] = true
 	h.hello = nil

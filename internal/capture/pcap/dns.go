@@ -100,7 +100,7 @@ func (t *dnsTracker) message(a *Assembler, client, server netip.AddrPort, msg []
 			Server:    flow.Endpoint{Addr: server.Addr(), Port: server.Port()},
 			Transport: flow.TransportDNS,
 			DNS:       &flow.DNS{ID: h.ID, Name: qname, Type: typeName(q.Type)},
-			Notes:     []string{"answer without its query"},
+			Notes:     flow.Notes{{Code: flow.NoteUnanswered, Text: "answer without its query"}},
 		}
 	}
 	f.End = ts
@@ -161,7 +161,7 @@ func (t *dnsTracker) expire(a *Assembler, limit time.Time) {
 		t.fifo = t.fifo[1:]
 		if pq != nil {
 			delete(t.pending, k)
-			pq.f.Note("no answer seen")
+			pq.f.Note(flow.NoteUnanswered, "no answer seen")
 			a.emit(pq.f)
 		}
 	}
@@ -174,7 +174,7 @@ func (t *dnsTracker) flush(a *Assembler) {
 	for _, k := range t.fifo {
 		if pq := t.pending[k]; pq != nil {
 			delete(t.pending, k)
-			pq.f.Note("no answer seen")
+			pq.f.Note(flow.NoteUnanswered, "no answer seen")
 			a.emit(pq.f)
 		}
 	}

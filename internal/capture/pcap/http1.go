@@ -85,7 +85,7 @@ func (h *httpHalf) feed(data []byte) {
 				}
 			}
 			if len(h.buf) > maxHeaderBytes {
-				h.c.note("HTTP headers over 64 KiB; skipped to the next message")
+				h.c.note(flow.NoteMalformed, "HTTP headers over 64 KiB; skipped to the next message")
 				h.buf = h.buf[:0]
 				h.st = stResync
 			}
@@ -125,7 +125,7 @@ func (h *httpHalf) feed(data []byte) {
 			}
 			size, err := strconv.ParseInt(string(bytes.TrimSpace(line)), 16, 64)
 			if err != nil || size < 0 {
-				h.c.note("HTTP chunk size " + strconv.Quote(string(line)) + " is not a number; body ends there")
+				h.c.note(flow.NoteMalformed, "HTTP chunk size "+strconv.Quote(string(line))+" is not a number; body ends there")
 				h.msg.body.Incomplete = true
 				h.done()
 				h.st = stResync
@@ -175,7 +175,7 @@ func (h *httpHalf) line(data []byte) (line, rest []byte, ok bool) {
 		if len(h.buf) > 4096 {
 			h.buf = h.buf[:0]
 			h.msg.body.Incomplete = true
-			h.c.note("HTTP chunk header line too long; body ends there")
+			h.c.note(flow.NoteMalformed, "HTTP chunk header line too long; body ends there")
 			h.done()
 			h.st = stResync
 		}
@@ -234,7 +234,7 @@ func (h *httpHalf) head(block []byte) {
 		method, rest, ok1 := strings.Cut(start, " ")
 		target, proto, ok2 := strings.Cut(rest, " ")
 		if !ok1 || !ok2 || !validMethod(method) || !strings.HasPrefix(proto, "HTTP/") {
-			h.c.note("not an HTTP request line: " + strconv.Quote(clip(start, 80)))
+			h.c.note(flow.NoteMalformed, "not an HTTP request line: "+strconv.Quote(clip(start, 80)))
 			h.st = stResync
 			return
 		}
@@ -257,7 +257,7 @@ func (h *httpHalf) head(block []byte) {
 	code, reason, _ := strings.Cut(rest, " ")
 	status, err := strconv.Atoi(code)
 	if !strings.HasPrefix(proto, "HTTP/") || err != nil || status < 100 || status > 999 {
-		h.c.note("not an HTTP status line: " + strconv.Quote(clip(start, 80)))
+		h.c.note(flow.NoteMalformed, "not an HTTP status line: "+strconv.Quote(clip(start, 80)))
 		h.st = stResync
 		return
 	}
@@ -327,7 +327,7 @@ func (h *httpHalf) gap(n int64) {
 			h.st = stResync
 			return
 		}
-		h.c.note("HTTP headers cut by missing bytes; message skipped")
+		h.c.note(flow.NoteCaptureGap, "HTTP headers cut by missing bytes; message skipped")
 	default:
 		if h.msg.body != nil {
 			h.msg.body.Incomplete = true
@@ -349,7 +349,7 @@ func (h *httpHalf) close() {
 		h.done()
 	case stHead:
 		if len(h.buf) > 0 {
-			h.c.note("connection ended inside HTTP headers")
+			h.c.note(flow.NoteCaptureGap, "connection ended inside HTTP headers")
 		}
 	}
 	h.buf = nil

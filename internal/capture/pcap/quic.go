@@ -272,7 +272,7 @@ func (a *Assembler) quic(p *packet, ts time.Time) {
 		c.tls.SNI, c.tls.ALPN = ch.SNI, ch.ALPN
 		c.tls.Version = "TLS 1.3"
 	} else if err != hello.ErrNeedMore {
-		c.note("QUIC ClientHello unreadable: " + err.Error())
+		c.note(flow.NoteMalformed, "QUIC ClientHello unreadable: "+err.Error())
 	}
 	c.helloDone[0] = true
 	c.quic = nil

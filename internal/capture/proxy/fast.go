@@ -445,7 +445,7 @@ func (p *Proxy) answer(c *clientConn, up *upConn, f *flow.Flow, method string) b
 	f.Response = &flow.Response{Status: status, Reason: h.first[2], Proto: "HTTP/1.1", Headers: h.headers, Body: rec.body()}
 	if copyErr != nil {
 		f.Response.Body.Incomplete = true
-		f.Note("response cut: " + copyErr.Error())
+		f.Note(flow.NoteResponseCut, "response cut: "+copyErr.Error())
 	}
 	f.BytesDown = rec.size
 	f.End = p.opts.Now()

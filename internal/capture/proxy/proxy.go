@@ -155,7 +155,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, scheme, client s
 // upstreamFailed tells the client the server could not be reached (or was
 // not trusted), and records why.
 func (p *Proxy) upstreamFailed(w http.ResponseWriter, f *flow.Flow, authority string, err error) {
-	f.Note("upstream: " + err.Error())
+	f.Note(flow.NoteUpstream, "upstream: "+err.Error())
 	f.End = p.opts.Now()
 	p.emit(f)
 	status := http.StatusBadGateway
@@ -203,7 +203,7 @@ func (p *Proxy) relay(w http.ResponseWriter, resp *http.Response, up *upConn, f 
 	f.BytesUp = f.Request.Body.Size
 	if copyErr != nil {
 		f.Response.Body.Incomplete = true
-		f.Note("response cut: " + copyErr.Error())
+		f.Note(flow.NoteResponseCut, "response cut: "+copyErr.Error())
 	}
 	f.BytesDown = f.Response.Body.Size
 	f.End = p.opts.Now()
@@ -262,7 +262,7 @@ func (p *Proxy) serveTunnel(ctx context.Context, conn net.Conn, client *bufio.Re
 		return // the client went away without a word
 	}
 	if !hello.LooksLikeTLS(first) {
-		p.tunnel(client, conn, target, host, remote, nil, "not TLS: relayed as a raw tunnel")
+		p.tunnel(client, conn, target, host, remote, nil, flow.Note{Code: flow.NoteTunnel, Text: "not TLS: relayed as a raw tunnel"})
 		return
 	}
 	sni := host
@@ -274,7 +274,7 @@ func (p *Proxy) serveTunnel(ctx context.Context, conn net.Conn, client *bufio.Re
 		authority = net.JoinHostPort(sni, portStr)
 	}
 	if why := p.passthrough(sni); why != "" {
-		p.tunnel(client, conn, target, sni, remote, &flow.TLSInfo{SNI: sni}, why)
+		p.tunnel(client, conn, target, sni, remote, &flow.TLSInfo{SNI: sni}, flow.Note{Code: flow.NotePassthrough, Text: why})
 		return
 	}
 	tconn := tls.Server(&bufferedConn{Conn: conn, r: client}, &tls.Config{
@@ -288,8 +288,8 @@ func (p *Proxy) serveTunnel(ctx context.Context, conn net.Conn, client *bufio.Re
 		if ap, err := netip.ParseAddrPort(dial); err == nil {
 			f.Server = flow.Endpoint{Addr: ap.Addr().Unmap(), Port: ap.Port()}
 		}
-		f.Note("client refused phonehome's certificate (the app pins its certificate or does not trust the CA); " +
-			sni + " is passed through untouched from now on: " + err.Error())
+		f.Note(flow.NoteCertRefused, "client refused phonehome's certificate (the app pins its certificate or does not trust the CA); "+
+			sni+" is passed through untouched from now on: "+err.Error())
 		p.emit(f)
 		return
 	}
@@ -308,10 +308,17 @@ func (p *Proxy) serveTunnel(ctx context.Context, conn net.Conn, client *bufio.Re
 func (p *Proxy) serveHTTP1(ctx context.Context, conn net.Conn, br *bufio.Reader, scheme, authority, host, portStr, remote string) {
 	bw := bufio.NewWriterSize(conn, 32<<10)
 	c := &clientConn{conn: conn, br: br, bw: bw, remote: remote, scheme: scheme, authority: authority}
+	stopping := stoppingCtx(ctx)
+	if stopping != ctx { // inside a CONNECT tunnel: on shutdown an idle client is let go
+		defer context.AfterFunc(stopping, func() { conn.SetReadDeadline(time.Now()) })()
+	}
 	if scheme == "https" && portStr == "443" {
 		c.authority = stripPort(authority)
 	}
 	for {
+		if stopping.Err() != nil && stopping != ctx {
+			return
+		}
 		if handled, keep := p.serveFast(ctx, c); handled {
 			if !keep {
 				return
@@ -384,7 +391,7 @@ func (p *Proxy) ServeIntercepted(ctx context.Context, conn net.Conn, orig netip.
 		p.serveHTTP1(context.WithValue(ctx, dialKey{}, dial), conn, client, "http", "", name, port, remote)
 		return
 	}
-	p.tunnel(client, conn, dial, name, remote, nil, "not TLS or HTTP: relayed as a raw tunnel")
+	p.tunnel(client, conn, dial, name, remote, nil, flow.Note{Code: flow.NoteTunnel, Text: "not TLS or HTTP: relayed as a raw tunnel"})
 }
 
 // looksLikeHTTP reports whether b starts like an HTTP/1 request line.
@@ -406,8 +413,17 @@ type dialKey struct{}
 func (p *Proxy) serveH2(ctx context.Context, conn *tls.Conn, authority, host, port, remote string) {
 	ln := &oneConn{conn: conn, done: make(chan struct{})}
 	dial, _ := ctx.Value(dialKey{}).(string)
+	// net/http runs each stream's handler on a goroutine of its own, and
+	// writes the streams' last frames on the connection's own: this returns
+	// only when the connection is closed and every handler has returned, so
+	// no flow is handed on after the proxy has stopped and no answer is cut.
+	var streams sync.WaitGroup
+	closed := make(chan struct{})
+	var closeOnce sync.Once
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			streams.Add(1)
+			defer streams.Done()
 			req.URL.Scheme, req.URL.Host = "https", authority
 			if port == "443" {
 				req.URL.Host = host
@@ -419,11 +435,31 @@ func (p *Proxy) serveH2(ctx context.Context, conn *tls.Conn, authority, host, po
 		}),
 		ConnState: func(_ net.Conn, st http.ConnState) {
 			if st == http.StateClosed || st == http.StateHijacked {
+				closeOnce.Do(func() { close(closed) })
 				ln.Close()
 			}
 		},
 	}
+	// on shutdown the client is told (GOAWAY) to open no new streams; those
+	// in flight finish, and the connection closes once it is idle
+	shutdown := make(chan struct{})
+	stop := context.AfterFunc(stoppingCtx(ctx), func() {
+		defer close(shutdown)
+		sctx, cancel := context.WithTimeout(ctx, shutdownGrace)
+		defer cancel()
+		srv.Shutdown(sctx)
+	})
 	srv.Serve(ln)
+	select {
+	case <-closed:
+	case <-ctx.Done(): // the grace is over
+		conn.Close()
+		<-closed
+	}
+	if !stop() {
+		<-shutdown
+	}
+	streams.Wait()
 }
 
 // oneConn is a listener that accepts one connection, then waits to be closed.
@@ -473,14 +509,14 @@ func (p *Proxy) switchProtocols(w http.ResponseWriter, resp *http.Response, upst
 	defer upstream.Close()
 	hj, ok := w.(http.Hijacker)
 	if !ok {
-		f.Note("upgrade could not be relayed")
+		f.Note(flow.NoteUpgrade, "upgrade could not be relayed")
 		f.End = p.opts.Now()
 		p.emit(f)
 		return
 	}
 	conn, brw, err := hj.Hijack()
 	if err != nil {
-		f.Note("upgrade: " + err.Error())
+		f.Note(flow.NoteUpgrade, "upgrade: "+err.Error())
 		p.emit(f)
 		return
 	}
@@ -501,7 +537,7 @@ func (p *Proxy) switchProtocols(w http.ResponseWriter, resp *http.Response, upst
 	f.BytesDown, _ = io.Copy(conn, upstream)
 	closeWrite(conn)
 	wg.Wait()
-	f.Note(fmt.Sprintf("%s: %d bytes up, %d down after the upgrade", resp.Header.Get("Upgrade"), f.BytesUp, f.BytesDown))
+	f.Notef(flow.NoteUpgrade, "%s: %d bytes up, %d down after the upgrade", resp.Header.Get("Upgrade"), f.BytesUp, f.BytesDown)
 	f.End = p.opts.Now()
 	p.emit(f)
 }
@@ -556,15 +592,15 @@ func (p *Proxy) refused(host string) {
 
 // tunnel relays bytes between the client and the CONNECT target without
 // reading them, and records the connection's metadata.
-func (p *Proxy) tunnel(client *bufio.Reader, conn net.Conn, target, name, remote string, tlsInfo *flow.TLSInfo, why string) {
+func (p *Proxy) tunnel(client *bufio.Reader, conn net.Conn, target, name, remote string, tlsInfo *flow.TLSInfo, why flow.Note) {
 	f := &flow.Flow{Start: p.opts.Now(), Host: name, Client: endpoint(remote), Transport: flow.TransportTCP, TLS: tlsInfo}
 	if tlsInfo != nil {
 		f.Transport = flow.TransportTLS
 	}
-	f.Note(why)
+	f.Notes = append(f.Notes, why)
 	up, err := net.DialTimeout("tcp", target, p.opts.DialTimer)
 	if err != nil {
-		f.Note("upstream: " + err.Error())
+		f.Note(flow.NoteUpstream, "upstream: "+err.Error())
 		f.End = p.opts.Now()
 		p.emit(f)
 		return
@@ -712,12 +748,26 @@ func endpoint(addr string) flow.Endpoint {
 	return flow.Endpoint{Addr: ap.Addr().Unmap(), Port: ap.Port()}
 }
 
+// shutdownGrace is how long requests in flight get to finish once the proxy
+// is told to stop; connections still busy then are closed.
+const shutdownGrace = 5 * time.Second
+
 // Serve runs the proxy on ln until ctx ends, then stops accepting, finishes
-// requests in flight (up to 5 s) and returns.
+// requests in flight (up to shutdownGrace), closes what is left and returns
+// once every connection's goroutine has returned: no flow is emitted after
+// Serve returns.
 func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	var conns sync.WaitGroup
+	var mu sync.Mutex
+	open := map[net.Conn]struct{}{}
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
+	// Requests run under hard, which ends only when the grace is over: a
+	// request in flight when ctx ends is finished, not cut. ctx itself only
+	// lets idle connections go.
+	hard, cutInFlight := context.WithCancel(context.WithoutCancel(ctx))
+	defer cutInFlight()
+	connCtx := context.WithValue(hard, stoppingKey{}, ctx)
 	var err error
 	for {
 		var c net.Conn
@@ -729,18 +779,31 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			break
 		}
+		mu.Lock()
+		open[c] = struct{}{}
+		mu.Unlock()
 		conns.Add(1)
 		go func() {
 			defer conns.Done()
-			p.serveClient(ctx, c)
+			p.serveClient(connCtx, c)
+			mu.Lock()
+			delete(open, c)
+			mu.Unlock()
 		}()
 	}
-	// requests in flight finish, for up to 5 s; idle connections are let go at once
+	// requests in flight finish, for a while; idle connections are let go at once
 	done := make(chan struct{})
 	go func() { conns.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(shutdownGrace):
+		cutInFlight()
+		mu.Lock()
+		for c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		<-done
 	}
 	p.Close()
 	if ctx.Err() != nil {
@@ -754,7 +817,9 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 // tunnel, and the answer is written straight back.
 func (p *Proxy) serveClient(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
-	defer context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })()
+	stopping := stoppingCtx(ctx)
+	nudge := context.AfterFunc(stopping, func() { conn.SetReadDeadline(time.Now()) })
+	defer nudge()
 	br := bufio.NewReaderSize(conn, 16<<10)
 	bw := bufio.NewWriterSize(conn, 32<<10)
 	remote := conn.RemoteAddr().String()
@@ -766,7 +831,7 @@ func (p *Proxy) serveClient(ctx context.Context, conn net.Conn) {
 			c.idleUntil = now.Add(2 * time.Minute)
 			conn.SetReadDeadline(c.idleUntil)
 		}
-		if ctx.Err() != nil {
+		if stopping.Err() != nil {
 			return
 		}
 		if handled, keep := p.serveFast(ctx, c); handled {
@@ -785,6 +850,9 @@ func (p *Proxy) serveClient(ctx context.Context, conn net.Conn) {
 		conn.SetReadDeadline(time.Time{})
 		c.idleUntil = time.Time{}
 		req.RemoteAddr = remote
+		if req.Method == http.MethodConnect && !nudge() {
+			return // stopping already: no new tunnel
+		}
 		rw := newResponseWriter(conn, br, bw, req.Method)
 		rw.http10 = !req.ProtoAtLeast(1, 1)
 		p.ServeHTTP(rw, req.WithContext(ctx))
@@ -798,6 +866,18 @@ func (p *Proxy) serveClient(ctx context.Context, conn net.Conn) {
 			}
 		}
 	}
+}
+
+// stoppingKey carries, in a connection's context, the context whose end
+// means "stop taking requests" (the connection's own context ends later,
+// when requests in flight are to be cut).
+type stoppingKey struct{}
+
+func stoppingCtx(ctx context.Context) context.Context {
+	if s, ok := ctx.Value(stoppingKey{}).(context.Context); ok {
+		return s
+	}
+	return ctx
 }
 
 func isTimeout(err error) bool {

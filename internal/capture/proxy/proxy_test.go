@@ -182,7 +182,7 @@ func TestHTTPAndHTTPSWithCurl(t *testing.T) {
 			refused = f
 		}
 	}
-	if refused == nil || len(refused.Notes) == 0 || !strings.Contains(refused.Notes[0], "refused") {
+	if refused == nil || len(refused.Notes) == 0 || !strings.Contains(refused.Notes[0].Text, "refused") {
 		t.Errorf("a refused handshake is recorded: %+v", refused)
 	}
 	waitGoroutines(t, baseline)
@@ -253,6 +253,10 @@ func TestPinnedClientPassesThrough(t *testing.T) {
 		t.Fatal("the pinning client must refuse phonehome's certificate")
 	}
 	c.Close()
+	// the proxy learns of the refusal a moment after the client gave up
+	for deadline := time.Now().Add(5 * time.Second); len(h.got()) == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 
 	c = tls.Client(connectThrough(t, h.proxyURL, target), pinned)
 	if err := c.Handshake(); err != nil {
@@ -266,11 +270,11 @@ func TestPinnedClientPassesThrough(t *testing.T) {
 	}
 	h.stop()
 	flows := h.got()
-	if len(flows) != 2 || flows[0].Transport != flow.TransportTLS || !strings.Contains(flows[0].Notes[0], "refused") {
+	if len(flows) != 2 || flows[0].Transport != flow.TransportTLS || !strings.Contains(flows[0].Notes[0].Text, "refused") {
 		t.Fatalf("flows: %+v", flows)
 	}
 	pass := flows[1]
-	if pass.Transport != flow.TransportTLS || pass.TLS.Decrypted || pass.TLS.SNI != "example.com" || pass.BytesUp == 0 || pass.BytesDown == 0 || !strings.Contains(pass.Notes[0], "passed through") {
+	if pass.Transport != flow.TransportTLS || pass.TLS.Decrypted || pass.TLS.SNI != "example.com" || pass.BytesUp == 0 || pass.BytesDown == 0 || !strings.Contains(pass.Notes[0].Text, "passed through") {
 		t.Errorf("passthrough flow: %+v %+v", pass, pass.TLS)
 	}
 	waitGoroutines(t, baseline)
@@ -517,7 +521,7 @@ func TestExpiredUpstream(t *testing.T) {
 	if !strings.Contains(out, "not trusted") || !strings.Contains(out, "expired") || !strings.Contains(out, "--insecure-upstream") {
 		t.Errorf("an expired upstream certificate must be shown, with what to do: %q", out)
 	}
-	if fl := h.got(); len(fl) != 1 || len(fl[0].Notes) == 0 || !strings.Contains(fl[0].Notes[0], "expired") {
+	if fl := h.got(); len(fl) != 1 || len(fl[0].Notes) == 0 || !strings.Contains(fl[0].Notes[0].Text, "expired") {
 		t.Errorf("and recorded on the flow: %+v", fl)
 	}
 

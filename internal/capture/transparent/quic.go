@@ -50,7 +50,7 @@ func ServeQUIC(ctx context.Context, pc net.PacketConn, emit func(*flow.Flow)) er
 		}
 		f := &flow.Flow{Start: now, End: now, Host: sni, Transport: flow.TransportQUIC,
 			Client: flow.Endpoint{Addr: client.Addr().Unmap(), Port: client.Port()}, TLS: &flow.TLSInfo{SNI: sni}, BytesUp: int64(n)}
-		f.Note("tried QUIC (UDP 443): dropped so that the app falls back to TCP, which phonehome can read")
+		f.Note(flow.NoteQUICDropped, "tried QUIC (UDP 443): dropped so that the app falls back to TCP, which phonehome can read")
 		emit(f)
 	}
 }
