@@ -23,6 +23,7 @@ import (
 	"phonehome/internal/detect/trackers"
 	"phonehome/internal/example"
 	"phonehome/internal/flow"
+	"phonehome/internal/pipeline"
 	"phonehome/internal/report"
 	"phonehome/internal/store"
 )
@@ -97,9 +98,6 @@ read before that point is still shown.`,
 	return cmd
 }
 
-// flowSink receives every flow of an analyze run.
-type flowSink func(*flow.Flow) error
-
 func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr io.Writer) error {
 	if err := checkFormat("analyze", o.format); err != nil {
 		return err
@@ -121,24 +119,19 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 	out = bw
 	ctx := cmd.Context()
 
-	var sinks []flowSink
+	var engine *detect.Engine
 	if !o.noDetect {
-		engine, err := newEngine(o, stderr)
-		if err != nil {
+		if engine, err = newEngine(o, stderr); err != nil {
 			return err
 		}
-		sinks = append(sinks, func(f *flow.Flow) error { engine.Inspect(f); return nil })
 	}
 	summary := report.NewSummary()
 	summary.NoSchema = o.noDetect
-	sinks = append(sinks, func(f *flow.Flow) error { summary.Add(f); return nil })
 	addEvidence, finishEvidence, err := evidenceSink(o.evidence, stderr)
 	if err != nil {
 		return err
 	}
-	sinks = append(sinks, addEvidence)
-
-	nextID := int64(0)
+	popts := pipeline.Options{Engine: engine, Summary: summary}
 	if o.db != "" {
 		name := o.session
 		if name == "" {
@@ -149,37 +142,25 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 			return err
 		}
 		defer st.Close()
-		w := st.Writer(ctx, sess)
-		defer func() {
-			if err := w.Close(); err != nil {
-				fmt.Fprintln(stderr, "phonehome:", err)
-			}
-		}()
-		sinks = append(sinks, w.Add)
+		popts.Store = st.Writer(ctx, sess)
 		fmt.Fprintf(stderr, "storing session %q in %s\n", name, o.db)
 	} else {
-		sinks = append(sinks, func(f *flow.Flow) error { nextID++; f.ID = nextID; return nil })
+		nextID := int64(0)
+		popts.Sinks = append(popts.Sinks, func(f *flow.Flow) error { nextID++; f.ID = nextID; return nil })
 	}
+	popts.Sinks = append(popts.Sinks, addEvidence)
 	switch {
 	case o.format == "json":
 		jw := report.NewJSONWriter(out)
-		sinks = append(sinks, jw.Flow, jw.Findings)
+		popts.Sinks = append(popts.Sinks, jw.Flow, jw.Findings)
 	case o.flows:
-		sinks = append(sinks, func(f *flow.Flow) error { return report.FlowLine(out, f) })
+		popts.Sinks = append(popts.Sinks, func(f *flow.Flow) error { return report.FlowLine(out, f) })
 	}
-
-	var sinkErr error
-	emit := func(f *flow.Flow) {
-		if sinkErr != nil {
-			return
-		}
-		for _, s := range sinks {
-			if err := s(f); err != nil {
-				sinkErr = err
-				return
-			}
-		}
-	}
+	// The stages run as each flow is read: a file can wait. Every stage is
+	// done with a flow's bytes when it returns (the store's driver copies
+	// what it binds), so readers may reuse their buffers.
+	pl := pipeline.New(popts)
+	emit := pl.Done
 	var readErrs []error
 	// Every sink here (table, flow lines, JSON, SQLite) is done with a flow's
 	// bytes when it returns: the store's driver copies what it binds.
@@ -202,12 +183,12 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 		if res.Pcap != nil && (res.Pcap.MissingBytes > 0 || res.Pcap.Malformed > 0) {
 			fmt.Fprintf(stderr, "%s: %s\n", path, res.Pcap)
 		}
-		if sinkErr != nil {
+		if pl.Err() != nil {
 			break
 		}
 	}
-	if sinkErr != nil {
-		return sinkErr
+	if err := pl.Close(); err != nil {
+		return err
 	}
 	if err := finishEvidence(); err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"phonehome/internal/flow"
+	"phonehome/internal/pipeline"
 	"phonehome/internal/report"
 	"phonehome/internal/store"
 )
@@ -55,22 +56,21 @@ Without --session the newest session is shown; phonehome sessions lists them.`,
 			}
 			// a report needs no response content; JSON lines and evidence do
 			readOpts := store.ReadOptions{Lean: format != "json" && !flows && evidence == ""}
-			err = pipelined(ctx, func(emit func(*flow.Flow) error) error { return st.FlowsWith(ctx, sess, readOpts, emit) }, func(f *flow.Flow) error {
-				switch {
-				case format == "json":
-					if err := jw.Flow(f); err != nil {
-						return err
-					}
-					if err := jw.Findings(f); err != nil {
-						return err
-					}
-				case flows:
-					return report.FlowLine(bw, f)
-				}
-				summary.Add(f)
-				return addEvidence(f)
-			})
+			popts := pipeline.Options{Summary: summary}
+			switch {
+			case format == "json":
+				popts.Sinks = append(popts.Sinks, jw.Flow, jw.Findings)
+			case flows:
+				popts.Sinks = append(popts.Sinks, func(f *flow.Flow) error { return report.FlowLine(bw, f) })
+			}
+			popts.Sinks = append(popts.Sinks, addEvidence)
+			pl := pipeline.New(popts) // findings are stored with the flows: nothing to detect again
+			err = pipeline.ReadAhead(ctx, func(emit func(*flow.Flow) error) error { return st.FlowsWith(ctx, sess, readOpts, emit) },
+				func(f *flow.Flow) error { pl.Done(f); return pl.Err() })
 			if err != nil {
+				return err
+			}
+			if err := pl.Close(); err != nil {
 				return err
 			}
 			if err := finishEvidence(); err != nil {
@@ -111,56 +111,4 @@ func openStored(ctx context.Context, cmd, db, name string) (*store.Store, store.
 		return nil, store.Session{}, fmt.Errorf("%s: %w", cmd, err)
 	}
 	return st, sess, nil
-}
-
-// pipelined runs produce (reading flows) and consume (reporting them) on two
-// goroutines, so that reading the store and analysing overlap. Flows travel
-// in batches; an error on either side stops both.
-func pipelined(ctx context.Context, produce func(emit func(*flow.Flow) error) error, consume func(*flow.Flow) error) error {
-	const batch = 256
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ch := make(chan []*flow.Flow, 8)
-	errc := make(chan error, 1)
-	go func() {
-		defer close(ch)
-		buf := make([]*flow.Flow, 0, batch)
-		err := produce(func(f *flow.Flow) error {
-			buf = append(buf, f)
-			if len(buf) == batch {
-				select {
-				case ch <- buf:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-				buf = make([]*flow.Flow, 0, batch)
-			}
-			return nil
-		})
-		if err == nil && len(buf) > 0 {
-			select {
-			case ch <- buf:
-			case <-ctx.Done():
-				err = ctx.Err()
-			}
-		}
-		errc <- err
-	}()
-	var consumeErr error
-	for b := range ch {
-		if consumeErr != nil {
-			continue // drain so the producer can finish
-		}
-		for _, f := range b {
-			if consumeErr = consume(f); consumeErr != nil {
-				cancel()
-				break
-			}
-		}
-	}
-	produceErr := <-errc
-	if consumeErr != nil {
-		return consumeErr
-	}
-	return produceErr
 }

@@ -7,22 +7,26 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"phonehome/internal/capture"
 	"phonehome/internal/capture/dnsproxy"
 	"phonehome/internal/capture/proxy"
 	"phonehome/internal/certs"
 	"phonehome/internal/detect"
 	"phonehome/internal/flow"
+	"phonehome/internal/live"
+	"phonehome/internal/pipeline"
 	"phonehome/internal/report"
 )
 
@@ -37,6 +41,8 @@ type runOpts struct {
 	intercept        []string
 	caDir            string
 	maxBody          int
+	maxMediaBody     int
+	debugListen      string
 	detect           analyzeOpts // --profile, --trackers, --phone-region
 	lan              lanOpts
 	ports            string
@@ -90,6 +96,8 @@ kernel change is undone; after a crash, the next start undoes them.
 	f.StringArrayVar(&o.intercept, "intercept", nil, "decrypt only hosts matching this pattern; others pass through; repeatable")
 	f.StringVar(&o.caDir, "ca-dir", "", "use the CA in this directory (default: the config directory, see phonehome ca)")
 	f.IntVar(&o.maxBody, "max-body", 1<<20, "bytes of each body kept for analysis and storage")
+	f.IntVar(&o.maxMediaBody, "max-media-body", 64<<10, "bytes kept of a response body of a media or binary type (pictures, video, audio, archives); the rest is relayed and counted")
+	f.StringVar(&o.debugListen, "debug-listen", "", "serve Go's profiles (goroutines, memory, CPU) on this loopback address, e.g. 127.0.0.1:6060")
 	f.StringVar(&o.detect.profile, "profile", "", "YAML or JSON file of your own values to find in every form (see analyze --help)")
 	f.StringArrayVar(&o.detect.trackers, "trackers", nil, "also load this tracker list (see analyze --help); repeatable")
 	f.StringVar(&o.detect.region, "phone-region", "", "two-letter country for phone numbers written without a country code")
@@ -168,7 +176,7 @@ func liveLine(f *flow.Flow, newDest bool) string {
 		var kinds []string
 		seen := map[string]bool{}
 		for _, x := range reported {
-			label := x.Kind
+			label := string(x.Kind)
 			if x.Kind == "sender_app" {
 				label += "=" + x.Value
 			}
@@ -249,91 +257,35 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "phonehome proxy listening on %s; session %q in %s\nCA certificate: %s (SHA-256 %s)\n",
 		ln.Addr(), name, o.db, ca.CertPath(), ca.Fingerprint())
 
-	// Analysis runs behind a bounded queue: a slow disk or a flood of requests
-	// never holds up forwarding; what does not fit is counted, not waited for.
-	queue := make(chan *flow.Flow, 4096)
-	var dropped atomic.Int64
-	var seq atomic.Int64
-	var queueMu sync.RWMutex
-	queueClosed := false
-	emit := func(f *flow.Flow) {
-		f.Source = "proxy"
-		f.Seq = int(seq.Add(1))
-		queueMu.RLock()
-		defer queueMu.RUnlock()
-		if queueClosed {
-			dropped.Add(1)
-			return
-		}
-		select {
-		case queue <- f:
-		default:
-			dropped.Add(1)
-		}
-	}
-	closeQueue := func() {
-		queueMu.Lock()
-		defer queueMu.Unlock()
-		if !queueClosed {
-			queueClosed = true
-			close(queue)
-		}
-	}
+	// Every source hands its flows to the pipeline, which decides before
+	// forwarding and analyses, stores and shows them behind a queue bounded
+	// in bytes: capture never waits for analysis.
+	broker := live.New(live.Options{})
 	summary := report.NewSummary()
-	var wg sync.WaitGroup
-	var storeErr error
-	wg.Add(1)
+	pl := pipeline.New(pipeline.Options{Engine: engine, Summary: summary, Store: st.Writer(context.Background(), sess),
+		Live: broker, Queue: true, RetryStore: true, Source: "proxy", StoreAdvice: storeAdvice})
+	plDone := make(chan error, 1)
+	go func() { plDone <- pl.Run(context.Background()) }()
+	termDone := make(chan struct{})
 	go func() {
-		defer wg.Done()
-		w := st.Writer(context.Background(), sess)
-		seen := map[string]bool{}
-		busy := false
-		flush := time.NewTicker(time.Second)
-		defer flush.Stop()
-		for {
-			select {
-			case f, ok := <-queue:
-				if !ok {
-					if err := w.Close(); err != nil && storeErr == nil {
-						storeErr = err
-					}
-					return
-				}
-				busy = true
-				engine.Inspect(f)
-				summary.Add(f)
-				if err := w.Add(f); err != nil && storeErr == nil {
-					storeErr = err
-				}
-				host := f.HostOrAddr()
-				if line := liveLine(f, !seen[host]); line != "" {
-					fmt.Fprintln(stdout, line)
-				}
-				seen[host] = true
-				if len(queue) == 0 {
-					// take what comes next in a batch, a moment later: one
-					// wake-up per flow would compete with forwarding for the CPU
-					time.Sleep(2 * time.Millisecond)
-				}
-			case <-flush.C:
-				// a second without flows is a quiet moment: the store's log
-				// goes into the database file then, not in the middle of a burst
-				commit := w.Flush
-				if !busy {
-					commit = w.Idle
-				}
-				busy = false
-				if err := commit(); err != nil && storeErr == nil {
-					storeErr = err
-				}
-			}
-		}
+		defer close(termDone)
+		showLive(broker.Subscribe("terminal", 4096, nil), stdout, stderr)
 	}()
+	if o.debugListen != "" {
+		stopDebug, err := serveDebug(o.debugListen, stderr)
+		if err != nil {
+			ln.Close()
+			pl.Close()
+			broker.Close()
+			return err
+		}
+		defer stopDebug()
+	}
 
 	lanCtx, stopLAN := context.WithCancel(ctx)
 	defer stopLAN()
 	var resolver *dnsproxy.Server
-	popts := proxy.Options{Minter: minter, Upstream: up, MaxBody: o.maxBody, Emit: emit, Allow: allow,
+	popts := proxy.Options{Minter: minter, Upstream: up, MaxBody: o.maxBody, MaxMediaBody: o.maxMediaBody, Handler: pl, Allow: allow,
 		Ignore: o.ignore, Intercept: o.intercept, Name: func(a netip.Addr) string {
 			if resolver != nil {
 				return resolver.Name(a)
@@ -344,19 +296,27 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 	var lanWG sync.WaitGroup
 	var in *interception
 	var dnsPort int
+	stopAll := func() {
+		stopLAN()
+		lanWG.Wait()
+		if err := pl.Close(); err != nil {
+			fmt.Fprintln(stderr, "phonehome:", err)
+		}
+		<-plDone
+		broker.Close()
+		<-termDone
+	}
 	if o.dns != "" || o.lan.target != "" {
-		if resolver, dnsPort, err = startResolver(lanCtx, o, emit, &lanWG, stderr); err != nil {
+		if resolver, dnsPort, err = startResolver(lanCtx, o, pl, &lanWG, stderr); err != nil {
 			ln.Close()
+			stopAll()
 			return err
 		}
 	}
 	if o.lan.target != "" {
-		if in, err = startSpoofMode(lanCtx, o, p, dnsPort, emit, &lanWG, stderr); err != nil {
-			stopLAN()
-			lanWG.Wait()
+		if in, err = startSpoofMode(lanCtx, o, p, dnsPort, pl.Done, &lanWG, stderr); err != nil {
 			ln.Close()
-			closeQueue()
-			wg.Wait()
+			stopAll()
 			return err
 		}
 	}
@@ -368,26 +328,76 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stderr, "network restored: ARP caches healed, nftables rules removed, sysctls back")
 		}
 	}
-	stopLAN()
-	lanWG.Wait()
-	closeQueue()
-	wg.Wait()
+	stopAll()
 	fmt.Fprintln(stdout)
 	if err := summary.WriteText(stdout); err != nil {
 		return err
 	}
-	if n := dropped.Load(); n > 0 {
-		fmt.Fprintf(stderr, "%d flows were not analysed: the analysis queue was full\n", n)
+	stats := pl.Stats()
+	if stats.Shed > 0 {
+		fmt.Fprintf(stderr, "analysis fell behind: %d flows were stored without their bulk bodies (%s not analysed); every request was analysed\n",
+			stats.Shed, report.Bytes(stats.ShedBytes))
 	}
-	fmt.Fprintf(stderr, "session %q stored in %s\n", name, o.db)
+	if stats.Lost > 0 {
+		fmt.Fprintf(stderr, "%d flows could not be stored\n", stats.Lost)
+	}
+	fmt.Fprintf(stderr, "session %q stored in %s (%d flows)\n", name, o.db, stats.Stored)
 	if serveErr != nil {
 		return fmt.Errorf("run: %w", serveErr)
 	}
-	return storeErr
+	return pl.Err()
+}
+
+// showLive prints a line per new destination or finding, and the notices,
+// until the subscription ends.
+func showLive(sub *live.Subscription, stdout, stderr io.Writer) {
+	seen := map[string]bool{}
+	for ev := range sub.C() {
+		switch ev.Kind {
+		case live.EventFlow:
+			host := ev.Flow.HostOrAddr()
+			if line := liveLine(ev.Flow, !seen[host]); line != "" {
+				fmt.Fprintln(stdout, line)
+			}
+			seen[host] = true
+		case live.EventNotice:
+			fmt.Fprintf(stderr, "%s phonehome: %s\n", ev.Time.Format("15:04:05"), ev.Text)
+		}
+	}
+	if err := sub.Err(); err != nil {
+		fmt.Fprintln(stderr, "phonehome: live lines stopped (the terminal could not keep up); capture and storage go on:", err)
+	}
+}
+
+// storeAdvice says what to do when the store fails.
+func storeAdvice(err error) string {
+	return "" // TODO(store errors)
+}
+
+// serveDebug serves Go's profiles on addr (loopback only: they show memory).
+func serveDebug(addr string, stderr io.Writer) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("run: --debug-listen %s: %w", addr, err)
+	}
+	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err != nil || !ap.Addr().IsLoopback() {
+		ln.Close()
+		return nil, fmt.Errorf("run: --debug-listen %s: give a loopback address such as 127.0.0.1:6060 (profiles show what is in memory)", addr)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	fmt.Fprintf(stderr, "profiles on http://%s/debug/pprof/\n", ln.Addr())
+	return func() { srv.Close() }, nil
 }
 
 // startResolver runs the recording DNS resolver (--dns, or for --spoof).
-func startResolver(ctx context.Context, o runOpts, emit func(*flow.Flow), wg *sync.WaitGroup, stderr io.Writer) (*dnsproxy.Server, int, error) {
+func startResolver(ctx context.Context, o runOpts, h capture.Handler, wg *sync.WaitGroup, stderr io.Writer) (*dnsproxy.Server, int, error) {
 	upstream := o.dnsUpstream
 	if upstream == "" {
 		var err error
@@ -410,7 +420,7 @@ func startResolver(ctx context.Context, o runOpts, emit func(*flow.Flow), wg *sy
 		pc.Close()
 		return nil, 0, fmt.Errorf("run: --dns %s (TCP): %w", addr, err)
 	}
-	s := dnsproxy.New(dnsproxy.Options{Upstream: upstream, Emit: emit, BlockDoH: o.blockDoH})
+	s := dnsproxy.New(dnsproxy.Options{Upstream: upstream, Handler: h, BlockDoH: o.blockDoH})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

@@ -165,6 +165,32 @@ type Flow struct {
 	Dest     Destination // who receives it, set by detection
 	App      string      // the app that sent it (package or bundle ID), when known
 	Verdict  Verdict     // set by policy
+	// Inspected is set once detection has run on the flow, so that it runs
+	// once whether a verdict needed it before forwarding or not.
+	Inspected bool
+}
+
+// BulkType reports whether a content type is bulk: media and binary payloads
+// (pictures, video, audio, fonts, archives, app packages) that carry no
+// fields to analyse and are kept only as a prefix.
+func BulkType(contentType string) bool {
+	ct := strings.ToLower(strings.TrimSpace(contentType))
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = strings.TrimSpace(ct[:i])
+	}
+	for _, p := range []string{"image/", "video/", "audio/", "font/"} {
+		if strings.HasPrefix(ct, p) {
+			return true
+		}
+	}
+	switch ct {
+	case "application/octet-stream", "application/zip", "application/gzip", "application/x-gzip",
+		"application/vnd.android.package-archive", "application/x-tar", "application/pdf",
+		"application/vnd.apple.mpegurl", "application/dash+xml", "binary/octet-stream",
+		"application/x-protobuf-stream", "application/wasm", "application/x-7z-compressed", "application/x-rar-compressed":
+		return true
+	}
+	return false
 }
 
 // HostOrAddr is the best name for the server: the host name, or its address.

@@ -18,13 +18,17 @@ import (
 
 	"github.com/miekg/dns"
 
+	"phonehome/internal/capture"
 	"phonehome/internal/flow"
 )
 
 // Options configure a resolver.
 type Options struct {
 	Upstream string // host:port of the resolver to forward to
-	Emit     func(*flow.Flow)
+	// Handler decides on each lookup before it is forwarded (ActionBlock
+	// answers it with no address) and receives it when answered; nil records
+	// nothing.
+	Handler  capture.Handler
 	BlockDoH bool // answer NXDOMAIN for known DNS-over-HTTPS endpoints
 	Now      func() time.Time
 }
@@ -41,6 +45,9 @@ type Server struct {
 func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Handler == nil {
+		opts.Handler = capture.Observer(func(*flow.Flow) {})
 	}
 	return &Server{opts: opts, client: &dns.Client{Timeout: 5 * time.Second}, names: map[netip.Addr]string{}}
 }
@@ -99,7 +106,12 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		f.Host = f.DNS.Name
 	}
 	var resp *dns.Msg
+	v, _ := s.opts.Handler.Request(context.Background(), f)
+	f.Verdict = v
 	switch {
+	case v.Action == flow.ActionBlock:
+		resp = blocked(r)
+		f.Note(flow.NoteBlocked, "answered with no address: blocked by "+v.String())
 	case len(r.Question) == 1 && IsDoH(r.Question[0].Name) && s.opts.BlockDoH:
 		f.Note(flow.NoteDoHRefused, "DNS-over-HTTPS endpoint: refused so the device uses plain DNS (--block-doh)")
 		resp = new(dns.Msg)
@@ -134,7 +146,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		case *dns.CNAME:
 			f.DNS.Answers = append(f.DNS.Answers, strings.TrimSuffix(v.Target, "."))
 		}
-		if a.IsValid() {
+		if a.IsValid() && !a.IsUnspecified() {
 			f.DNS.Answers = append(f.DNS.Answers, a.String())
 			s.mu.Lock()
 			s.names[a] = f.DNS.Name
@@ -142,10 +154,31 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		}
 	}
 	f.End = s.opts.Now()
-	if s.opts.Emit != nil {
-		s.opts.Emit(f) // before answering: lookups are recorded in the order they were asked
-	}
+	s.opts.Handler.Done(f) // before answering: lookups are recorded in the order they were asked
 	w.WriteMsg(resp)
+}
+
+// blocked is the answer to a blocked lookup, as DNS sinkholes give it: the
+// unspecified address for A and AAAA (the app fails at once, without
+// retrying elsewhere), NXDOMAIN for other types.
+func blocked(r *dns.Msg) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetReply(r)
+	if len(r.Question) != 1 {
+		m.SetRcode(r, dns.RcodeNameError)
+		return m
+	}
+	q := r.Question[0]
+	hdr := dns.RR_Header{Name: q.Name, Rrtype: q.Qtype, Class: dns.ClassINET, Ttl: 10}
+	switch q.Qtype {
+	case dns.TypeA:
+		m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: net.IPv4zero})
+	case dns.TypeAAAA:
+		m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr, AAAA: net.IPv6zero})
+	default:
+		m.SetRcode(r, dns.RcodeNameError)
+	}
+	return m
 }
 
 // Serve answers on addr over UDP and TCP until ctx ends.

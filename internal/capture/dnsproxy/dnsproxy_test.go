@@ -9,6 +9,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"phonehome/internal/capture"
 	"phonehome/internal/flow"
 )
 
@@ -32,7 +33,7 @@ func upstream(t *testing.T) string {
 func TestResolverRecordsAndNames(t *testing.T) {
 	var mu sync.Mutex
 	var flows []*flow.Flow
-	s := New(Options{Upstream: upstream(t), BlockDoH: true, Emit: func(f *flow.Flow) { mu.Lock(); flows = append(flows, f); mu.Unlock() }})
+	s := New(Options{Upstream: upstream(t), BlockDoH: true, Handler: capture.Observer(func(f *flow.Flow) { mu.Lock(); flows = append(flows, f); mu.Unlock() })})
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -252,14 +253,60 @@ func (p *Proxy) serveFast(ctx context.Context, c *clientConn) (handled, keep boo
 		c.conn.SetReadDeadline(time.Time{}) // the idle limit is not a limit on uploads
 		c.idleUntil = time.Time{}
 	}
-
 	var reqBody capped
 	reqBody.max = p.opts.MaxBody
+
+	// the decision, before anything goes upstream: on the head alone, or on
+	// the first bytes of the body when the policy asks for them
+	var prefix []byte
+	whole := h.length <= 0
+	if h.length > 0 {
+		if n := min(p.opts.Handler.RequestBody(f), p.opts.MaxBody); n > 0 {
+			prefix = make([]byte, min(int64(n), h.length))
+			c.conn.SetReadDeadline(time.Now().Add(decisionWait))
+			_, err := io.ReadFull(c.br, prefix)
+			c.conn.SetReadDeadline(time.Time{})
+			if err != nil {
+				f.Request.Body = flow.Body{Size: int64(len(prefix)), Incomplete: true}
+				f.Note(flow.NoteMalformed, "the client did not send the request body it announced: "+err.Error())
+				f.End = p.opts.Now()
+				p.emit(f)
+				return true, false
+			}
+			whole = int64(len(prefix)) == h.length
+			f.Request.Body = flow.Body{Data: prefix, Size: int64(len(prefix)), Truncated: !whole}
+		}
+	}
+	v, red := p.opts.Handler.Request(ctx, f)
+	f.Verdict = v // what was done, whatever the handler recorded
+	if v.Action == flow.ActionBlock {
+		return true, p.blockFast(c, f, v, h, prefix)
+	}
+	// what is sent of the body: the bytes read for the decision, then the rest
+	// as it comes; or the policy's copy of a body read whole
+	bodyLen, sent := h.length, prefix
+	if red != nil {
+		var changed bool
+		writeHead, changed = p.redactedHead(f, red, h, prefix, whole)
+		if changed {
+			bodyLen, sent = int64(len(red.Body.Data)), red.Body.Data
+		}
+	}
+	rest := bodyLen - int64(len(sent))
+	reqBody.add(prefix) // the record keeps what the client sent
+	sendBody := func(w *bufio.Writer) error {
+		w.Write(sent)
+		if rest > 0 {
+			return copyN(w, c.br, rest, &reqBody)
+		}
+		return nil
+	}
+
 	var up *upConn
 	for attempt := 0; ; attempt++ {
 		up, err = p.connFor(ctx, c.scheme, host, port)
 		if err == nil {
-			err = p.send(ctx, up, writeHead, c.br, h.length, &reqBody)
+			err = p.send(ctx, up, writeHead, sendBody)
 		}
 		if err == nil {
 			break
@@ -267,19 +314,114 @@ func (p *Proxy) serveFast(ctx context.Context, c *clientConn) (handled, keep boo
 		if up != nil {
 			up.conn.Close()
 		}
-		if up == nil || up.fresh || h.length > 0 || attempt > 0 || !isStale(err) {
+		if up == nil || up.fresh || bodyLen > 0 || attempt > 0 || !isStale(err) {
 			f.Request.Body = reqBody.body()
 			f.BytesUp = reqBody.size
 			w := newResponseWriter(c.conn, c.br, c.bw, method)
 			p.upstreamFailed(w, f, authority, err)
 			// a request body not read to its end leaves the client's stream unusable
-			return true, w.finish() == nil && !h.close && reqBody.size == max(h.length, 0)
+			return true, w.finish() == nil && !h.close && (rest <= 0 || reqBody.size == max(bodyLen, 0))
 		}
 	}
 	f.Request.Body = reqBody.body()
 	f.BytesUp = reqBody.size
 	keep = p.answer(c, up, f, method)
 	return true, keep && !h.close
+}
+
+// blockFast answers a blocked request on phonehome's behalf, without
+// contacting the server; it returns whether the client connection can serve
+// another request (its body, if any, was read to its end).
+func (p *Proxy) blockFast(c *clientConn, f *flow.Flow, v flow.Verdict, h wireHead, prefix []byte) bool {
+	status, msg := blockStatus(v), blockMessage(v)
+	left := max(h.length, 0) - int64(len(prefix))
+	var rec capped
+	rec.max = p.opts.MaxBody
+	rec.add(prefix)
+	drained := left == 0
+	if left > 0 && left <= 256<<10 {
+		drained = copyN(bufio.NewWriter(io.Discard), c.br, left, &rec) == nil
+	}
+	f.Request.Body = rec.body()
+	f.BytesUp = rec.size
+	bw := c.bw
+	bw.WriteString("HTTP/1.1 ")
+	bw.WriteString(strconv.Itoa(status))
+	bw.WriteString(" ")
+	bw.WriteString(http.StatusText(status))
+	bw.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ")
+	bw.WriteString(strconv.Itoa(len(msg)))
+	if !drained || h.close {
+		bw.WriteString("\r\nConnection: close")
+	}
+	bw.WriteString("\r\n\r\n")
+	bw.WriteString(msg)
+	err := bw.Flush()
+	f.Response = blockedResponse("HTTP/1.1", status, msg)
+	f.End = p.opts.Now()
+	p.emit(f)
+	return err == nil && drained && !h.close
+}
+
+// redactedHead returns the head to send for the policy's copy of a request,
+// and whether the copy's body is to be sent instead of the client's (it
+// changed it, and the whole body was read for the decision).
+func (p *Proxy) redactedHead(f *flow.Flow, red *flow.Request, h wireHead, prefix []byte, whole bool) (func(*bufio.Writer), bool) {
+	method, target := red.Method, "/"
+	if method == "" {
+		method = h.first[0]
+	}
+	if u, err := url.Parse(red.URL); err == nil {
+		target = u.RequestURI()
+	} else {
+		f.Note(flow.NotePolicy, "the redacted URL does not parse: sent unchanged: "+err.Error())
+		target = f.Request.URL
+		if u, err := url.Parse(target); err == nil {
+			target = u.RequestURI()
+		}
+	}
+	n, changed := h.length, false
+	if !bytes.Equal(red.Body.Data, prefix) {
+		if whole {
+			n, changed = int64(len(red.Body.Data)), true
+		} else {
+			f.Note(flow.NotePolicy, "the body is larger than what was read for the decision: it was sent unredacted")
+		}
+	}
+	var drop wireHead
+	drop.drop = h.drop
+	return func(w *bufio.Writer) {
+		w.WriteString(method)
+		w.WriteString(" ")
+		w.WriteString(target)
+		w.WriteString(" HTTP/1.1\r\n")
+		host := ""
+		for _, x := range red.Headers {
+			switch {
+			case strings.EqualFold(x.Name, "Host"):
+				host = x.Value
+				continue
+			case strings.EqualFold(x.Name, "Content-Length"), drop.hop(x.Name):
+				continue
+			}
+			w.WriteString(x.Name)
+			w.WriteString(": ")
+			w.WriteString(x.Value)
+			w.WriteString("\r\n")
+		}
+		if host == "" {
+			host = h.host
+		}
+		w.WriteString("Host: ")
+		w.WriteString(host)
+		w.WriteString("\r\n")
+		if n >= 0 {
+			w.WriteString("Content-Length: ")
+			w.WriteString(strconv.FormatInt(n, 10))
+			w.WriteString("\r\n")
+		}
+		w.WriteString("\r\n")
+	}, changed
 }
 
 // splitTarget splits an absolute-form target (explicit) into authority and
@@ -377,16 +519,18 @@ func validTarget(p string) bool {
 
 func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
 
-// send writes the request head and n bytes of body (from the client) to the
-// server, and waits for the first byte of the answer.
-func (p *Proxy) send(ctx context.Context, up *upConn, head func(*bufio.Writer), body *bufio.Reader, n int64, rec *capped) error {
+// decisionWait is how long a client gets to send the part of a request body
+// a decision needs.
+const decisionWait = 5 * time.Second
+
+// send writes the request head and body to the server, and waits for the
+// first byte of the answer.
+func (p *Proxy) send(ctx context.Context, up *upConn, head func(*bufio.Writer), body func(*bufio.Writer) error) error {
 	stop := context.AfterFunc(ctx, func() { up.conn.SetDeadline(time.Now()) })
 	defer stop()
 	head(up.bw)
-	if n > 0 {
-		if err := copyN(up.bw, body, n, rec); err != nil {
-			return err
-		}
+	if err := body(up.bw); err != nil {
+		return err
 	}
 	if err := up.bw.Flush(); err != nil {
 		return err
@@ -429,7 +573,7 @@ func (p *Proxy) answer(c *clientConn, up *upConn, f *flow.Flow, method string) b
 	bw.WriteString("\r\n")
 	h.writeHeaders(bw, false)
 	var rec capped
-	rec.max = p.opts.MaxBody
+	rec.max = p.responseLimit(h.headers.Get("Content-Type"))
 	n := h.length
 	if bodyless {
 		n = 0

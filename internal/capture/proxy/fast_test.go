@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"phonehome/internal/capture"
 	"phonehome/internal/flow"
 )
 
@@ -376,7 +377,7 @@ func benchProxy(b *testing.B, conns int) (*http.Client, string, *atomic.Int64) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
 	b.Cleanup(srv.Close)
 	var n atomic.Int64
-	p := New(Options{Emit: func(*flow.Flow) { n.Add(1) }})
+	p := New(Options{Handler: capture.Observer(func(*flow.Flow) { n.Add(1) })})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

@@ -7,6 +7,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -16,12 +17,14 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"path"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"phonehome/internal/capture"
 	"phonehome/internal/capture/hello"
 	"phonehome/internal/certs"
 	"phonehome/internal/flow"
@@ -29,10 +32,17 @@ import (
 
 // Options configure a proxy.
 type Options struct {
-	Minter    *certs.Minter
-	Upstream  *tls.Config // how upstream servers are verified (nil: system roots)
-	MaxBody   int         // bytes of each body kept for analysis (default 1 MiB)
-	Emit      func(*flow.Flow)
+	Minter   *certs.Minter
+	Upstream *tls.Config // how upstream servers are verified (nil: system roots)
+	MaxBody  int         // bytes of each body kept for analysis (default 1 MiB)
+	// MaxMediaBody is what is kept of a response body of a bulk type
+	// (pictures, video, audio, archives; see flow.BulkType), default 64 KiB:
+	// the rest is relayed and counted, not kept.
+	MaxMediaBody int
+	// Handler decides on each connection and request before anything is
+	// forwarded, and receives each flow when it is done (see capture.Handler).
+	// nil records nothing.
+	Handler   capture.Handler
 	Logger    *slog.Logger
 	Now       func() time.Time
 	Allow     []netip.Prefix // clients allowed; empty: everyone who can reach the listener
@@ -57,6 +67,13 @@ type Proxy struct {
 func New(opts Options) *Proxy {
 	if opts.MaxBody <= 0 {
 		opts.MaxBody = 1 << 20
+	}
+	if opts.MaxMediaBody <= 0 {
+		opts.MaxMediaBody = 64 << 10
+	}
+	opts.MaxMediaBody = min(opts.MaxMediaBody, opts.MaxBody)
+	if opts.Handler == nil {
+		opts.Handler = capture.Observer(func(*flow.Flow) {})
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -142,6 +159,32 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, scheme, client s
 		}
 		return reqBody.body(2 * time.Second)
 	}
+	// the decision, before anything goes upstream
+	var prefix []byte
+	whole := reqBody == nil
+	if reqBody != nil {
+		if n := min(p.opts.Handler.RequestBody(f), p.opts.MaxBody); n > 0 {
+			var err error
+			prefix, whole, err = readPrefix(reqBody, n)
+			req.Body = flow.Body{Data: prefix, Size: int64(len(prefix)), Truncated: !whole}
+			if err != nil && !whole {
+				req.Body.Incomplete = true
+			}
+			out.Body = struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(bytes.NewReader(prefix), reqBody), reqBody}
+		}
+	}
+	v, red := p.opts.Handler.Request(r.Context(), f)
+	f.Verdict = v // what was done, whatever the handler recorded
+	if v.Action == flow.ActionBlock {
+		p.block(w, f, v, reqBody)
+		return
+	}
+	if red != nil && p.redacted(out, f, red, prefix, whole) {
+		reqBody.Close() // read to its end for the decision; the copy goes instead
+	}
 	resp, up, err := p.roundTrip(out)
 	if err != nil {
 		req.Body = requestBody()
@@ -150,6 +193,90 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, scheme, client s
 		return
 	}
 	p.relay(w, resp, up, f, reqBody)
+}
+
+// readPrefix reads up to n bytes of a request body for a decision; whole
+// says the body ended within them.
+func readPrefix(r io.Reader, n int) (b []byte, whole bool, err error) {
+	b = make([]byte, n+1)
+	k, err := io.ReadFull(r, b)
+	if k <= n && (err == io.EOF || err == io.ErrUnexpectedEOF) {
+		return b[:k], true, nil
+	}
+	return b[:min(k, n)], false, err
+}
+
+// blockStatus is the status a blocked request is answered with.
+func blockStatus(v flow.Verdict) int {
+	if v.Status >= 200 && v.Status < 600 {
+		return v.Status
+	}
+	return http.StatusForbidden
+}
+
+// blockMessage is the body phonehome answers a blocked request with.
+func blockMessage(v flow.Verdict) string { return "blocked by phonehome: " + v.String() + "\n" }
+
+// block answers a blocked request on phonehome's behalf: the server is never
+// contacted. What the client sent of the body is read (up to a bound) so
+// that its connection can serve the next request.
+func (p *Proxy) block(w http.ResponseWriter, f *flow.Flow, v flow.Verdict, body *recorder) {
+	status, msg := blockStatus(v), blockMessage(v)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(msg)))
+	w.WriteHeader(status)
+	io.WriteString(w, msg)
+	if body != nil {
+		io.CopyN(io.Discard, body, 256<<10)
+		body.Close()
+		f.Request.Body = body.body(0)
+		f.BytesUp = f.Request.Body.Size
+	}
+	f.Response = blockedResponse(f.Request.Proto, status, msg)
+	f.End = p.opts.Now()
+	p.emit(f)
+}
+
+// blockedResponse is the record of phonehome's own answer to a blocked request.
+func blockedResponse(proto string, status int, msg string) *flow.Response {
+	return &flow.Response{Status: status, Reason: http.StatusText(status), Proto: proto,
+		Headers: flow.Headers{{Name: "Content-Type", Value: "text/plain; charset=utf-8"}, {Name: "Content-Length", Value: strconv.Itoa(len(msg))}},
+		Body:    flow.Body{Data: []byte(msg), Size: int64(len(msg))}}
+}
+
+// redacted makes out, the request about to be sent, the policy's copy: its
+// target, headers and, when the whole body was read for the decision, body
+// (then it reports true).
+func (p *Proxy) redacted(out *http.Request, f *flow.Flow, red *flow.Request, prefix []byte, whole bool) bool {
+	if u, err := url.Parse(red.URL); err == nil {
+		out.URL.Path, out.URL.RawPath, out.URL.RawQuery = u.Path, u.RawPath, u.RawQuery
+	} else {
+		f.Note(flow.NotePolicy, "the redacted URL does not parse: sent unchanged: "+err.Error())
+	}
+	if red.Method != "" {
+		out.Method = red.Method
+	}
+	out.Header = http.Header{}
+	for _, h := range red.Headers {
+		switch {
+		case strings.EqualFold(h.Name, "Host"):
+			out.Host = h.Value
+		case strings.EqualFold(h.Name, "Content-Length"):
+		default:
+			out.Header.Add(h.Name, h.Value)
+		}
+	}
+	removeHopHeaders(out.Header)
+	if bytes.Equal(red.Body.Data, prefix) {
+		return false
+	}
+	if !whole {
+		f.Note(flow.NotePolicy, "the body is larger than what was read for the decision: it was sent unredacted")
+		return false
+	}
+	out.Body = io.NopCloser(bytes.NewReader(red.Body.Data))
+	out.ContentLength = int64(len(red.Body.Data))
+	return true
 }
 
 // upstreamFailed tells the client the server could not be reached (or was
@@ -185,7 +312,7 @@ func (p *Proxy) relay(w http.ResponseWriter, resp *http.Response, up *upConn, f 
 		w.Header()[k] = vs
 	}
 	w.WriteHeader(resp.StatusCode)
-	rec := newRecorder(resp.Body, p.opts.MaxBody)
+	rec := newRecorder(resp.Body, p.responseLimit(resp.Header.Get("Content-Type")))
 	buf := copyBuffers.Get().(*[]byte)
 	_, copyErr := io.CopyBuffer(flushWriter{w}, rec, *buf) // large reads: one write and flush per read, not per 32 KiB
 	copyBuffers.Put(buf)
@@ -210,10 +337,15 @@ func (p *Proxy) relay(w http.ResponseWriter, resp *http.Response, up *upConn, f 
 	p.emit(f)
 }
 
-func (p *Proxy) emit(f *flow.Flow) {
-	if p.opts.Emit != nil {
-		p.opts.Emit(f)
+// emit hands a finished flow to the handler; the proxy never touches it again.
+func (p *Proxy) emit(f *flow.Flow) { p.opts.Handler.Done(f) }
+
+// responseLimit is how much of a response body of the given type is kept.
+func (p *Proxy) responseLimit(contentType string) int {
+	if flow.BulkType(contentType) {
+		return p.opts.MaxMediaBody
 	}
+	return p.opts.MaxBody
 }
 
 // connect answers a CONNECT: the client's TLS is terminated with a minted
@@ -266,12 +398,32 @@ func (p *Proxy) serveTunnel(ctx context.Context, conn net.Conn, client *bufio.Re
 		return
 	}
 	sni := host
-	if ch, ok := peekHello(client); ok && ch.SNI != "" {
+	ch, hasHello := peekHello(client)
+	if hasHello && ch.SNI != "" {
 		sni = ch.SNI
 	}
 	if dial != "" && sni != host { // transparent: the name comes from the ClientHello
 		host = sni
 		authority = net.JoinHostPort(sni, portStr)
+	}
+	hl := flow.Hello{Time: p.opts.Now(), Client: endpoint(remote), SNI: sni, Source: "proxy"}
+	if hasHello {
+		hl.ALPN = ch.ALPN
+	}
+	if dial != "" {
+		hl.Server, hl.Source = endpoint(dial), "transparent"
+	}
+	switch v := p.opts.Handler.Hello(ctx, hl); v.Action {
+	case flow.ActionBlock:
+		f := &flow.Flow{Start: hl.Time, End: p.opts.Now(), Host: sni, Client: hl.Client, Server: hl.Server,
+			Transport: flow.TransportTLS, TLS: &flow.TLSInfo{SNI: sni, ALPN: hl.ALPN}, Verdict: v}
+		f.Note(flow.NoteBlocked, "connection closed before the handshake: blocked by "+v.String())
+		p.emit(f)
+		return
+	case flow.ActionPassthrough:
+		p.tunnel(client, conn, target, sni, remote, &flow.TLSInfo{SNI: sni, ALPN: hl.ALPN},
+			flow.Note{Code: flow.NotePassthrough, Text: "passed through by " + v.String()})
+		return
 	}
 	if why := p.passthrough(sni); why != "" {
 		p.tunnel(client, conn, target, sni, remote, &flow.TLSInfo{SNI: sni}, flow.Note{Code: flow.NotePassthrough, Text: why})

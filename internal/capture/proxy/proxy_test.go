@@ -30,6 +30,7 @@ import (
 
 	"golang.org/x/net/websocket"
 
+	"phonehome/internal/capture"
 	"phonehome/internal/certs"
 	"phonehome/internal/flow"
 )
@@ -63,7 +64,7 @@ func startWith(t *testing.T, upstreamTLS *tls.Config) *harness {
 	pool.AddCert(ca.Cert)
 	h := &harness{caFile: filepath.Join(dir, certs.CertFile), ca: ca.Cert, caPool: pool, done: make(chan struct{})}
 	p := New(Options{Minter: m, Upstream: upstreamTLS, MaxBody: 1 << 16,
-		Emit: func(f *flow.Flow) { h.mu.Lock(); h.flows = append(h.flows, f); h.mu.Unlock() }})
+		Handler: capture.Observer(func(f *flow.Flow) { h.mu.Lock(); h.flows = append(h.flows, f); h.mu.Unlock() })})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -544,7 +545,7 @@ func TestServeIntercepted(t *testing.T) {
 	var flows []*flow.Flow
 	// the upstream's certificate names example.com; verify it as that name
 	p := New(Options{Minter: m, Upstream: &tls.Config{RootCAs: roots, ServerName: "example.com"},
-		Emit: func(f *flow.Flow) { mu.Lock(); flows = append(flows, f); mu.Unlock() }})
+		Handler: capture.Observer(func(f *flow.Flow) { mu.Lock(); flows = append(flows, f); mu.Unlock() })})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	serve := func(orig string) string {
