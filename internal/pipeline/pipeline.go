@@ -29,16 +29,16 @@ import (
 	"phonehome/internal/report"
 )
 
-// Writer is where flows are stored (the store's session writer).
-//
-// After Add or Flush returns an error, nothing added since the last
-// successful Flush is stored, and the writer takes a new batch: the pipeline
-// keeps every flow until a Flush that covers it succeeds, and sends them
-// again once the store works.
+// Writer is where flows are stored (the store's session writer). Flows are
+// added in batches, each committed by Flush. The pipeline keeps every flow
+// until a Flush that covers it succeeds; after a failed Add or Flush it calls
+// Rollback, so that nothing of the failed batch is stored, and sends the
+// flows again once the store works.
 type Writer interface {
 	Add(*flow.Flow) error
 	Flush() error
-	Idle() error // a quiet moment: flush, and let the store tidy up
+	Idle() error     // a quiet moment: flush, and let the store tidy up
+	Rollback() error // drop what was added since the last successful Flush
 	Close() error
 }
 
@@ -487,6 +487,7 @@ func (p *Pipeline) storeFailed(err error, f *flow.Flow) {
 		}
 		return
 	}
+	p.opts.Store.Rollback()
 	first := p.failing == nil
 	p.failing = err
 	again := append(p.unflushed, p.waiting...)
@@ -540,12 +541,14 @@ func (p *Pipeline) retry() {
 	waiting := p.waiting
 	for _, f := range waiting {
 		if err := st.Add(f); err != nil {
+			st.Rollback()
 			p.failing = err
 			p.stats.storeErrors.Add(1)
 			return // the same flows are sent again next time
 		}
 	}
 	if err := st.Flush(); err != nil {
+		st.Rollback()
 		p.failing = err
 		p.stats.storeErrors.Add(1)
 		return
