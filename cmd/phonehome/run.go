@@ -263,7 +263,8 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 	broker := live.New(live.Options{})
 	summary := report.NewSummary()
 	pl := pipeline.New(pipeline.Options{Engine: engine, Summary: summary, Store: st.Writer(context.Background(), sess),
-		Live: broker, Queue: true, RetryStore: true, Source: "proxy", StoreAdvice: storeAdvice})
+		Live: broker, Queue: true, RetryStore: true, Source: "proxy", StoreAdvice: storeAdvice,
+		FlushEvery: 500 * time.Millisecond}) // a crash loses at most the last half second
 	plDone := make(chan error, 1)
 	go func() { plDone <- pl.Run(context.Background()) }()
 	termDone := make(chan struct{})

@@ -114,3 +114,22 @@ func TestRunRefusesBadFlags(t *testing.T) {
 		t.Errorf("bad --allow: %d %s", code, errOut)
 	}
 }
+
+// TestLiveLineNotes: the live line reads notes by their code. A DoH lookup
+// refused with --block-doh is not a host that refused the certificate.
+func TestLiveLineNotes(t *testing.T) {
+	doh := &flow.Flow{Start: time.Date(2026, 11, 18, 7, 44, 2, 0, time.UTC), Host: "dns.google", Transport: flow.TransportDNS,
+		DNS: &flow.DNS{Name: "dns.google", Type: "A", RCode: "NXDOMAIN", Answered: true}}
+	doh.Note(flow.NoteDoHRefused, "DNS-over-HTTPS endpoint: refused so the device uses plain DNS (--block-doh)")
+	pinned := &flow.Flow{Start: doh.Start, Host: "pinned.example", Transport: flow.TransportTLS, TLS: &flow.TLSInfo{SNI: "pinned.example"}}
+	pinned.Note(flow.NoteCertRefused, "client refused phonehome's certificate")
+	for _, tc := range []struct {
+		f      *flow.Flow
+		pinned bool
+	}{{doh, false}, {pinned, true}} {
+		line := liveLine(tc.f, true)
+		if strings.Contains(line, "not trusted / pinned") != tc.pinned {
+			t.Errorf("%s: %q", tc.f.Host, line)
+		}
+	}
+}
