@@ -96,7 +96,7 @@ kernel change is undone; after a crash, the next start undoes them.
 	f.StringArrayVar(&o.intercept, "intercept", nil, "decrypt only hosts matching this pattern; others pass through; repeatable")
 	f.StringVar(&o.caDir, "ca-dir", "", "use the CA in this directory (default: the config directory, see phonehome ca)")
 	f.IntVar(&o.maxBody, "max-body", 1<<20, "bytes of each body kept for analysis and storage")
-	f.IntVar(&o.maxMediaBody, "max-media-body", 64<<10, "bytes kept of a response body of a media or binary type (pictures, video, audio, archives); the rest is relayed and counted")
+	f.IntVar(&o.maxMediaBody, "max-media-body", 8<<10, "bytes kept of a response body of a media or binary type (pictures, video, audio, archives); the rest is relayed and counted")
 	f.StringVar(&o.debugListen, "debug-listen", "", "serve Go's profiles (goroutines, memory, CPU) on this loopback address, e.g. 127.0.0.1:6060")
 	f.StringVar(&o.detect.profile, "profile", "", "YAML or JSON file of your own values to find in every form (see analyze --help)")
 	f.StringArrayVar(&o.detect.trackers, "trackers", nil, "also load this tracker list (see analyze --help); repeatable")
