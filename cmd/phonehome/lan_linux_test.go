@@ -534,7 +534,7 @@ func checkRecorded(t testing.TB, db string) {
 			t.Errorf("flow from %s, not the phone: %s", f.Client.Addr, f.HostOrAddr())
 		}
 		for _, x := range f.Findings {
-			seen[f.Transport.String()+" "+x.Kind] = true
+			seen[f.Transport.String()+" "+string(x.Kind)] = true
 		}
 		switch {
 		case f.Transport == flow.TransportDNS && f.DNS.Name == "tracker.test" && len(f.DNS.Answers) == 1:

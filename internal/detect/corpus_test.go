@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -141,7 +142,7 @@ func evaluate(t *testing.T, e *Engine, entries []corpusEntry) (map[string]*score
 			if x.Kind == OpaquePayload {
 				continue // a flag about the request, not a piece of data
 			}
-			got[x.Kind+"="+x.Value] = true
+			got[string(x.Kind)+"="+x.Value] = true
 		}
 		for k := range got {
 			kind, _, _ := strings.Cut(k, "=")
@@ -219,7 +220,7 @@ func TestProfileRecall(t *testing.T) {
 	s1 := func(s string) string { x := sha1.Sum([]byte(s)); return hexs(x[:]) }
 	s256 := func(s string) string { x := sha256.Sum256([]byte(s)); return hexs(x[:]) }
 	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
-	forms := map[string][]string{ // kind → the value in the forms to plant
+	forms := map[flow.Kind][]string{ // kind → the value in the forms to plant
 		pii.IMEI:          {m5("356938035643809"), s1("356938035643809"), strings.ToUpper(s256("356938035643809")), b64("356938035643809"), "35693803564380"},
 		pii.Email:         {s256("anna.schmidt@example.de"), m5("anna.schmidt@example.de"), url.QueryEscape("anna.schmidt@example.de"), b64("Anna.Schmidt@Example.de")},
 		pii.PhoneNumber:   {s256("+4915123456789"), b64("+4915123456789"), "015123456789", "004915123456789"},
@@ -229,11 +230,11 @@ func TestProfileRecall(t *testing.T) {
 	}
 	found, total := 0, 0
 	i := 0
-	kinds := make([]string, 0, len(forms))
+	kinds := make([]flow.Kind, 0, len(forms))
 	for k := range forms {
 		kinds = append(kinds, k)
 	}
-	sort.Strings(kinds)
+	slices.Sort(kinds)
 	for _, kind := range kinds {
 		for _, form := range forms[kind] {
 			i++
@@ -256,7 +257,7 @@ func TestProfileRecall(t *testing.T) {
 			total++
 			ok := false
 			for _, x := range f.Findings {
-				if x.Kind == kind && x.Method == pii.ByKnown {
+				if x.Kind == kind && x.Method == flow.MethodKnown {
 					ok = true
 				}
 			}

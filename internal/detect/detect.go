@@ -23,7 +23,7 @@ import (
 
 // OpaquePayload is the kind of the finding that flags a payload phonehome could
 // not decode and that looks encrypted: something is sent that nobody can check.
-const OpaquePayload = "opaque_payload"
+const OpaquePayload flow.Kind = "opaque_payload"
 
 // worker is what one Inspect call uses, kept for the next.
 type worker struct {
@@ -32,7 +32,10 @@ type worker struct {
 	seen map[findingKey]struct{}
 }
 
-type findingKey struct{ kind, value, path string }
+type findingKey struct {
+	kind        flow.Kind
+	value, path string
+}
 
 // Engine inspects flows.
 type Engine struct {
@@ -99,19 +102,19 @@ func (e *Engine) Inspect(f *flow.Flow) {
 	}
 	for _, o := range res.Opaque {
 		f.Findings = append(f.Findings, flow.Finding{Kind: OpaquePayload, Value: fmt.Sprintf("%d bytes, %.1f bits/byte", o.Size, o.Entropy),
-			Path: o.Path, Method: pii.ByInference, Confidence: 0.6})
+			Path: o.Path, Method: flow.MethodInference, Confidence: 0.6})
 	}
 }
 
 // party decides whether the destination belongs to whoever sent the request:
 // the app (its package's domain or owner), or the page (Origin, Referer).
-func (e *Engine) party(f *flow.Flow) string {
+func (e *Engine) party(f *flow.Flow) flow.Party {
 	if f.App != "" {
 		parts := strings.Split(f.App, ".")
 		if len(parts) >= 2 {
 			appSite := trackers.Site(parts[1] + "." + parts[0])
 			if appSite == f.Dest.Site {
-				return "first"
+				return flow.PartyFirst
 			}
 			owner := e.kb.PackageOwner(f.App)
 			if owner == "" {
@@ -121,9 +124,9 @@ func (e *Engine) party(f *flow.Flow) string {
 			}
 			if owner != "" && f.Dest.Owner != "" {
 				if owner == f.Dest.Owner {
-					return "first"
+					return flow.PartyFirst
 				}
-				return "third"
+				return flow.PartyThird
 			}
 		}
 	}
@@ -131,13 +134,13 @@ func (e *Engine) party(f *flow.Flow) string {
 		if v := f.Request.Headers.Get(h); v != "" {
 			if u, err := url.Parse(v); err == nil && u.Host != "" {
 				if trackers.Site(u.Hostname()) == f.Dest.Site {
-					return "first"
+					return flow.PartyFirst
 				}
-				return "third"
+				return flow.PartyThird
 			}
 		}
 	}
-	return ""
+	return flow.PartyUnknown
 }
 
 // Reported returns the findings a person should see: all but context-only fingerprints.

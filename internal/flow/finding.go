@@ -4,15 +4,63 @@ package flow
 // what it is (Kind), the value, where in the decoded request it sat (Path) and how
 // it was recognised.
 type Finding struct {
-	Kind       string  // "imei", "android_id", "visited_url", ...
-	Value      string  // full value; text output masks it
-	Path       string  // decode path, e.g. "body › gzip › json:data › base64 › json:imei"
-	Method     string  // "pattern", "key", "known", "inference"
+	Kind       Kind
+	Value      string // full value; text output masks it
+	Path       string // decode path, e.g. "body › gzip › json:data › base64 › json:imei"
+	Method     Method
 	Confidence float64 // 0..1
 	// Context marks a fingerprint finding (device model, app version, ...) in a
 	// request that carries nothing identifying: kept on the flow, not reported.
 	Context bool
 }
+
+// Kind is what a piece of data is, by the name machine-readable output uses
+// ("imei", "android_id", "visited_url"). The kinds are declared where they are
+// recognised (package pii; the opaque payload in package detect), so that flow
+// needs none of them; "" is no kind.
+type Kind string
+
+// Method is how a finding was made. It is written as its name, the form
+// JSON output and the store have always used.
+type Method uint8
+
+const (
+	// MethodUnknown is the zero value: nobody said (a finding made by hand).
+	// It is written as "".
+	MethodUnknown Method = iota
+	// MethodPattern: the value's shape, validated (Luhn, a parsed phone number).
+	MethodPattern
+	// MethodKey: the name of the field that holds it.
+	MethodKey
+	// MethodKnown: one of the values the person told phonehome, in some form.
+	MethodKnown
+	// MethodInference: what surrounds it (a list of package names, a payload
+	// nobody can decode).
+	MethodInference
+)
+
+var methodNames = [...]string{"", "pattern", "key", "known", "inference"}
+
+func (m Method) String() string {
+	if int(m) < len(methodNames) {
+		return methodNames[m]
+	}
+	return ""
+}
+
+// ParseMethod is the inverse of String; unknown names give MethodUnknown.
+func ParseMethod(s string) Method {
+	for i, n := range methodNames {
+		if n == s {
+			return Method(i)
+		}
+	}
+	return MethodUnknown
+}
+
+func (m Method) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+func (m *Method) UnmarshalText(b []byte) error { *m = ParseMethod(string(b)); return nil }
 
 // Destination is who receives a flow, as far as phonehome knows.
 type Destination struct {
@@ -21,8 +69,20 @@ type Destination struct {
 	SDK      string
 	List     string // the list that said so
 	Site     string // registrable domain (eTLD+1)
-	Party    string // "first", "third", or "" when the first party is unknown
+	Party    Party
 }
+
+// Party says whether a destination belongs to whoever sent the request.
+type Party string
+
+const (
+	// PartyUnknown: the first party (the app, the page) is not known.
+	PartyUnknown Party = ""
+	// PartyFirst: the app's or the page's own company.
+	PartyFirst Party = "first"
+	// PartyThird: someone else.
+	PartyThird Party = "third"
+)
 
 // Action is what policy decided to do with a flow.
 type Action uint8
@@ -83,7 +143,7 @@ func (a Action) ValidAt(s Stage) bool {
 
 // Redaction is one value taken out of a forwarded request.
 type Redaction struct {
-	Kind string // the kind of data ("imei", "advertising_id", ...)
+	Kind Kind   // the kind of data ("imei", "advertising_id", ...)
 	Path string // where it sat, as findings name it
 }
 

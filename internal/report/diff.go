@@ -6,6 +6,8 @@ import (
 	"io"
 	"sort"
 	"strings"
+
+	"phonehome/internal/flow"
 )
 
 // A diff answers the question of the before/after experiment: after switching
@@ -14,13 +16,13 @@ import (
 
 // DiffItem is one kind of data to one destination.
 type DiffItem struct {
-	Party  string `json:"party"`
-	Host   string `json:"host"`
-	Kind   string `json:"kind"`
-	Before int    `json:"before"` // requests that carried it
-	After  int    `json:"after"`
-	Value  string `json:"value"` // one value (from the later session when still sent)
-	Path   string `json:"path"`
+	Party  string    `json:"party"`
+	Host   string    `json:"host"`
+	Kind   flow.Kind `json:"kind"`
+	Before int       `json:"before"` // requests that carried it
+	After  int       `json:"after"`
+	Value  string    `json:"value"` // one value (from the later session when still sent)
+	Path   string    `json:"path"`
 }
 
 // DiffDoc compares two reports.
@@ -35,7 +37,10 @@ type DiffDoc struct {
 	GoneHost []string   `json:"gone_hosts"`
 }
 
-type diffKey struct{ host, kind string }
+type diffKey struct {
+	host string
+	kind flow.Kind
+}
 
 // Diff compares a report made before a change with one made after it.
 func Diff(before, after *Doc) *DiffDoc {
@@ -136,7 +141,7 @@ func sortItems(s []DiffItem) {
 
 // Headline says in one sentence what the change changed.
 func (d *DiffDoc) Headline() string {
-	kinds, parties := map[string]bool{}, map[string]bool{}
+	kinds, parties := map[flow.Kind]bool{}, map[string]bool{}
 	for _, x := range d.Still {
 		kinds[x.Kind] = true
 		parties[x.Party] = true
@@ -185,7 +190,7 @@ func WriteDiffText(w io.Writer, d *DiffDoc, markdown bool) error {
 				fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", mdCell(x.Party), mdCell(x.Host), x.Kind, mdCell(Mask(x.Kind, x.Value)), counts(x))
 				continue
 			}
-			rows = append(rows, []string{"  " + x.Party, x.Host, x.Kind, Mask(x.Kind, x.Value), counts(x)})
+			rows = append(rows, []string{"  " + x.Party, x.Host, string(x.Kind), Mask(x.Kind, x.Value), counts(x)})
 		}
 		if !markdown {
 			writeTable(&b, rows, map[int]bool{4: true})

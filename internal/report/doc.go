@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"phonehome/internal/flow"
 )
 
 // Doc is the report as data: what every format (text, Markdown, HTML, JSON)
@@ -27,13 +29,13 @@ type Doc struct {
 
 // Party is one owner (or, when unknown, one site) and its hosts.
 type Party struct {
-	Owner     string    `json:"owner"` // "" when unknown
-	Name      string    `json:"name"`  // owner, or the site when unknown
-	Requests  int       `json:"requests"`
-	BytesUp   int64     `json:"bytes_up"`
-	Cleartext bool      `json:"cleartext"`
-	Kinds     []string  `json:"kinds"` // data kinds received, identifying first
-	Hosts     []HostDoc `json:"hosts"`
+	Owner     string      `json:"owner"` // "" when unknown
+	Name      string      `json:"name"`  // owner, or the site when unknown
+	Requests  int         `json:"requests"`
+	BytesUp   int64       `json:"bytes_up"`
+	Cleartext bool        `json:"cleartext"`
+	Kinds     []flow.Kind `json:"kinds"` // data kinds received, identifying first
+	Hosts     []HostDoc   `json:"hosts"`
 }
 
 // HostDoc is one destination host.
@@ -41,7 +43,7 @@ type HostDoc struct {
 	Host      string        `json:"host"`
 	Category  string        `json:"category,omitempty"`
 	SDK       string        `json:"sdk,omitempty"`
-	Party     string        `json:"party,omitempty"` // first, third or ""
+	Party     flow.Party    `json:"party,omitempty"`
 	Transport string        `json:"transport"`
 	Cleartext bool          `json:"cleartext"`
 	Requests  int           `json:"requests"`
@@ -56,11 +58,11 @@ type HostDoc struct {
 
 // DatumDoc is one piece of data received, with one piece of evidence.
 type DatumDoc struct {
-	Kind   string `json:"kind"`
-	Value  string `json:"value"`
-	Count  int    `json:"requests"`
-	Path   string `json:"path"`
-	Method string `json:"method_found"`
+	Kind   flow.Kind   `json:"kind"`
+	Value  string      `json:"value"`
+	Count  int         `json:"requests"`
+	Path   string      `json:"path"`
+	Method flow.Method `json:"method_found"`
 }
 
 // EndpointDoc is an endpoint's learned schema.
@@ -86,24 +88,24 @@ type EventDoc struct {
 
 // FieldDoc is one field of an endpoint.
 type FieldDoc struct {
-	Name     string  `json:"name"`
-	Key      string  `json:"key"`
-	Kind     string  `json:"kind,omitempty"`
-	Example  string  `json:"example"`
-	Presence float64 `json:"presence"` // share of events that carried it
-	Distinct int     `json:"distinct"`
-	Role     Role    `json:"role"`
+	Name     string    `json:"name"`
+	Key      string    `json:"key"`
+	Kind     flow.Kind `json:"kind,omitempty"`
+	Example  string    `json:"example"`
+	Presence float64   `json:"presence"` // share of events that carried it
+	Distinct int       `json:"distinct"`
+	Role     Role      `json:"role"`
 }
 
 // IDDoc is one persistent identifier.
 type IDDoc struct {
-	Value    string   `json:"value"`
-	Name     string   `json:"name"`
-	Kind     string   `json:"kind,omitempty"`
-	Events   int      `json:"events"`
-	Requests int      `json:"requests"`
-	Parties  []string `json:"parties"`
-	Hosts    []string `json:"hosts"`
+	Value    string    `json:"value"`
+	Name     string    `json:"name"`
+	Kind     flow.Kind `json:"kind,omitempty"`
+	Events   int       `json:"events"`
+	Requests int       `json:"requests"`
+	Parties  []string  `json:"parties"`
+	Hosts    []string  `json:"hosts"`
 }
 
 // LinkDoc is a set of identifiers one party receives together.
@@ -281,10 +283,10 @@ func (s *Summary) timeline(partyOf map[*Destination]string) Timeline {
 // FieldLabel names a field for people: its key, with the data kind found in
 // it when the kind is not already the key's meaning.
 func FieldLabel(f FieldDoc) string {
-	if f.Kind == "" || strings.EqualFold(f.Kind, f.Key) {
+	if f.Kind == "" || strings.EqualFold(string(f.Kind), f.Key) {
 		return f.Key
 	}
-	return f.Key + " (" + f.Kind + ")"
+	return f.Key + " (" + string(f.Kind) + ")"
 }
 
 // WriteJSON writes the report as one JSON line of type "report", values in full.

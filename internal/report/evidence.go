@@ -35,13 +35,13 @@ type Evidence struct {
 }
 
 type evidenceFile struct {
-	Name    string   `json:"file"`
-	Party   string   `json:"party"`
-	Hosts   []string `json:"hosts"`
-	Kinds   []string `json:"kinds"`
-	Entries int      `json:"entries"`
-	Bytes   int64    `json:"bytes"`
-	SHA256  string   `json:"sha256"`
+	Name    string      `json:"file"`
+	Party   string      `json:"party"`
+	Hosts   []string    `json:"hosts"`
+	Kinds   []flow.Kind `json:"kinds"`
+	Entries int         `json:"entries"`
+	Bytes   int64       `json:"bytes"`
+	SHA256  string      `json:"sha256"`
 	fh      *os.File
 	bw      *bufio.Writer
 	sum     hash.Hash
@@ -76,7 +76,7 @@ func (e *Evidence) Add(f *flow.Flow) error {
 	if f.Request == nil {
 		return nil
 	}
-	var kinds []string
+	var kinds []flow.Kind
 	for _, x := range f.Findings {
 		if !x.Context && !contains(kinds, x.Kind) {
 			kinds = append(kinds, x.Kind)

@@ -5,29 +5,30 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"phonehome/internal/detect"
 	"phonehome/internal/detect/pii"
 	"phonehome/internal/flow"
 )
 
 // kindOrder sorts data kinds as a reader wants them: identifiers, person,
 // location, behaviour, then the device description.
-var kindOrder = func() map[string]int {
-	m := map[string]int{}
+var kindOrder = func() map[flow.Kind]int {
+	m := map[flow.Kind]int{}
 	for i, k := range pii.Kinds {
 		m[k] = i
 	}
-	m["opaque_payload"] = len(pii.Kinds)
+	m[detect.OpaquePayload] = len(pii.Kinds)
 	return m
 }()
 
 // Mask hides the middle of a value that identifies someone, so a report can be
 // shared; behaviour (URLs, searches, app lists) and device descriptions are
 // shown as they are, shortened.
-func Mask(kind, v string) string {
+func Mask(kind flow.Kind, v string) string {
 	switch kind {
 	case pii.Password:
 		return "••••••"
-	case pii.VisitedURL, pii.SearchQuery, pii.AppList, "opaque_payload", pii.SenderApp,
+	case pii.VisitedURL, pii.SearchQuery, pii.AppList, detect.OpaquePayload, pii.SenderApp,
 		pii.DeviceModel, pii.Manufacturer, pii.OSVersion, pii.AppVersion, pii.Locale, pii.Timezone, pii.Carrier, pii.NetworkType, pii.ScreenSize:
 		return clip(v, 60)
 	}
@@ -76,7 +77,7 @@ func (s *Summary) writeFindings(b *strings.Builder, doc *Doc, st style) {
 				if x.Count > 1 {
 					count = fmt.Sprintf("×%d", x.Count)
 				}
-				rows = append(rows, []string{"  " + x.Kind, Mask(x.Kind, x.Value), count, x.Path})
+				rows = append(rows, []string{"  " + string(x.Kind), Mask(x.Kind, x.Value), count, x.Path})
 			}
 			if len(rows) > 0 {
 				writeTable(b, rows, map[int]bool{2: true})
@@ -211,9 +212,9 @@ func hostLabel(p Party, h HostDoc) string {
 		parts = append(parts, c)
 	}
 	switch h.Party {
-	case "first":
+	case flow.PartyFirst:
 		parts = append(parts, "first party")
-	case "third":
+	case flow.PartyThird:
 		parts = append(parts, "third party")
 	}
 	if len(parts) == 0 {
@@ -241,23 +242,23 @@ func (s style) red(t string) string {
 
 // FindingJSON is the JSON Lines form of one finding (documented in the README).
 type FindingJSON struct {
-	Type       string  `json:"type"` // always "finding"
-	Flow       int64   `json:"flow"`
-	Time       string  `json:"time,omitempty"`
-	Client     string  `json:"client,omitempty"`
-	Method     string  `json:"method"`
-	URL        string  `json:"url"`
-	Host       string  `json:"host"`
-	Owner      string  `json:"owner,omitempty"`
-	Category   string  `json:"category,omitempty"`
-	Party      string  `json:"party,omitempty"`
-	App        string  `json:"app,omitempty"`
-	Kind       string  `json:"kind"`
-	Value      string  `json:"value"`
-	Path       string  `json:"path"`
-	Found      string  `json:"method_found"`
-	Confidence float64 `json:"confidence"`
-	Cleartext  bool    `json:"cleartext"`
+	Type       string      `json:"type"` // always "finding"
+	Flow       int64       `json:"flow"`
+	Time       string      `json:"time,omitempty"`
+	Client     string      `json:"client,omitempty"`
+	Method     string      `json:"method"`
+	URL        string      `json:"url"`
+	Host       string      `json:"host"`
+	Owner      string      `json:"owner,omitempty"`
+	Category   string      `json:"category,omitempty"`
+	Party      flow.Party  `json:"party,omitempty"`
+	App        string      `json:"app,omitempty"`
+	Kind       flow.Kind   `json:"kind"`
+	Value      string      `json:"value"`
+	Path       string      `json:"path"`
+	Found      flow.Method `json:"method_found"`
+	Confidence float64     `json:"confidence"`
+	Cleartext  bool        `json:"cleartext"`
 }
 
 // Findings writes one JSON line per reported finding of f.
@@ -290,5 +291,5 @@ func Exposed(f *flow.Flow, x flow.Finding) bool {
 		return true
 	}
 	inURL := strings.HasPrefix(x.Path, "query:") || strings.HasPrefix(x.Path, "path[")
-	return inURL && f.Dest.Party == "third"
+	return inURL && f.Dest.Party == flow.PartyThird
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"phonehome/internal/flow"
 )
 
 // The HTML report is one self-contained file: styles inline, no script, no
@@ -29,6 +31,7 @@ var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 	"transport": transportWords,
 	"overview":  overview,
 	"join":      strings.Join,
+	"joinKinds": joinKinds,
 	"when":      fmtTime,
 }).Parse(htmlTemplate))
 
@@ -85,7 +88,7 @@ func WriteHTML(w io.Writer, doc *Doc) error {
 	}
 	for i, p := range doc.Parties {
 		d.Bars = append(d.Bars, bar{Y: i * 26, W: 4 + 420*len(p.Kinds)/maxKinds, N: len(p.Kinds), Label: clip(p.Name, 28),
-			Color: colors[p.Name], Title: fmt.Sprintf("%s: %s", p.Name, strings.Join(p.Kinds, ", "))})
+			Color: colors[p.Name], Title: fmt.Sprintf("%s: %s", p.Name, joinKinds(p.Kinds, ", "))})
 	}
 	d.BarsH = len(d.Bars)*26 + 4
 	// requests over time, stacked by party
@@ -127,8 +130,8 @@ func WriteHTML(w io.Writer, doc *Doc) error {
 		}
 	}
 	// party × kind matrix
-	var kinds []string
-	seen := map[string]bool{}
+	var kinds []flow.Kind
+	seen := map[flow.Kind]bool{}
 	for _, p := range doc.Parties {
 		for _, k := range p.Kinds {
 			if !seen[k] {
@@ -140,11 +143,11 @@ func WriteHTML(w io.Writer, doc *Doc) error {
 	sortKinds(kinds)
 	const left, top, size = 190, 110, 18
 	for i, k := range kinds {
-		d.Kinds = append(d.Kinds, axisLabel{X: left + i*size + size/2, Y: top - 6, Text: k})
+		d.Kinds = append(d.Kinds, axisLabel{X: left + i*size + size/2, Y: top - 6, Text: string(k)})
 	}
 	for r, p := range doc.Parties {
 		d.Rows = append(d.Rows, axisLabel{X: left - 6, Y: top + r*size + 13, Text: clip(p.Name, 28)})
-		has := map[string]bool{}
+		has := map[flow.Kind]bool{}
 		for _, k := range p.Kinds {
 			has[k] = true
 		}
@@ -161,10 +164,22 @@ func WriteHTML(w io.Writer, doc *Doc) error {
 	return htmlTmpl.Execute(w, d)
 }
 
-func sortKinds(kinds []string) {
+func sortKinds(kinds []flow.Kind) {
 	for i := 1; i < len(kinds); i++ {
 		for j := i; j > 0 && kindRank(kinds[j]) < kindRank(kinds[j-1]); j-- {
 			kinds[j], kinds[j-1] = kinds[j-1], kinds[j]
 		}
 	}
+}
+
+// joinKinds is strings.Join for kinds.
+func joinKinds(kinds []flow.Kind, sep string) string {
+	var b strings.Builder
+	for i, k := range kinds {
+		if i > 0 {
+			b.WriteString(sep)
+		}
+		b.WriteString(string(k))
+	}
+	return b.String()
 }

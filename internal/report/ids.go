@@ -19,9 +19,9 @@ const maxIDValues = 1 << 21 // distinct candidate values remembered (nonces incl
 // ID is one persistent identifier.
 type ID struct {
 	Value    string
-	Name     string // the data kind found, or the field's key
-	Kind     string // the data kind, when detection named it
-	Events   int    // events that carried it
+	Name     string    // the data kind found, or the field's key
+	Kind     flow.Kind // the data kind, when detection named it
+	Events   int       // events that carried it
 	Requests int
 	Owners   []string // parties (owner, or host where unknown) that received it
 	Hosts    []string
@@ -47,7 +47,7 @@ type idTable struct {
 func newIDTable() *idTable { return &idTable{index: map[string]int32{}} }
 
 // add records the candidate identifiers of one request sent to owner/host.
-func (t *idTable) add(owner, host string, values []decode.Value, kindOf func(i int) string) {
+func (t *idTable) add(owner, host string, values []decode.Value, kindOf func(i int) flow.Kind) {
 	t.nreq++
 	start := len(t.reqs)
 	for i := range values {
@@ -96,7 +96,7 @@ func (t *idTable) add(owner, host string, values []decode.Value, kindOf func(i i
 	t.reqOwner = append(t.reqOwner, owner)
 }
 
-func contains(s []string, v string) bool {
+func contains[T comparable](s []T, v T) bool {
 	for _, x := range s {
 		if x == v {
 			return true
@@ -106,8 +106,8 @@ func contains(s []string, v string) bool {
 }
 
 // kindsOf looks up the kind found in each decoded value.
-func kindsOf(values []decode.Value, kinds map[string]string) func(i int) string {
-	return func(i int) string {
+func kindsOf(values []decode.Value, kinds map[string]flow.Kind) func(i int) flow.Kind {
+	return func(i int) flow.Kind {
 		if len(kinds) == 0 {
 			return ""
 		}
@@ -131,7 +131,7 @@ func (t *idTable) addFindings(owner, host string, fs []flow.Finding, buf []decod
 			buf = append(buf, decode.Value{Path: x.Path, Text: x.Value, Key: lastKey(x.Path)})
 		}
 	}
-	t.add(owner, host, buf, func(i int) string {
+	t.add(owner, host, buf, func(i int) flow.Kind {
 		for _, x := range fs {
 			if x.Path == buf[i].Path && x.Value == buf[i].Text && idKinds[x.Kind] {
 				return x.Kind
@@ -248,7 +248,7 @@ func (t *idTable) Links() []Link {
 		if len(g.IDs) < 2 {
 			continue
 		}
-		sortByKind(g.IDs, func(id *ID) (string, string) { return id.Kind, id.Name })
+		sortByKind(g.IDs, func(id *ID) (flow.Kind, string) { return id.Kind, id.Name })
 		out = append(out, *g)
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -264,7 +264,7 @@ func (t *idTable) Links() []Link {
 }
 
 // idKinds are the kinds that identify a device or a person over time.
-var idKinds = map[string]bool{pii.IMEI: true, pii.IMSI: true, pii.ICCID: true, pii.SerialNumber: true, pii.AndroidID: true,
+var idKinds = map[flow.Kind]bool{pii.IMEI: true, pii.IMSI: true, pii.ICCID: true, pii.SerialNumber: true, pii.AndroidID: true,
 	pii.AdvertisingID: true, pii.MACAddress: true, pii.InstallID: true, pii.DeviceID: true, pii.PhoneNumber: true,
 	pii.Email: true, pii.AccountID: true, pii.WifiBSSID: true}
 
@@ -275,10 +275,10 @@ var notIDKeys = map[string]bool{"sign": true, "sig": true, "signature": true, "c
 	"ref": true, "referrer": true, "duration": true, "size": true, "length": true, "offset": true, "limit": true}
 
 // idCandidate decides whether a value could be an identifier, and names it.
-func idCandidate(v *decode.Value, kind string) (string, bool) {
+func idCandidate(v *decode.Value, kind flow.Kind) (string, bool) {
 	if kind != "" {
 		if idKinds[kind] {
-			return kind, true
+			return string(kind), true
 		}
 		return "", false // a device description or behaviour, not an ID
 	}

@@ -23,7 +23,7 @@ func WriteMarkdown(w io.Writer, doc *Doc) error {
 			clear = "**yes**"
 		}
 		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s |\n", mdCell(p.Name), len(p.Hosts), p.Requests, Bytes(p.BytesUp),
-			mdCell(strings.Join(p.Kinds, ", ")), clear)
+			mdCell(joinKinds(p.Kinds, ", ")), clear)
 	}
 	for _, p := range doc.Parties {
 		fmt.Fprintf(&b, "\n## %s\n", mdText(p.Name))

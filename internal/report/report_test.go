@@ -16,7 +16,7 @@ func TestMask(t *testing.T) {
 		{"visited_url", "https://example.com/x"}: "https://example.com/x",
 	}
 	for in, want := range cases {
-		if got := Mask(in[0], in[1]); got != want {
+		if got := Mask(flow.Kind(in[0]), in[1]); got != want {
 			t.Errorf("Mask(%q, %q) = %q, want %q", in[0], in[1], got, want)
 		}
 	}
@@ -25,13 +25,13 @@ func TestMask(t *testing.T) {
 func TestExposed(t *testing.T) {
 	inQuery := flow.Finding{Kind: "advertising_id", Path: "query:gaid"}
 	inBody := flow.Finding{Kind: "advertising_id", Path: "body › json:gaid"}
-	https := func(party string) *flow.Flow {
+	https := func(party flow.Party) *flow.Flow {
 		return &flow.Flow{Transport: flow.TransportHTTPS, Dest: flow.Destination{Party: party}}
 	}
 	if !Exposed(&flow.Flow{Transport: flow.TransportHTTP}, inBody) {
 		t.Error("plain HTTP exposes everything")
 	}
-	if !Exposed(https("third"), inQuery) || Exposed(https("first"), inQuery) || Exposed(https("third"), inBody) {
+	if !Exposed(https(flow.PartyThird), inQuery) || Exposed(https(flow.PartyFirst), inQuery) || Exposed(https(flow.PartyThird), inBody) {
 		t.Error("only a URL sent to a third party is exposed over TLS")
 	}
 }

@@ -61,7 +61,7 @@ type Field struct {
 	Key      string
 	Batch    bool // inside the elements of a batch
 	Present  int  // events that carried it
-	Kind     string
+	Kind     flow.Kind
 	Example  string
 	Role     Role
 	values   map[string]int
@@ -239,7 +239,7 @@ type unit struct {
 
 // learn adds one request's decoded values to its endpoint (whose Requests
 // the caller has counted).
-func (e *Endpoint) learn(client netip.Addr, values []decode.Value, kinds map[string]string) {
+func (e *Endpoint) learn(client netip.Addr, values []decode.Value, kinds map[string]flow.Kind) {
 	e.Learned++
 	e.clients[client] = true
 	// Find the batch: the array of objects with the most values, if its
@@ -337,7 +337,7 @@ func (e *Endpoint) addRequestField(u unit, v *decode.Value) {
 	}
 }
 
-func (e *Endpoint) count(client netip.Addr, name string, batch bool, val, kind string) {
+func (e *Endpoint) count(client netip.Addr, name string, batch bool, val string, kind flow.Kind) {
 	f := e.Fields[name]
 	if f == nil {
 		if len(e.Fields) >= maxFieldsPerEndpoint {
@@ -477,13 +477,13 @@ func (e *Endpoint) role(r Role) []*Field {
 			out = append(out, f)
 		}
 	}
-	sortByKind(out, func(f *Field) (string, string) { return f.Kind, f.Name })
+	sortByKind(out, func(f *Field) (flow.Kind, string) { return f.Kind, f.Name })
 	return out
 }
 
 // sortByKind orders items by the data kind found in them (identifying kinds
 // first, none last), then by name.
-func sortByKind[T any](items []T, key func(T) (kind, name string)) {
+func sortByKind[T any](items []T, key func(T) (kind flow.Kind, name string)) {
 	sort.Slice(items, func(i, j int) bool {
 		ki, ni := key(items[i])
 		kj, nj := key(items[j])
@@ -495,7 +495,7 @@ func sortByKind[T any](items []T, key func(T) (kind, name string)) {
 }
 
 // kindRank orders fields by the kind found in them; fields without one last.
-func kindRank(kind string) int {
+func kindRank(kind flow.Kind) int {
 	if kind == "" {
 		return len(pii.Kinds) + 1
 	}
@@ -535,17 +535,17 @@ func (e *Endpoint) EventFields(en *EventName) []*Field {
 			out = append(out, f)
 		}
 	}
-	sortByKind(out, func(f *Field) (string, string) { return f.Kind, f.Name })
+	sortByKind(out, func(f *Field) (flow.Kind, string) { return f.Kind, f.Name })
 	return out
 }
 
 // findingKinds maps a flow's findings to field names as learn names them:
 // batch container + "\x00" + field inside the element, or "\x00" + field.
-func findingKinds(fs []flow.Finding) map[string]string {
+func findingKinds(fs []flow.Finding) map[string]flow.Kind {
 	if len(fs) == 0 {
 		return nil
 	}
-	m := make(map[string]string, len(fs))
+	m := make(map[string]flow.Kind, len(fs))
 	for _, x := range fs {
 		var k string
 		if c, _, rest, ok := element(x.Path); ok {

@@ -33,10 +33,10 @@ type Destination struct {
 
 // Datum is one piece of data a destination received, over all its flows.
 type Datum struct {
-	Kind   string
+	Kind   flow.Kind
 	Value  string
 	Path   string // where it was first found
-	Method string
+	Method flow.Method
 	Count  int
 }
 
@@ -123,7 +123,7 @@ func (s *Summary) Add(f *flow.Flow) {
 		if Exposed(f, x) {
 			d.Cleartext = true
 		}
-		k := x.Kind + "\x00" + x.Value
+		k := string(x.Kind) + "\x00" + x.Value
 		if dt := d.Data[k]; dt != nil {
 			if !counted[k] {
 				dt.Count++

@@ -22,11 +22,11 @@ func packFindings(fs []flow.Finding) []byte {
 	}
 	n := 0
 	for _, x := range fs {
-		n += len(x.Kind) + len(x.Value) + len(x.Path) + len(x.Method) + 4*binary.MaxVarintLen32 + 9
+		n += len(x.Kind) + len(x.Value) + len(x.Path) + len(x.Method.String()) + 4*binary.MaxVarintLen32 + 9
 	}
 	b := make([]byte, 0, n)
 	for _, x := range fs {
-		for _, s := range [...]string{x.Kind, x.Value, x.Path, x.Method} {
+		for _, s := range [...]string{string(x.Kind), x.Value, x.Path, x.Method.String()} {
 			b = binary.AppendUvarint(b, uint64(len(s)))
 			b = append(b, s...)
 		}
@@ -63,11 +63,13 @@ func unpackFindings(b []byte) ([]flow.Finding, error) {
 	for i < len(b) {
 		var x flow.Finding
 		var err error
-		for _, p := range [...]*string{&x.Kind, &x.Value, &x.Path, &x.Method} {
+		var kind, method string
+		for _, p := range [...]*string{&kind, &x.Value, &x.Path, &method} {
 			if *p, err = str(); err != nil {
 				return nil, err
 			}
 		}
+		x.Kind, x.Method = flow.Kind(kind), flow.ParseMethod(method)
 		if len(b)-i < 9 || b[i+8] > 1 {
 			return nil, errPackedFindings
 		}
@@ -110,9 +112,11 @@ func (s *Store) backfillFindings(ctx context.Context) error {
 	for rows.Next() {
 		var id int64
 		var x flow.Finding
-		if err := rows.Scan(&id, &x.Kind, &x.Value, &x.Path, &x.Method, &x.Confidence, &x.Context); err != nil {
+		var method string
+		if err := rows.Scan(&id, &x.Kind, &x.Value, &x.Path, &method, &x.Confidence, &x.Context); err != nil {
 			return err
 		}
+		x.Method = flow.ParseMethod(method)
 		if id != cur {
 			if err := flush(); err != nil {
 				return err

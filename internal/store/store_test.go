@@ -33,8 +33,8 @@ func sample() []*flow.Flow {
 				Body: flow.Body{Data: []byte("{}"), Size: 5000, Incomplete: true}, Trailers: flow.Headers{{Name: "X-Sum", Value: "1"}}},
 			BytesUp: 200, BytesDown: 5100, Notes: flow.Notes{{Code: flow.NoteCaptureGap, Text: "bytes missing"}},
 			Dest: flow.Destination{Owner: "Xiaomi", Category: "advertising", Site: "xiaomi.com", Party: "first"}, App: "com.miui.home",
-			Findings: []flow.Finding{{Kind: "imei", Value: "356938035643809", Path: "query:imei", Method: "key", Confidence: 0.95},
-				{Kind: "device_model", Value: "Redmi 4A", Path: "header:User-Agent", Method: "pattern", Confidence: 0.9, Context: true}},
+			Findings: []flow.Finding{{Kind: "imei", Value: "356938035643809", Path: "query:imei", Method: flow.MethodKey, Confidence: 0.95},
+				{Kind: "device_model", Value: "Redmi 4A", Path: "header:User-Agent", Method: flow.MethodPattern, Confidence: 0.9, Context: true}},
 		},
 		{
 			Source: "a.pcap", Seq: 2, Start: t0, End: t0,
@@ -230,8 +230,8 @@ func TestFindingsBackfilledOnUpgrade(t *testing.T) {
 	}
 	sess, _ := st.CreateSession(ctx, "s", time.Now(), "test")
 	w := st.Writer(ctx, sess)
-	want := []flow.Finding{{Kind: "imei", Value: "356938035643809", Path: "query:imei", Method: "pattern", Confidence: 0.95},
-		{Kind: "device_model", Value: "Pixel\x00 7", Path: "header:User-Agent", Method: "key", Confidence: 0.6, Context: true}}
+	want := []flow.Finding{{Kind: "imei", Value: "356938035643809", Path: "query:imei", Method: flow.MethodPattern, Confidence: 0.95},
+		{Kind: "device_model", Value: "Pixel\x00 7", Path: "header:User-Agent", Method: flow.MethodKey, Confidence: 0.6, Context: true}}
 	w.Add(&flow.Flow{Host: "x", Transport: flow.TransportHTTP, Request: &flow.Request{Method: "GET", URL: "http://x/"}, Findings: want})
 	w.Add(&flow.Flow{Host: "y", Transport: flow.TransportTLS})
 	if err := w.Close(); err != nil {
@@ -264,7 +264,7 @@ func TestFindingsBackfilledOnUpgrade(t *testing.T) {
 }
 
 func FuzzUnpackFindings(f *testing.F) {
-	f.Add(packFindings([]flow.Finding{{Kind: "imei", Value: "1", Path: "q", Method: "key", Confidence: 1}}))
+	f.Add(packFindings([]flow.Finding{{Kind: "imei", Value: "1", Path: "q", Method: flow.MethodKey, Confidence: 1}}))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fs, err := unpackFindings(b)
@@ -316,7 +316,7 @@ func BenchmarkFlowsLean(b *testing.B) {
 			Dest:     flow.Destination{Owner: "Example", Category: "analytics"},
 			Request:  &flow.Request{Method: "POST", URL: "https://t.example.com/e", Headers: flow.Headers{{Name: "User-Agent", Value: "app/1.0"}, {Name: "Content-Type", Value: "application/json"}}, Body: flow.Body{Data: []byte(`{"aid":"3b6f1e0a9c2d4f81","ev":"open"}`), Size: 38}},
 			Response: &flow.Response{Status: 200, Body: flow.Body{Data: make([]byte, 900), Size: 900}},
-			Findings: []flow.Finding{{Kind: "android_id", Value: "3b6f1e0a9c2d4f81", Path: "body › json:aid", Method: "key", Confidence: 0.9}}})
+			Findings: []flow.Finding{{Kind: "android_id", Value: "3b6f1e0a9c2d4f81", Path: "body › json:aid", Method: flow.MethodKey, Confidence: 0.9}}})
 	}
 	if err := w.Close(); err != nil {
 		b.Fatal(err)
@@ -341,7 +341,7 @@ func BenchmarkInsertTracker(b *testing.B) {
 	f := sample()[0]
 	f.Findings = nil
 	for i := 0; i < 13; i++ {
-		f.Findings = append(f.Findings, flow.Finding{Kind: "device_model", Value: fmt.Sprintf("value %d", i), Path: fmt.Sprintf("body › json:events[%d].model", i), Method: "key", Confidence: 0.85})
+		f.Findings = append(f.Findings, flow.Finding{Kind: "device_model", Value: fmt.Sprintf("value %d", i), Path: fmt.Sprintf("body › json:events[%d].model", i), Method: flow.MethodKey, Confidence: 0.85})
 	}
 	b.ReportAllocs()
 	for b.Loop() {

@@ -5,49 +5,51 @@
 // for identifiers.
 package pii
 
+import "phonehome/internal/flow"
+
 // Kinds, with the names used in machine-readable output.
 const (
-	IMEI          = "imei"
-	IMSI          = "imsi"
-	ICCID         = "iccid"
-	SerialNumber  = "serial_number"
-	AndroidID     = "android_id"
-	AdvertisingID = "advertising_id"
-	MACAddress    = "mac_address"
-	InstallID     = "install_id"
-	DeviceID      = "device_id"
+	IMEI          flow.Kind = "imei"
+	IMSI          flow.Kind = "imsi"
+	ICCID         flow.Kind = "iccid"
+	SerialNumber  flow.Kind = "serial_number"
+	AndroidID     flow.Kind = "android_id"
+	AdvertisingID flow.Kind = "advertising_id"
+	MACAddress    flow.Kind = "mac_address"
+	InstallID     flow.Kind = "install_id"
+	DeviceID      flow.Kind = "device_id"
 
-	PhoneNumber = "phone_number"
-	Email       = "email"
-	AccountID   = "account_id"
-	PersonName  = "person_name"
-	Password    = "password"
+	PhoneNumber flow.Kind = "phone_number"
+	Email       flow.Kind = "email"
+	AccountID   flow.Kind = "account_id"
+	PersonName  flow.Kind = "person_name"
+	Password    flow.Kind = "password"
 
-	Location  = "location"
-	WifiSSID  = "wifi_ssid"
-	WifiBSSID = "wifi_bssid"
+	Location  flow.Kind = "location"
+	WifiSSID  flow.Kind = "wifi_ssid"
+	WifiBSSID flow.Kind = "wifi_bssid"
 
-	VisitedURL  = "visited_url"
-	SearchQuery = "search_query"
-	AppList     = "app_list"
-	Contact     = "contact"
+	VisitedURL  flow.Kind = "visited_url"
+	SearchQuery flow.Kind = "search_query"
+	AppList     flow.Kind = "app_list"
+	Contact     flow.Kind = "contact"
 
-	DeviceModel  = "device_model"
-	Manufacturer = "manufacturer"
-	OSVersion    = "os_version"
-	AppVersion   = "app_version"
-	Locale       = "locale"
-	Timezone     = "timezone"
-	Carrier      = "carrier"
-	NetworkType  = "network_type"
-	ScreenSize   = "screen_size"
+	DeviceModel  flow.Kind = "device_model"
+	Manufacturer flow.Kind = "manufacturer"
+	OSVersion    flow.Kind = "os_version"
+	AppVersion   flow.Kind = "app_version"
+	Locale       flow.Kind = "locale"
+	Timezone     flow.Kind = "timezone"
+	Carrier      flow.Kind = "carrier"
+	NetworkType  flow.Kind = "network_type"
+	ScreenSize   flow.Kind = "screen_size"
 
-	SenderApp = "sender_app"
+	SenderApp flow.Kind = "sender_app"
 )
 
 // Fingerprint reports whether a kind only describes the device or app; such
 // findings matter only beside an identifying or sensitive one.
-func Fingerprint(kind string) bool {
+func Fingerprint(kind flow.Kind) bool {
 	switch kind {
 	case DeviceModel, Manufacturer, OSVersion, AppVersion, Locale, Timezone, Carrier, NetworkType, ScreenSize, SenderApp:
 		return true
@@ -56,15 +58,7 @@ func Fingerprint(kind string) bool {
 }
 
 // Kinds lists every kind in a stable order.
-var Kinds = []string{IMEI, IMSI, ICCID, SerialNumber, AndroidID, AdvertisingID, MACAddress, InstallID, DeviceID,
+var Kinds = []flow.Kind{IMEI, IMSI, ICCID, SerialNumber, AndroidID, AdvertisingID, MACAddress, InstallID, DeviceID,
 	PhoneNumber, Email, AccountID, PersonName, Password, Location, WifiSSID, WifiBSSID,
 	VisitedURL, SearchQuery, AppList, Contact,
 	DeviceModel, Manufacturer, OSVersion, AppVersion, Locale, Timezone, Carrier, NetworkType, ScreenSize, SenderApp}
-
-// How a finding was made.
-const (
-	ByPattern   = "pattern"
-	ByKey       = "key"
-	ByKnown     = "known"
-	ByInference = "inference"
-)

@@ -17,11 +17,13 @@ import (
 
 	"github.com/nyaruka/phonenumbers"
 	"gopkg.in/yaml.v3"
+
+	"phonehome/internal/flow"
 )
 
 // Profile is what a person tells phonehome about themselves, so that their own
 // values are recognised however a tracker wraps them: kind → values.
-type Profile map[string][]string
+type Profile map[flow.Kind][]string
 
 // ParseProfile reads a profile in YAML or JSON (JSON is YAML): a mapping from a
 // kind to a value or a list of values.
@@ -30,14 +32,15 @@ func ParseProfile(b []byte) (Profile, error) {
 	if err := yaml.Unmarshal(b, &raw); err != nil {
 		return nil, fmt.Errorf("profile is neither YAML nor JSON: %w", err)
 	}
-	known := map[string]bool{}
-	for _, k := range Kinds {
-		known[k] = true
-	}
 	p := Profile{}
-	for kind, v := range raw {
-		if !known[kind] {
-			return nil, fmt.Errorf("profile: unknown kind %q (kinds: %s)", kind, strings.Join(Kinds, ", "))
+	for name, v := range raw {
+		kind := flow.Kind(name)
+		if !slices.Contains(Kinds, kind) {
+			names := make([]string, len(Kinds))
+			for i, k := range Kinds {
+				names[i] = string(k)
+			}
+			return nil, fmt.Errorf("profile: unknown kind %q (kinds: %s)", kind, strings.Join(names, ", "))
 		}
 		switch x := v.(type) {
 		case []any:
@@ -55,7 +58,7 @@ func ParseProfile(b []byte) (Profile, error) {
 // pattern is one form of a known value.
 type pattern struct {
 	text  string
-	kind  string
+	kind  flow.Kind
 	value string // the value as the person gave it
 	form  string // "" for the value itself, else how it was transformed: "md5", "base64", ...
 }
@@ -84,7 +87,7 @@ func NewKnown(p Profile, region string) (*Known, error) {
 	k := &Known{long: map[uint64][]int32{}, short: map[uint32][]int32{}, bits8: make([]uint64, 1<<filterBits/64),
 		bits4: make([]uint64, 1<<filterBits/64), region: region}
 	seen := map[string]bool{}
-	add := func(text, kind, value, form string) {
+	add := func(text string, kind flow.Kind, value, form string) {
 		if len(text) < 4 || seen[text] {
 			return
 		}
@@ -104,7 +107,7 @@ func NewKnown(p Profile, region string) (*Known, error) {
 			k.bits4[h>>6] |= 1 << (h & 63)
 		}
 	}
-	kinds := make([]string, 0, len(p))
+	kinds := make([]flow.Kind, 0, len(p))
 	for kind := range p {
 		kinds = append(kinds, kind)
 	}
@@ -153,7 +156,7 @@ func hash8(w uint64) uint64 { return (w * 0x9E3779B97F4A7C15) >> (64 - filterBit
 func hash4(w uint32) uint64 { return (uint64(w) * 0x9E3779B97F4A7C15) >> (64 - filterBits) }
 
 // normalForms lists the ways a value is written before any encoding.
-func normalForms(kind, v, region string) ([]string, error) {
+func normalForms(kind flow.Kind, v, region string) ([]string, error) {
 	forms := []string{v, strings.ToLower(v), strings.ToUpper(v)}
 	switch kind {
 	case PhoneNumber, Contact:
@@ -237,14 +240,18 @@ func (k *Known) scan(text string, fn func(p *pattern)) {
 // several forms at once is reported once, in its plainest form.
 func (k *Known) Match(text string) []Hit {
 	var hits []Hit
-	seen := map[string]bool{}
+	type found struct {
+		kind  flow.Kind
+		value string
+	}
+	seen := map[found]bool{}
 	k.scan(text, func(p *pattern) {
-		key := p.kind + "\x00" + p.value
+		key := found{p.kind, p.value}
 		if seen[key] {
 			return
 		}
 		seen[key] = true
-		hits = append(hits, Hit{Kind: p.kind, Value: p.value, Path: p.form, Method: ByKnown, Confidence: 0.99})
+		hits = append(hits, Hit{Kind: p.kind, Value: p.value, Path: p.form, Method: flow.MethodKnown, Confidence: 0.99})
 	})
 	return hits
 }

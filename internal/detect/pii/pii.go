@@ -5,14 +5,16 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"phonehome/internal/flow"
 )
 
 // Hit is one piece of personal data found in a value.
 type Hit struct {
-	Kind       string
+	Kind       flow.Kind
 	Value      string
 	Path       string
-	Method     string
+	Method     flow.Method
 	Confidence float64
 }
 
@@ -68,7 +70,7 @@ var pairKeys = map[byte][]string{
 
 // rule says what a field name means and how its value must look.
 type rule struct {
-	kind  string
+	kind  flow.Kind
 	valid func(v string, numeric bool) bool
 	conf  float64
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"phonehome/internal/decode"
+	"phonehome/internal/flow"
 )
 
 func TestValues(t *testing.T) {
@@ -17,7 +18,7 @@ func TestValues(t *testing.T) {
 	cases := []struct {
 		key, text string
 		numeric   bool
-		want      string // kind, or "" for nothing
+		want      flow.Kind // kind, or "" for nothing
 	}{
 		{"imei", "356938035643809", false, IMEI},
 		{"deviceImei", "356938035643808", false, ""}, // fails Luhn
@@ -64,7 +65,7 @@ func TestValues(t *testing.T) {
 	}
 	for _, c := range cases {
 		hits := d.Scan([]decode.Value{{Path: "p:" + c.key, Key: c.key, Text: c.text, Numeric: c.numeric}})
-		got := ""
+		var got flow.Kind
 		if len(hits) > 0 {
 			got = hits[0].Kind
 		}
@@ -122,7 +123,9 @@ location: "52.5200,13.4050"
 	d.Known = k
 	otherHash := "4c1d1c5c2f0bb4e1a8e6f1f5f0a8d9b3" // an MD5 of something else: must not match
 	cases := []struct {
-		text, kind, path string
+		text string
+		kind flow.Kind
+		path string
 	}{
 		{"356938035643809", IMEI, "p"},
 		{"x=" + "5d5b9f6c4d45c1ba3a6a1c2ee02c7d3f", "", ""},
@@ -135,9 +138,10 @@ location: "52.5200,13.4050"
 	}
 	for _, c := range cases {
 		hits := d.Scan([]decode.Value{{Path: "p", Key: "x", Text: c.text}})
-		got, path := "", ""
+		var got flow.Kind
+		var path string
 		for _, h := range hits {
-			if h.Method == ByKnown {
+			if h.Method == flow.MethodKnown {
 				got, path = h.Kind, h.Path
 			}
 		}
@@ -162,7 +166,7 @@ location: "52.5200,13.4050"
 		}
 	}
 	hits := d.Scan([]decode.Value{{Path: "a", Key: "lat", Text: "52.5213"}, {Path: "b", Key: "lng", Text: "13.4101"}})
-	if len(hits) != 1 || hits[0].Method != ByKnown || hits[0].Kind != Location {
+	if len(hits) != 1 || hits[0].Method != flow.MethodKnown || hits[0].Kind != Location {
 		t.Errorf("home location: %+v", hits)
 	}
 	if _, err := ParseProfile([]byte("favourite_colour: blue")); err == nil || !strings.Contains(err.Error(), "favourite_colour") {

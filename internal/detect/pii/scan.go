@@ -8,6 +8,7 @@ import (
 	"github.com/nyaruka/phonenumbers"
 
 	"phonehome/internal/decode"
+	"phonehome/internal/flow"
 )
 
 // Field names whose values are never personal data, however they look:
@@ -52,19 +53,25 @@ func (d *Detector) phone(v string, keyed bool) (string, bool) {
 
 var reUAModel = regexp.MustCompile(`Android (\d[\d.]*);(?: [a-z]{2}[-_][A-Za-z]{2};)? ([^;)]+?)(?: Build/[^;)]*)?(?: MIUI/([^;) ]+))?\)`)
 
+// kindAt is a kind of data at a decode path.
+type kindAt struct {
+	kind flow.Kind
+	path string
+}
+
 // Scan finds personal data in the decoded values of one request.
 func (d *Detector) Scan(vals []decode.Value) []Hit { return d.ScanAppend(nil, vals) }
 
 // ScanAppend is Scan appending to hits[:0], so a caller can reuse the slice.
 func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 	hits = hits[:0]
-	hit := func(kind, value, path, method string, conf float64) {
+	hit := func(kind flow.Kind, value, path string, method flow.Method, conf float64) {
 		hits = append(hits, Hit{Kind: kind, Value: value, Path: path, Method: method, Confidence: conf})
 	}
 	var apps []decode.Value // values under an app-list key, joined into one finding
 	var lat, lng, sw, sh *decode.Value
 	var pkgs map[string][]decode.Value // package names by the field (or array) that holds them
-	var knownAt map[string]bool        // kind + path where a known value was found
+	var knownAt map[kindAt]bool        // where a known value was found
 	for i := range vals {
 		v := vals[i]
 		if d.Known != nil {
@@ -73,13 +80,13 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 				if h.Path != "" {
 					path += " › as " + h.Path
 				}
-				hit(h.Kind, h.Value, path, ByKnown, h.Confidence)
+				hit(h.Kind, h.Value, path, flow.MethodKnown, h.Confidence)
 				if knownAt == nil {
-					knownAt = map[string]bool{}
+					knownAt = map[kindAt]bool{}
 				}
-				knownAt[h.Kind+"\x00"+v.Path] = true
+				knownAt[kindAt{h.Kind, v.Path}] = true
 				if h.Kind == Contact { // someone else's number, not the user's own
-					knownAt[PhoneNumber+"\x00"+v.Path] = true
+					knownAt[kindAt{PhoneNumber, v.Path}] = true
 				}
 			}
 		}
@@ -111,7 +118,7 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 					sh = &vals[i]
 				}
 			} else if kind != "" && (text != "" && !v.Numeric || kind == OSVersion) {
-				hit(kind, text, v.Path, ByKey, 0.85)
+				hit(kind, text, v.Path, flow.MethodKey, 0.85)
 			}
 			continue
 		}
@@ -127,16 +134,16 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 			switch r.kind {
 			case PhoneNumber, Contact:
 				if n, ok := d.phone(text, true); ok {
-					hit(r.kind, n, v.Path, ByKey, r.conf)
+					hit(r.kind, n, v.Path, flow.MethodKey, r.conf)
 					continue
 				}
 			case Email:
 				if m := reEmail.FindString(text); m != "" {
-					hit(Email, m, v.Path, ByKey, r.conf)
+					hit(Email, m, v.Path, flow.MethodKey, r.conf)
 					continue
 				}
 				if hashOf(text) { // hashed for "privacy", still one person's address
-					hit(Email, text, v.Path, ByKey, r.conf-0.1)
+					hit(Email, text, v.Path, flow.MethodKey, r.conf-0.1)
 					continue
 				}
 			case AppList:
@@ -152,7 +159,7 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 						}
 					}
 					if n >= 2 {
-						hit(AppList, text, v.Path, ByKey, r.conf)
+						hit(AppList, text, v.Path, flow.MethodKey, r.conf)
 						continue
 					}
 				}
@@ -162,7 +169,7 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 					if hashOf(text) && r.kind != Password {
 						conf -= 0.1 // a hash of an identifier is still that identifier, but less surely
 					}
-					hit(kind, text, v.Path, ByKey, conf)
+					hit(kind, text, v.Path, flow.MethodKey, conf)
 					continue
 				}
 			}
@@ -172,17 +179,17 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 	if lat != nil && lng != nil && validCoord(lat.Text, false) && validCoord(lng.Text, false) {
 		// One place, not two numbers: the pair replaces its halves.
 		pair := lat.Text + "," + lng.Text
-		method, conf := ByKey, 0.9
+		method, conf := flow.MethodKey, 0.9
 		if d.Known != nil {
 			la, _ := strconv.ParseFloat(lat.Text, 64)
 			lo, _ := strconv.ParseFloat(lng.Text, 64)
 			if home, ok := d.Known.NearKnownLocation(la, lo); ok {
-				pair, method, conf = home, ByKnown, 0.95
+				pair, method, conf = home, flow.MethodKnown, 0.95
 			}
 		}
 		kept := hits[:0]
 		for _, h := range hits {
-			if h.Kind == Location && (h.Path == lat.Path || h.Path == lng.Path) && h.Method == ByKey {
+			if h.Kind == Location && (h.Path == lat.Path || h.Path == lng.Path) && h.Method == flow.MethodKey {
 				continue
 			}
 			kept = append(kept, h)
@@ -190,7 +197,7 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 		hits = append(kept, Hit{Kind: Location, Value: pair, Path: lat.Path, Method: method, Confidence: conf})
 	}
 	if sw != nil && sh != nil && allDigits(sw.Text) && allDigits(sh.Text) {
-		hit(ScreenSize, sw.Text+"x"+sh.Text, sw.Path, ByKey, 0.85)
+		hit(ScreenSize, sw.Text+"x"+sh.Text, sw.Path, flow.MethodKey, 0.85)
 	}
 	listed := map[string]bool{}
 	for _, a := range apps {
@@ -202,13 +209,13 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 			for i, x := range vs {
 				names[i] = x.Text
 			}
-			hit(AppList, strings.Join(names, ","), group, ByInference, 0.8)
+			hit(AppList, strings.Join(names, ","), group, flow.MethodInference, 0.8)
 		}
 	}
 	if len(knownAt) > 0 { // the same value found by name or shape too: keep the known finding only
 		kept := hits[:0]
 		for _, h := range hits {
-			if h.Method != ByKnown && knownAt[h.Kind+"\x00"+h.Path] {
+			if h.Method != flow.MethodKnown && knownAt[kindAt{h.Kind, h.Path}] {
 				continue
 			}
 			kept = append(kept, h)
@@ -224,23 +231,23 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 		if i := strings.LastIndex(path, "["); i > 0 {
 			path = path[:i]
 		}
-		hit(AppList, strings.Join(names, ","), path, ByKey, 0.9)
+		hit(AppList, strings.Join(names, ","), path, flow.MethodKey, 0.9)
 	} else if len(apps) == 1 {
-		hit(SenderApp, apps[0].Text, apps[0].Path, ByKey, 0.6)
+		hit(SenderApp, apps[0].Text, apps[0].Path, flow.MethodKey, 0.6)
 	}
 	return hits
 }
 
 // patterns recognises values by their shape alone, where the name said nothing.
-func (d *Detector) patterns(v decode.Value, text string, hit func(kind, value, path, method string, conf float64)) {
+func (d *Detector) patterns(v decode.Value, text string, hit func(kind flow.Kind, value, path string, method flow.Method, conf float64)) {
 	if strings.HasPrefix(v.Path, "header:User-Agent") || strings.EqualFold(v.Key, "user-agent") {
 		if m := reUAModel.FindStringSubmatch(text); m != nil {
-			hit(OSVersion, "Android "+m[1], v.Path, ByPattern, 0.9)
-			hit(DeviceModel, strings.TrimSpace(m[2]), v.Path, ByPattern, 0.9)
+			hit(OSVersion, "Android "+m[1], v.Path, flow.MethodPattern, 0.9)
+			hit(DeviceModel, strings.TrimSpace(m[2]), v.Path, flow.MethodPattern, 0.9)
 		}
 		if p := strings.Fields(text); len(p) > 0 {
 			if name, _, _ := strings.Cut(p[0], "/"); validPackage(name, false) && strings.Count(name, ".") >= 2 {
-				hit(SenderApp, name, v.Path, ByPattern, 0.8)
+				hit(SenderApp, name, v.Path, flow.MethodPattern, 0.8)
 			}
 		}
 		return
@@ -249,7 +256,7 @@ func (d *Detector) patterns(v decode.Value, text string, hit func(kind, value, p
 	// this runs on every value of every request.
 	if strings.IndexByte(text, '@') > 0 {
 		if m := reEmail.FindString(text); m != "" && !strings.Contains(m, "@2x.") {
-			hit(Email, m, v.Path, ByPattern, 0.9)
+			hit(Email, m, v.Path, flow.MethodPattern, 0.9)
 			return
 		}
 	}
@@ -258,17 +265,17 @@ func (d *Detector) patterns(v decode.Value, text string, hit func(kind, value, p
 	}
 	switch n := len(text); {
 	case n == 15 && validIMEI(text, false) && imeiPrefixes[text[:2]]:
-		hit(IMEI, text, v.Path, ByPattern, 0.85)
+		hit(IMEI, text, v.Path, flow.MethodPattern, 0.85)
 	case n >= 19 && n <= 22 && validICCID(text, false) && allDigits(text) && luhn(text):
-		hit(ICCID, text, v.Path, ByPattern, 0.85)
+		hit(ICCID, text, v.Path, flow.MethodPattern, 0.85)
 	case n == 17 && reMACSep.MatchString(text) && validMAC(text, false):
-		hit(MACAddress, text, v.Path, ByPattern, 0.8)
+		hit(MACAddress, text, v.Path, flow.MethodPattern, 0.8)
 	case text[0] == '+':
 		if n, ok := d.phone(text, false); ok {
-			hit(PhoneNumber, n, v.Path, ByPattern, 0.85)
+			hit(PhoneNumber, n, v.Path, flow.MethodPattern, 0.85)
 		}
 	case n >= 11 && n <= 40 && strings.IndexByte(text, ',') > 0 && validLatLng(text, false):
-		hit(Location, text, v.Path, ByPattern, 0.8)
+		hit(Location, text, v.Path, flow.MethodPattern, 0.8)
 	}
 }
 
@@ -297,7 +304,7 @@ func (d *Detector) effectiveKey(v decode.Value) *keyInfo {
 	return nil
 }
 
-var identifierKinds = map[string]bool{IMEI: true, IMSI: true, ICCID: true, SerialNumber: true, AndroidID: true,
+var identifierKinds = map[flow.Kind]bool{IMEI: true, IMSI: true, ICCID: true, SerialNumber: true, AndroidID: true,
 	AdvertisingID: true, MACAddress: true, InstallID: true, DeviceID: true, Email: true}
 
 // appendNorm appends k lowercased, letters and digits only.
@@ -327,7 +334,7 @@ func stripIndex(p string) string {
 var reAppsFlyerID = regexp.MustCompile(`^\d{13}-\d{6,20}$`)
 
 // refine sharpens what a field name said by what the value looks like.
-func refine(kind, v string) string {
+func refine(kind flow.Kind, v string) flow.Kind {
 	if kind == DeviceID && len(v) == 16 && allHex(v) {
 		return AndroidID // Android's ANDROID_ID is 16 hex digits, whatever the SDK calls it
 	}
@@ -350,9 +357,9 @@ func isPackageName(v string) bool {
 // Positional formats: SDKs that send device details as an array, not named fields.
 // Facebook's "extinfo": version, package, version code, version name, OS version,
 // model, locale, time zone, carrier, width, height, density, ...
-var extinfo = []string{"", SenderApp, "", AppVersion, OSVersion, DeviceModel, Locale, Timezone, Carrier, ScreenSize, ScreenSize}
+var extinfo = []flow.Kind{"", SenderApp, "", AppVersion, OSVersion, DeviceModel, Locale, Timezone, Carrier, ScreenSize, ScreenSize}
 
-func positional(v decode.Value) (string, bool) {
+func positional(v decode.Value) (flow.Kind, bool) {
 	if !strings.EqualFold(v.Key, "extinfo") || !strings.HasSuffix(v.Path, "]") {
 		return "", false
 	}
