@@ -4,8 +4,14 @@
 // results to the flow. It works on one flow at a time, so the offline reader and
 // the live proxy share it.
 //
-// Contract: Inspect reads the observed request and only writes the flow's
-// Findings, Dest, App and Notes. It is safe for concurrent use.
+// Contract: Inspect (and InspectWith) reads the observed request and only
+// writes the flow's Findings, Dest, App and Notes. It is safe for concurrent
+// use.
+//
+// The request is decoded once per call, into a decoder kept in a pool;
+// InspectWith lends the decoded values to a later stage (the summary) for the
+// length of a callback, so that it reads the same tree instead of decoding the
+// body again, and no tree is allocated per flow.
 package detect
 
 import (
@@ -52,22 +58,60 @@ func New(kb *trackers.KB, d *pii.Detector, lim decode.Limits) *Engine {
 
 // Inspect attaches destination, app and findings to f.
 func (e *Engine) Inspect(f *flow.Flow) {
+	e.destination(f)
+	if f.Request == nil {
+		return
+	}
+	wk := e.worker()
+	defer e.workers.Put(wk)
+	e.findings(f, wk)
+}
+
+// InspectWith is Inspect that also hands the decoded request to use, on the
+// caller's goroutine, once, after f's destination, app and findings are set:
+// vals are the values decoded from f.Request (nil when f has no request).
+// vals belongs to the engine's pooled decoder and is reused once use returns:
+// use may keep the strings in it, never the slice, and changes nothing in it.
+// A nil use is Inspect.
+func (e *Engine) InspectWith(f *flow.Flow, use func(f *flow.Flow, vals []decode.Value)) {
+	e.destination(f)
+	if f.Request == nil {
+		if use != nil {
+			use(f, nil)
+		}
+		return
+	}
+	wk := e.worker()
+	defer e.workers.Put(wk) // after use: nobody else has the decoder meanwhile
+	vals := e.findings(f, wk)
+	if use != nil {
+		use(f, vals)
+	}
+}
+
+// worker takes a worker from the pool, or makes one.
+func (e *Engine) worker() *worker {
+	if wk, _ := e.workers.Get().(*worker); wk != nil {
+		return wk
+	}
+	return &worker{seen: map[findingKey]struct{}{}}
+}
+
+// destination names who receives f, by its host.
+func (e *Engine) destination(f *flow.Flow) {
 	host := f.HostOrAddr()
 	if entry, ok := e.kb.Lookup(host); ok {
 		f.Dest = flow.Destination{Owner: entry.Owner, Category: entry.Category, SDK: entry.SDK, List: entry.List}
 	}
 	f.Dest.Site = trackers.Site(host)
+}
+
+// findings decodes f.Request with wk's decoder and attaches the app, the
+// party and the findings. It returns the decoded values, valid until wk's
+// decoder is used again (the findings copy what they keep).
+func (e *Engine) findings(f *flow.Flow, wk *worker) []decode.Value {
 	r := f.Request
-	if r == nil {
-		return
-	}
-	req := decode.FromFlow(r)
-	wk, _ := e.workers.Get().(*worker)
-	if wk == nil {
-		wk = &worker{seen: map[findingKey]struct{}{}}
-	}
-	defer e.workers.Put(wk)
-	res := wk.dec.Decode(req, e.limits) // valid until dec is used again: hits copy what they keep
+	res := wk.dec.Decode(decode.FromFlow(r), e.limits)
 	for _, l := range res.Limits {
 		f.Note(flow.NoteDecodeLimit, "decode: "+l)
 	}
@@ -104,6 +148,7 @@ func (e *Engine) Inspect(f *flow.Flow) {
 		f.Findings = append(f.Findings, flow.Finding{Kind: OpaquePayload, Value: fmt.Sprintf("%d bytes, %.1f bits/byte", o.Size, o.Entropy),
 			Path: o.Path, Method: flow.MethodInference, Confidence: 0.6})
 	}
+	return res.Values
 }
 
 // party decides whether the destination belongs to whoever sent the request:

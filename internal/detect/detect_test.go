@@ -3,6 +3,7 @@ package detect
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -136,5 +137,35 @@ func BenchmarkInspectProxied(b *testing.B) {
 	for b.Loop() {
 		f := &flow.Flow{Host: "127.0.0.1", Transport: flow.TransportHTTP, Request: req, Response: resp}
 		e.Inspect(f)
+	}
+}
+
+// TestInspectWith: the values handed over are the request as decode decodes
+// it, handed once per flow after the findings are on it, and the findings are
+// Inspect's.
+func TestInspectWith(t *testing.T) {
+	e := New(trackers.Builtin(), pii.New(""), decode.Limits{})
+	for _, f := range exampleFlows(t) {
+		g := &flow.Flow{Host: f.Host, Server: f.Server, Transport: f.Transport, Request: f.Request}
+		calls := 0
+		e.InspectWith(g, func(got *flow.Flow, vals []decode.Value) {
+			calls++
+			if got != g || len(got.Findings) != len(f.Findings) {
+				t.Errorf("%s: handed %p with %d findings, want %p with %d", f.HostOrAddr(), got, len(got.Findings), g, len(f.Findings))
+			}
+			var want []decode.Value
+			if f.Request != nil {
+				want = decode.Decode(decode.FromFlow(f.Request), decode.Limits{}).Values
+			}
+			if !slices.Equal(vals, want) {
+				t.Errorf("%s: handed %d values, decode finds %d", f.HostOrAddr(), len(vals), len(want))
+			}
+		})
+		if calls != 1 {
+			t.Errorf("%s: use called %d times", f.HostOrAddr(), calls)
+		}
+		if !slices.Equal(g.Findings, f.Findings) || g.Dest != f.Dest || g.App != f.App {
+			t.Errorf("%s: InspectWith found %+v, Inspect %+v", f.HostOrAddr(), g.Findings, f.Findings)
+		}
 	}
 }

@@ -53,8 +53,9 @@ type Summary struct {
 	last       time.Time
 	endpoints  map[string]*Endpoint // host + "\x00" + path template
 	ids        *idTable
-	times      []stamp // one per request or connection, for the timeline
-	dec        decode.Decoder
+	times      []stamp        // one per request or connection, for the timeline
+	dec        decode.Decoder // for Add: flows that come with no decoded tree
+	decodes    int            // requests dec decoded (tests read it)
 	spare      []decode.Value
 	rng        uint64
 	classified bool
@@ -75,8 +76,20 @@ func NewSummary() *Summary {
 		endpoints: map[string]*Endpoint{}, ids: newIDTable()}
 }
 
-// Add counts one flow.
-func (s *Summary) Add(f *flow.Flow) {
+// Add counts one flow, decoding its request again to learn its endpoint's
+// fields: for flows that come with findings and no decoded tree (a stored
+// session). Where the request was just decoded, AddDecoded reads that tree.
+func (s *Summary) Add(f *flow.Flow) { s.add(f, nil, false) }
+
+// AddDecoded is Add for a flow whose request was just decoded, by detection:
+// it learns from vals, the values decoded from f.Request, and decodes
+// nothing. It reads vals during the call only, so it can be handed to
+// detect.Engine.InspectWith as is. The report is the same as Add's when vals
+// were decoded with the same limits.
+func (s *Summary) AddDecoded(f *flow.Flow, vals []decode.Value) { s.add(f, vals, true) }
+
+// add counts one flow; decoded says vals are f.Request's values.
+func (s *Summary) add(f *flow.Flow, vals []decode.Value, decoded bool) {
 	s.flows++
 	if f.Client.Addr.IsValid() {
 		s.clients[f.Client.Addr] = true
@@ -138,7 +151,7 @@ func (s *Summary) Add(f *flow.Flow) {
 		s.times = append(s.times, stamp{f.Start.UnixNano(), d})
 	}
 	if f.Request != nil && !s.NoSchema {
-		s.learn(f, d)
+		s.learn(f, d, vals, decoded)
 	}
 	d.BytesUp += f.BytesUp
 	d.BytesDown += f.BytesDown
@@ -164,9 +177,10 @@ func (s *Summary) Add(f *flow.Flow) {
 // left out still count toward the identifiers.
 const learnAll = 1000
 
-// learn decodes the request again (flows from a store carry findings, not
-// decoded values) and feeds its endpoint and the identifier table.
-func (s *Summary) learn(f *flow.Flow, d *Destination) {
+// learn feeds the request's values to its endpoint and the identifier table,
+// decoding the request first unless decoded (flows from a store carry
+// findings, not decoded values).
+func (s *Summary) learn(f *flow.Flow, d *Destination, vals []decode.Value, decoded bool) {
 	s.classified = false
 	path := endpointPath(f.Request.URL)
 	k := d.Host + "\x00" + path
@@ -185,10 +199,13 @@ func (s *Summary) learn(f *flow.Flow, d *Destination) {
 		s.spare = s.ids.addFindings(owner, d.Host, f.Findings, s.spare)
 		return
 	}
-	res := s.dec.Decode(decode.FromFlow(f.Request), decode.Limits{})
+	if !decoded {
+		vals = s.dec.Decode(decode.FromFlow(f.Request), decode.Limits{}).Values
+		s.decodes++
+	}
 	kinds := findingKinds(f.Findings)
-	e.learn(f.Client.Addr, res.Values, kinds)
-	s.ids.add(owner, d.Host, res.Values, kindsOf(res.Values, kinds))
+	e.learn(f.Client.Addr, vals, kinds)
+	s.ids.add(owner, d.Host, vals, kindsOf(vals, kinds))
 }
 
 // random is a fixed-seed xorshift generator: which requests of a busy endpoint
