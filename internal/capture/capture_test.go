@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -476,5 +477,75 @@ func TestBigEndianPcapng(t *testing.T) {
 	var fe *pcap.FormatError
 	if !errors.As(err, &fe) || !strings.Contains(err.Error(), "truncated pcapng block") {
 		t.Errorf("cut pcapng: %v", err)
+	}
+}
+
+// pcapngBlocks lists the offset of every block of a pcapng file in one byte order.
+func pcapngBlocks(t *testing.T, b []byte, order binary.ByteOrder) []int {
+	t.Helper()
+	var offs []int
+	for off := 0; off+8 <= len(b); off += int(order.Uint32(b[off+4:])) {
+		offs = append(offs, off)
+	}
+	return offs
+}
+
+// TestPacketNumbersAreWiresharkFrames cuts and corrupts committed captures
+// where the frame number Wireshark shows is known: errors must name that
+// frame, not the count of pcapng blocks (the section header, interface
+// descriptions and statistics are not frames).
+func TestPacketNumbersAreWiresharkFrames(t *testing.T) {
+	mixed, err := os.ReadFile("testdata/mixed.pcapng")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// dumpcap wrote a section header (offset 0), an interface description
+	// (164), 139 enhanced packet blocks from 284 and a statistics block at
+	// the end (143580): the fourth packet is the sixth block, at 660.
+	blocks := pcapngBlocks(t, mixed, binary.LittleEndian)
+	if len(blocks) != 142 || blocks[5] != 660 || blocks[141] != 143580 {
+		t.Fatalf("mixed.pcapng changed: %d blocks", len(blocks))
+	}
+	badTrailer := bytes.Clone(mixed)
+	binary.LittleEndian.PutUint32(badTrailer[blocks[11]-4:], 1) // the end of the block at 1556, the ninth packet
+	be := bigEndianPcapng(t, "testdata/http-ethernet.pcap")
+	// section, two interfaces, then a packet and a statistics block in turn
+	beBlocks := pcapngBlocks(t, be, binary.BigEndian)
+	classic, err := os.ReadFile("testdata/http-ethernet.pcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"cut in the fourth packet", mixed[:760],
+			"read cut: packet 4 at offset 660: truncated pcapng block: needs 200 bytes, file has 100"},
+		{"cut in the interface description", mixed[:200],
+			"read cut: at offset 164: truncated pcapng block: needs 120 bytes, file has 36"},
+		{"cut in the statistics after the last packet", mixed[:blocks[141]+50],
+			"read cut: at offset 143580, after packet 139: truncated pcapng block: needs 108 bytes, file has 50"},
+		{"ninth packet's lengths differ", badTrailer,
+			"read cut: packet 9 at offset 1556: pcapng block lengths at start and end differ (corrupt file?)"},
+		{"big-endian, cut in the third packet", be[:beBlocks[7]+20],
+			fmt.Sprintf("read cut: packet 3 at offset %d: truncated pcapng block: needs %d bytes, file has 20", beBlocks[7], beBlocks[8]-beBlocks[7])},
+		{"big-endian, cut in a packet block's header", be[:beBlocks[9]+6],
+			fmt.Sprintf("read cut: at offset %d, after packet 3: truncated pcapng block header: needs 8 bytes, file has 6", beBlocks[9])},
+		{"classic pcap, cut in the header of the twelfth packet", classic[:1538+10],
+			"read cut: packet 12 at offset 1538: truncated packet header: needs 16 bytes, file has 10"},
+		{"classic pcap, cut file header", classic[:20],
+			"read cut: at offset 0: truncated pcap file header"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Read(bytes.NewReader(c.data), "cut", Options{}, func(*flow.Flow) {})
+			var fe *pcap.FormatError
+			if !errors.As(err, &fe) {
+				t.Fatalf("want a FormatError, got %v", err)
+			}
+			if err.Error() != c.want {
+				t.Errorf("got  %s\nwant %s", err, c.want)
+			}
+		})
 	}
 }

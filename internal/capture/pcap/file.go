@@ -45,21 +45,33 @@ type record struct {
 
 // FormatError describes where a capture file stopped making sense. Everything
 // read before Offset has already been turned into flows.
+//
+// Packets are numbered as Wireshark numbers its frames, so that a user can go
+// to the spot: from 1, counting in pcapng only the blocks that hold a packet
+// (enhanced, simple and obsolete packet blocks), not the section headers,
+// interface descriptions and statistics between them.
 type FormatError struct {
-	Packet int   // 1-based number of the packet (or pcapng block) being read
-	Offset int64 // byte offset in the file where it began
+	Packet int   // number of the packet being read; 0 when the damage is outside a packet
+	After  int   // when Packet is 0: packets read before the damage
+	Offset int64 // byte offset in the file where the damaged record or block began
 	Msg    string
 }
 
 func (e *FormatError) Error() string {
-	return fmt.Sprintf("packet %d at offset %d: %s", e.Packet, e.Offset, e.Msg)
+	switch {
+	case e.Packet > 0:
+		return fmt.Sprintf("packet %d at offset %d: %s", e.Packet, e.Offset, e.Msg)
+	case e.After > 0:
+		return fmt.Sprintf("at offset %d, after packet %d: %s", e.Offset, e.After, e.Msg)
+	}
+	return fmt.Sprintf("at offset %d: %s", e.Offset, e.Msg)
 }
 
 // fileReader reads records from a pcap or pcapng stream without copying them.
 type fileReader struct {
 	br     *bufio.Reader
 	off    int64 // bytes consumed
-	n      int   // packets (or blocks) read
+	n      int   // packets read whole (pcapng blocks without a packet not counted)
 	ng     bool
 	order  binary.ByteOrder
 	nano   bool   // pcap: nanosecond timestamps
@@ -103,7 +115,7 @@ func newFileReader(r io.Reader) (*fileReader, error) {
 	}
 	h, err := fr.br.Peek(24)
 	if err != nil {
-		return nil, &FormatError{0, 0, "truncated pcap file header"}
+		return nil, &FormatError{Offset: 0, Msg: "truncated pcap file header"}
 	}
 	switch binary.LittleEndian.Uint32(h) {
 	case 0xa1b2c3d4:
@@ -120,7 +132,7 @@ func newFileReader(r io.Reader) (*fileReader, error) {
 	// The upper bits of the link type field carry FCS information.
 	fr.link = fr.order.Uint32(h[20:]) & 0x0fffffff
 	if !linkSupported(fr.link) {
-		return nil, &FormatError{0, 20, fmt.Sprintf("unsupported link type %d (phonehome reads %s)", fr.link, supportedLinks)}
+		return nil, &FormatError{Offset: 20, Msg: fmt.Sprintf("unsupported link type %d (phonehome reads %s)", fr.link, supportedLinks)}
 	}
 	fr.discard(24)
 	return fr, nil
@@ -159,8 +171,17 @@ func (fr *fileReader) take(n int) ([]byte, error) {
 	return b, nil
 }
 
-func (fr *fileReader) truncated(start int64, what string, need, have int) error {
-	return &FormatError{fr.n, start, fmt.Sprintf("truncated %s: needs %d bytes, file has %d", what, need, have)}
+// damaged describes damage in the record or block that began at start: the
+// packet being read when pkt is set, otherwise a block between packets.
+func (fr *fileReader) damaged(pkt bool, start int64, msg string) error {
+	if pkt {
+		return &FormatError{Packet: fr.n + 1, Offset: start, Msg: msg}
+	}
+	return &FormatError{After: fr.n, Offset: start, Msg: msg}
+}
+
+func (fr *fileReader) truncated(pkt bool, start int64, what string, need, have int) error {
+	return fr.damaged(pkt, start, fmt.Sprintf("truncated %s: needs %d bytes, file has %d", what, need, have))
 }
 
 // next returns the next packet record, io.EOF at a clean end, or a *FormatError.
@@ -173,19 +194,18 @@ func (fr *fileReader) next(rec *record) error {
 	if len(h) == 0 && err != nil {
 		return io.EOF
 	}
-	fr.n++
 	if len(h) < 16 {
-		return fr.truncated(start, "packet header", 16, len(h))
+		return fr.truncated(true, start, "packet header", 16, len(h))
 	}
 	sec, frac := fr.order.Uint32(h), fr.order.Uint32(h[4:])
 	incl, orig := fr.order.Uint32(h[8:]), fr.order.Uint32(h[12:])
 	if incl > 256<<20 {
-		return &FormatError{fr.n, start, fmt.Sprintf("packet length %d is impossible (corrupt file?)", incl)}
+		return fr.damaged(true, start, fmt.Sprintf("packet length %d is impossible (corrupt file?)", incl))
 	}
 	fr.discard(16)
 	data, err := fr.take(int(incl))
 	if err != nil {
-		return fr.truncated(start, "packet data", int(incl), len(data))
+		return fr.truncated(true, start, "packet data", int(incl), len(data))
 	}
 	if fr.nano {
 		rec.ts = time.Unix(int64(sec), int64(frac))
@@ -193,8 +213,18 @@ func (fr *fileReader) next(rec *record) error {
 		rec.ts = time.Unix(int64(sec), int64(frac)*1000)
 	}
 	rec.link, rec.data, rec.origLen = fr.link, data, int(orig)
+	fr.n++
 	return nil
 }
+
+// pcapng block types.
+const (
+	ngSection   = 0x0a0d0d0a // the same in either byte order
+	ngInterface = 1
+	ngObsolete  = 2 // obsolete packet block
+	ngSimple    = 3
+	ngEnhanced  = 6
+)
 
 func (fr *fileReader) nextNG(rec *record) error {
 	for {
@@ -203,15 +233,19 @@ func (fr *fileReader) nextNG(rec *record) error {
 		if len(h) == 0 && err != nil {
 			return io.EOF
 		}
-		fr.n++
 		if len(h) < 8 {
-			return fr.truncated(start, "pcapng block header", 8, len(h))
+			return fr.truncated(false, start, "pcapng block header", 8, len(h))
 		}
 		btype := binary.LittleEndian.Uint32(h)
-		if btype == 0x0a0d0d0a {
+		if btype != ngSection && fr.order != nil {
+			btype = fr.order.Uint32(h)
+		}
+		pkt := btype == ngEnhanced || btype == ngSimple || btype == ngObsolete
+		fail := func(msg string) error { return fr.damaged(pkt, start, msg) }
+		if btype == ngSection {
 			bom, err := fr.br.Peek(12)
 			if err != nil {
-				return fr.truncated(start, "pcapng section header", 12, len(bom))
+				return fr.truncated(false, start, "pcapng section header", 12, len(bom))
 			}
 			switch binary.LittleEndian.Uint32(bom[8:]) {
 			case 0x1a2b3c4d:
@@ -219,52 +253,52 @@ func (fr *fileReader) nextNG(rec *record) error {
 			case 0x4d3c2b1a:
 				fr.order = binary.BigEndian
 			default:
-				return &FormatError{fr.n, start, "pcapng section header has an unknown byte-order magic"}
+				return fail("pcapng section header has an unknown byte-order magic")
 			}
 			fr.ifaces = fr.ifaces[:0] // interfaces are numbered per section
 		} else if fr.order == nil {
-			return &FormatError{fr.n, start, "pcapng block before any section header"}
+			return fail("pcapng block before any section header")
 		}
 		blen := fr.order.Uint32(h[4:])
 		if blen < 12 || blen%4 != 0 || blen > 256<<20 {
-			return &FormatError{fr.n, start, fmt.Sprintf("pcapng block length %d is invalid (corrupt file?)", blen)}
+			return fail(fmt.Sprintf("pcapng block length %d is invalid (corrupt file?)", blen))
 		}
 		blk, err := fr.take(int(blen))
 		if err != nil {
-			return fr.truncated(start, "pcapng block", int(blen), len(blk))
+			return fr.truncated(pkt, start, "pcapng block", int(blen), len(blk))
 		}
 		if fr.order.Uint32(blk[blen-4:]) != blen {
-			return &FormatError{fr.n, start, "pcapng block lengths at start and end differ (corrupt file?)"}
+			return fail("pcapng block lengths at start and end differ (corrupt file?)")
 		}
 		body := blk[8 : blen-4]
-		switch fr.order.Uint32(blk) {
-		case 1: // interface description
+		switch btype {
+		case ngInterface:
 			if len(body) < 8 {
-				return &FormatError{fr.n, start, "pcapng interface block too short"}
+				return fail("pcapng interface block too short")
 			}
 			ifc := ngIface{link: uint32(fr.order.Uint16(body)), snaplen: fr.order.Uint32(body[4:]), tsUnit: 1e-6}
 			fr.parseIfaceOptions(body[8:], &ifc)
 			fr.ifaces = append(fr.ifaces, ifc)
-		case 6: // enhanced packet
+		case ngEnhanced:
 			if len(body) < 20 {
-				return &FormatError{fr.n, start, "pcapng packet block too short"}
+				return fail("pcapng packet block too short")
 			}
 			id := fr.order.Uint32(body)
 			if int(id) >= len(fr.ifaces) {
-				return &FormatError{fr.n, start, fmt.Sprintf("packet names interface %d, but only %d were described", id, len(fr.ifaces))}
+				return fail(fmt.Sprintf("packet names interface %d, but only %d were described", id, len(fr.ifaces)))
 			}
 			caplen := fr.order.Uint32(body[12:])
 			if int(caplen) > len(body)-20 {
-				return &FormatError{fr.n, start, fmt.Sprintf("captured length %d exceeds its block", caplen)}
+				return fail(fmt.Sprintf("captured length %d exceeds its block", caplen))
 			}
 			ts := uint64(fr.order.Uint32(body[4:]))<<32 | uint64(fr.order.Uint32(body[8:]))
 			ifc := &fr.ifaces[id]
 			rec.ts = ngTime(ts, ifc.tsUnit)
 			rec.link, rec.data, rec.origLen = ifc.link, body[20:20+caplen], int(fr.order.Uint32(body[16:]))
-			return fr.checkLink(rec.link, start)
-		case 3: // simple packet: interface 0, no timestamp
+			return fr.packetRead(rec.link, start)
+		case ngSimple: // interface 0, no timestamp
 			if len(fr.ifaces) == 0 || len(body) < 4 {
-				return &FormatError{fr.n, start, "pcapng simple packet block without an interface"}
+				return fail("pcapng simple packet block without an interface")
 			}
 			orig := fr.order.Uint32(body)
 			caplen := min(uint32(len(body)-4), orig)
@@ -272,32 +306,35 @@ func (fr *fileReader) nextNG(rec *record) error {
 				caplen = s
 			}
 			rec.ts, rec.link, rec.data, rec.origLen = time.Time{}, fr.ifaces[0].link, body[4:4+caplen], int(orig)
-			return fr.checkLink(rec.link, start)
-		case 2: // obsolete packet block
+			return fr.packetRead(rec.link, start)
+		case ngObsolete:
 			if len(body) < 20 {
-				return &FormatError{fr.n, start, "pcapng packet block too short"}
+				return fail("pcapng packet block too short")
 			}
 			id := int(fr.order.Uint16(body))
 			if id >= len(fr.ifaces) {
-				return &FormatError{fr.n, start, fmt.Sprintf("packet names interface %d, but only %d were described", id, len(fr.ifaces))}
+				return fail(fmt.Sprintf("packet names interface %d, but only %d were described", id, len(fr.ifaces)))
 			}
 			caplen := fr.order.Uint32(body[12:])
 			if int(caplen) > len(body)-20 {
-				return &FormatError{fr.n, start, fmt.Sprintf("captured length %d exceeds its block", caplen)}
+				return fail(fmt.Sprintf("captured length %d exceeds its block", caplen))
 			}
 			ts := uint64(fr.order.Uint32(body[4:]))<<32 | uint64(fr.order.Uint32(body[8:]))
 			rec.ts = ngTime(ts, fr.ifaces[id].tsUnit)
 			rec.link, rec.data, rec.origLen = fr.ifaces[id].link, body[20:20+caplen], int(fr.order.Uint32(body[16:]))
-			return fr.checkLink(rec.link, start)
+			return fr.packetRead(rec.link, start)
 		}
 		// Other blocks (statistics, name resolution, decryption secrets, custom) carry no packets.
 	}
 }
 
-func (fr *fileReader) checkLink(lt uint32, start int64) error {
+// packetRead counts the pcapng packet block just read, unless its link type
+// is one phonehome cannot decode.
+func (fr *fileReader) packetRead(lt uint32, start int64) error {
 	if !linkSupported(lt) {
-		return &FormatError{fr.n, start, fmt.Sprintf("unsupported link type %d (phonehome reads %s)", lt, supportedLinks)}
+		return fr.damaged(true, start, fmt.Sprintf("unsupported link type %d (phonehome reads %s)", lt, supportedLinks))
 	}
+	fr.n++
 	return nil
 }
 
