@@ -21,12 +21,16 @@ import (
 	"phonehome/internal/netctl"
 )
 
-// interception is a running ARP spoof with its kernel changes.
+// interception is a running ARP spoof with its kernel changes. It spoofs
+// from the moment it is started until Close, which heals and undoes
+// everything; a start that fails undoes what it did through the same Close.
 type interception struct {
 	setup   *netctl.Setup
 	spoofer *netctl.Spoofer
 	cancel  context.CancelFunc
 	done    chan error
+	stderr  io.Writer
+	spoofed bool // replies may have gone out: the caches need healing
 }
 
 // stateDir holds the record of kernel changes, next to the CA.
@@ -41,7 +45,7 @@ func stateDir() (string, error) {
 // startInterception checks the plan, records and makes the kernel changes,
 // and starts spoofing. redirect describes where the device's traffic goes on
 // this machine (its Target is filled in here); nil only forwards.
-func startInterception(ctx context.Context, o lanOpts, redirect *netctl.Redirect, stderr io.Writer) (*interception, error) {
+func startInterception(o lanOpts, redirect *netctl.Redirect, stderr io.Writer) (*interception, error) {
 	target, err := netip.ParseAddr(o.target)
 	if err != nil || !target.Is4() {
 		return nil, fmt.Errorf("--spoof %q: name the device by its IPv4 address on this network (see your router's list of devices)", o.target)
@@ -75,9 +79,9 @@ func startInterception(ctx context.Context, o lanOpts, redirect *netctl.Redirect
 	if err != nil {
 		return nil, err
 	}
-	in := &interception{setup: setup}
+	in := &interception{setup: setup, stderr: stderr}
 	fail := func(err error) (*interception, error) {
-		if rerr := setup.Restore(); rerr != nil {
+		if rerr := in.Close(); rerr != nil {
 			err = fmt.Errorf("%w (and restoring: %v)", err, rerr)
 		}
 		return nil, err
@@ -87,6 +91,7 @@ func startInterception(ctx context.Context, o lanOpts, redirect *netctl.Redirect
 	if err != nil {
 		return fail(err)
 	}
+	in.spoofer = sp
 	sysctls := [][2]string{{"net/ipv4/ip_forward", "1"}}
 	for _, c := range []string{"all", "default", ifi.Name} {
 		// redirects would tell the device to bypass us; the effective value is all OR interface
@@ -97,23 +102,20 @@ func startInterception(ctx context.Context, o lanOpts, redirect *netctl.Redirect
 	}
 	for _, s := range sysctls {
 		if err := setup.Sysctl(s[0], s[1]); err != nil {
-			sp.Close()
 			return fail(err)
 		}
 	}
 	if redirect != nil {
 		redirect.Target, redirect.Target6 = target, sp.V6.Target
 		if err := setup.Nft(netctl.Table, redirect.Ruleset()); err != nil {
-			sp.Close()
 			return fail(err)
 		}
 	}
+	in.spoofed = true
 	if err := setup.Spoofing(sp.State()); err != nil {
-		sp.Heal()
 		return fail(err)
 	}
-	in.spoofer = sp
-	sctx, cancel := context.WithCancel(ctx)
+	sctx, cancel := context.WithCancel(context.Background())
 	in.cancel = cancel
 	in.done = make(chan error, 1)
 	go func() { in.done <- sp.Run(sctx) }()
@@ -124,15 +126,25 @@ func startInterception(ctx context.Context, o lanOpts, redirect *netctl.Redirect
 	return in, nil
 }
 
-// stop heals the ARP caches and undoes the kernel changes.
-func (in *interception) stop(stderr io.Writer) error {
-	in.cancel()
-	runErr := <-in.done
-	fmt.Fprintln(stderr, "telling the device and the gateway their real addresses again...")
-	healErr := in.spoofer.Heal()
-	if healErr == nil {
-		in.setup.Healed()
+// Close stops spoofing, heals the ARP caches and undoes the kernel changes,
+// as far as they were made.
+func (in *interception) Close() error {
+	var runErr, healErr error
+	if in.cancel != nil {
+		in.cancel()
+		runErr = <-in.done
+		in.cancel = nil
 	}
+	switch {
+	case in.spoofer != nil && in.spoofed:
+		fmt.Fprintln(in.stderr, "telling the device and the gateway their real addresses again...")
+		if healErr = in.spoofer.Heal(); healErr == nil {
+			in.setup.Healed()
+		}
+	case in.spoofer != nil:
+		in.spoofer.Close()
+	}
+	in.spoofer = nil
 	err := in.setup.Restore()
 	for _, e := range []error{runErr, healErr} {
 		if e != nil && err == nil {
@@ -164,52 +176,42 @@ func listenPort(a net.Addr) int {
 	return int(ap.Port())
 }
 
-// startSpoofMode starts the transparent proxy and the QUIC catcher, then the
-// interception that sends the device's traffic to them.
-func startSpoofMode(ctx context.Context, o runOpts, p *proxy.Proxy, dnsPort int, emit func(*flow.Flow), wg *sync.WaitGroup, stderr io.Writer) (*interception, error) {
+// spoofMode is run --spoof: the transparent proxy and the QUIC catcher, and
+// the interception that sends the device's traffic to them.
+type spoofMode struct {
+	in     *interception
+	tl     net.Listener
+	qc     net.PacketConn // nil with --allow-quic
+	p      *proxy.Proxy
+	done   func(*flow.Flow)
+	stderr io.Writer
+}
+
+// startSpoofMode opens the transparent proxy's and the QUIC catcher's
+// sockets and starts the interception; Run serves them, Close undoes it all.
+func startSpoofMode(o runOpts, p *proxy.Proxy, dnsPort int, done func(*flow.Flow), stderr io.Writer) (*spoofMode, error) {
 	ports, err := parsePorts(o.ports)
 	if err != nil {
 		return nil, err
 	}
-	tl, err := net.Listen("tcp", o.transparent)
-	if err != nil {
+	m := &spoofMode{p: p, done: done, stderr: stderr}
+	if m.tl, err = net.Listen("tcp", o.transparent); err != nil {
 		return nil, fmt.Errorf("run: --transparent %s: %w", o.transparent, err)
 	}
-	red := &netctl.Redirect{TCPPorts: ports, Proxy: listenPort(tl.Addr())}
+	red := &netctl.Redirect{TCPPorts: ports, Proxy: listenPort(m.tl.Addr())}
 	red.DNS = dnsPort
-	var qc net.PacketConn
 	if !o.lan.allowQUIC {
-		if qc, err = net.ListenPacket("udp", ":0"); err != nil {
-			tl.Close()
+		if m.qc, err = net.ListenPacket("udp", ":0"); err != nil {
+			m.Close()
 			return nil, fmt.Errorf("run: QUIC catcher: %w", err)
 		}
-		red.QUIC = listenPort(qc.LocalAddr())
+		red.QUIC = listenPort(m.qc.LocalAddr())
 	}
-	in, err := startInterception(ctx, o.lan, red, stderr)
-	if err != nil {
-		tl.Close()
-		if qc != nil {
-			qc.Close()
-		}
+	if m.in, err = startInterception(o.lan, red, stderr); err != nil {
+		m.Close()
 		return nil, err
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := transparent.Serve(ctx, tl, p, func(err error) { fmt.Fprintln(stderr, "phonehome: transparent:", err) }); err != nil {
-			fmt.Fprintln(stderr, "phonehome: transparent proxy:", err)
-		}
-	}()
-	if qc != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := transparent.ServeQUIC(ctx, qc, emit); err != nil {
-				fmt.Fprintln(stderr, "phonehome: QUIC catcher:", err)
-			}
-		}()
-	}
-	fmt.Fprintf(stderr, "transparent proxy on %s for TCP %s", tl.Addr(), o.ports)
+	fmt.Fprintf(stderr, "transparent proxy on %s for TCP %s", m.tl.Addr(), o.ports)
 	if red.DNS > 0 {
 		fmt.Fprintf(stderr, "; DNS to port %d", red.DNS)
 	}
@@ -217,7 +219,39 @@ func startSpoofMode(ctx context.Context, o runOpts, p *proxy.Proxy, dnsPort int,
 		fmt.Fprint(stderr, "; QUIC (UDP 443) dropped")
 	}
 	fmt.Fprintln(stderr)
-	return in, nil
+	return m, nil
+}
+
+// Run serves redirected connections and QUIC until ctx ends.
+func (m *spoofMode) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	if m.qc != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := transparent.ServeQUIC(ctx, m.qc, m.done); err != nil {
+				fmt.Fprintln(m.stderr, "phonehome: QUIC catcher:", err)
+			}
+		}()
+	}
+	err := transparent.Serve(ctx, m.tl, m.p, func(err error) { fmt.Fprintln(m.stderr, "phonehome: transparent:", err) })
+	wg.Wait()
+	return err
+}
+
+// Close heals the network and closes the sockets, as far as they were made.
+func (m *spoofMode) Close() error {
+	var err error
+	if m.in != nil {
+		err = m.in.Close()
+	}
+	if m.tl != nil {
+		m.tl.Close()
+	}
+	if m.qc != nil {
+		m.qc.Close()
+	}
+	return err
 }
 
 // spoofOnly runs phonehome spoof until ctx ends.
@@ -230,13 +264,13 @@ func spoofOnly(ctx context.Context, o lanOpts, ports string, stderr io.Writer) e
 		}
 		red = &netctl.Redirect{TCPPorts: ps, Proxy: o.redirect}
 	}
-	in, err := startInterception(ctx, o, red, stderr)
+	in, err := startInterception(o, red, stderr)
 	if err != nil {
 		return fmt.Errorf("spoof: %w", err)
 	}
 	fmt.Fprintln(stderr, "the device's traffic now passes through this machine; Ctrl-C to stop")
 	<-ctx.Done()
-	if err := in.stop(stderr); err != nil {
+	if err := in.Close(); err != nil {
 		return fmt.Errorf("spoof: restoring the network: %w", err)
 	}
 	fmt.Fprintln(stderr, "network restored")

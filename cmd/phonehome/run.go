@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -265,6 +264,9 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 	pl := pipeline.New(pipeline.Options{Engine: engine, Summary: summary, Store: st.Writer(context.Background(), sess),
 		Live: broker, Queue: true, RetryStore: true, Source: "proxy", StoreAdvice: storeAdvice,
 		FlushEvery: 500 * time.Millisecond}) // a crash loses at most the last half second
+	// What is started is closed, last first, through the same Close whether
+	// the run ends or a later part fails to start.
+	var parts stack
 	plDone := make(chan error, 1)
 	go func() { plDone <- pl.Run(context.Background()) }()
 	termDone := make(chan struct{})
@@ -272,19 +274,26 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 		defer close(termDone)
 		showLive(broker.Subscribe("terminal", 4096, nil), stdout, stderr)
 	}()
+	parts.push(func() {
+		if err := pl.Close(); err != nil {
+			fmt.Fprintln(stderr, "phonehome:", err)
+		}
+		<-plDone
+		broker.Close()
+		<-termDone
+	})
+	fail := func(err error) error {
+		ln.Close()
+		parts.close()
+		return err
+	}
 	if o.debugListen != "" {
 		stopDebug, err := serveDebug(o.debugListen, stderr)
 		if err != nil {
-			ln.Close()
-			pl.Close()
-			broker.Close()
-			return err
+			return fail(err)
 		}
-		defer stopDebug()
+		parts.push(stopDebug)
 	}
-
-	lanCtx, stopLAN := context.WithCancel(ctx)
-	defer stopLAN()
 	var resolver *dnsproxy.Server
 	popts := proxy.Options{Minter: minter, Upstream: up, MaxBody: o.maxBody, MaxMediaBody: o.maxMediaBody, Handler: pl, Allow: allow,
 		Ignore: o.ignore, Intercept: o.intercept, Name: func(a netip.Addr) string {
@@ -294,42 +303,29 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 			return ""
 		}}
 	p := proxy.New(popts)
-	var lanWG sync.WaitGroup
-	var in *interception
 	var dnsPort int
-	stopAll := func() {
-		stopLAN()
-		lanWG.Wait()
-		if err := pl.Close(); err != nil {
-			fmt.Fprintln(stderr, "phonehome:", err)
-		}
-		<-plDone
-		broker.Close()
-		<-termDone
-	}
 	if o.dns != "" || o.lan.target != "" {
-		if resolver, dnsPort, err = startResolver(lanCtx, o, pl, &lanWG, stderr); err != nil {
-			ln.Close()
-			stopAll()
-			return err
+		if resolver, err = startResolver(o, pl, stderr); err != nil {
+			return fail(err)
 		}
+		dnsPort = listenPortUDP(resolver.Addr())
+		parts.push(runPart(ctx, resolver.Run, resolver.Close, "DNS resolver", stderr))
 	}
 	if o.lan.target != "" {
-		if in, err = startSpoofMode(lanCtx, o, p, dnsPort, pl.Done, &lanWG, stderr); err != nil {
-			ln.Close()
-			stopAll()
-			return err
+		in, err := startSpoofMode(o, p, dnsPort, pl.Done, stderr)
+		if err != nil {
+			return fail(err)
 		}
+		parts.push(runPart(ctx, in.Run, func() error {
+			err := in.Close()
+			if err == nil {
+				fmt.Fprintln(stderr, "network restored: ARP caches healed, nftables rules removed, sysctls back")
+			}
+			return err
+		}, "restoring the network", stderr))
 	}
 	serveErr := p.Serve(ctx, ln)
-	if in != nil {
-		if err := in.stop(stderr); err != nil {
-			fmt.Fprintln(stderr, "phonehome: restoring the network:", err)
-		} else {
-			fmt.Fprintln(stderr, "network restored: ARP caches healed, nftables rules removed, sysctls back")
-		}
-	}
-	stopAll()
+	parts.close()
 	fmt.Fprintln(stdout)
 	if err := summary.WriteText(stdout); err != nil {
 		return err
@@ -397,13 +393,13 @@ func serveDebug(addr string, stderr io.Writer) (func(), error) {
 	return func() { srv.Close() }, nil
 }
 
-// startResolver runs the recording DNS resolver (--dns, or for --spoof).
-func startResolver(ctx context.Context, o runOpts, h capture.Handler, wg *sync.WaitGroup, stderr io.Writer) (*dnsproxy.Server, int, error) {
+// startResolver opens the recording DNS resolver (--dns, or for --spoof).
+func startResolver(o runOpts, h capture.Handler, stderr io.Writer) (*dnsproxy.Server, error) {
 	upstream := o.dnsUpstream
 	if upstream == "" {
 		var err error
 		if upstream, err = dnsproxy.SystemUpstream(); err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 	} else if _, _, err := net.SplitHostPort(upstream); err != nil {
 		upstream = net.JoinHostPort(upstream, "53")
@@ -412,25 +408,45 @@ func startResolver(ctx context.Context, o runOpts, h capture.Handler, wg *sync.W
 	if addr == "" {
 		addr = ":0"
 	}
-	pc, err := net.ListenPacket("udp", addr)
+	s, err := dnsproxy.Listen(addr, dnsproxy.Options{Upstream: upstream, Handler: h, BlockDoH: o.blockDoH})
 	if err != nil {
-		return nil, 0, fmt.Errorf("run: --dns %s: %w", addr, err)
+		return nil, fmt.Errorf("run: --dns %s: %w", addr, err)
 	}
-	tl, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
-		return nil, 0, fmt.Errorf("run: --dns %s (TCP): %w", addr, err)
+	fmt.Fprintf(stderr, "DNS resolver on %s, forwarding to %s\n", s.Addr(), upstream)
+	return s, nil
+}
+
+// stack is what a run started, closed last first.
+type stack []func()
+
+func (s *stack) push(f func()) { *s = append(*s, f) }
+
+// close closes everything, once.
+func (s *stack) close() {
+	for i := len(*s) - 1; i >= 0; i-- {
+		(*s)[i]()
 	}
-	s := dnsproxy.New(dnsproxy.Options{Upstream: upstream, Handler: h, BlockDoH: o.blockDoH})
-	wg.Add(1)
+	*s = nil
+}
+
+// runPart runs a part until it is closed (or ctx ends) and returns its
+// Close, which also waits for Run to return.
+func runPart(ctx context.Context, run func(context.Context) error, closeFn func() error, what string, stderr io.Writer) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
 	go func() {
-		defer wg.Done()
-		if err := s.ServeOn(ctx, pc, tl); err != nil {
-			fmt.Fprintln(stderr, "phonehome:", err)
+		defer close(done)
+		if err := run(ctx); err != nil && ctx.Err() == nil {
+			fmt.Fprintf(stderr, "phonehome: %s: %v\n", what, err)
 		}
 	}()
-	fmt.Fprintf(stderr, "DNS resolver on %s, forwarding to %s\n", pc.LocalAddr(), upstream)
-	return s, listenPortUDP(pc.LocalAddr()), nil
+	return func() {
+		cancel()
+		<-done
+		if err := closeFn(); err != nil {
+			fmt.Fprintf(stderr, "phonehome: %s: %v\n", what, err)
+		}
+	}
 }
 
 func listenPortUDP(a net.Addr) int {

@@ -39,6 +39,8 @@ type Server struct {
 	client *dns.Client
 	mu     sync.Mutex
 	names  map[netip.Addr]string
+	pc     net.PacketConn // opened by Listen
+	ln     net.Listener
 }
 
 // New returns a resolver.
@@ -179,6 +181,51 @@ func blocked(r *dns.Msg) *dns.Msg {
 		m.SetRcode(r, dns.RcodeNameError)
 	}
 	return m
+}
+
+// Listen opens a resolver on addr, over UDP and TCP on the same port; Run
+// serves it and Close closes it (also when Run never ran).
+func Listen(addr string, opts Options) (*Server, error) {
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	ln, err := net.Listen("tcp", pc.LocalAddr().String())
+	if err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("listen on %s (TCP): %w", pc.LocalAddr(), err)
+	}
+	s := New(opts)
+	s.pc, s.ln = pc, ln
+	return s, nil
+}
+
+// Addr is where a resolver opened by Listen answers.
+func (s *Server) Addr() net.Addr {
+	if s.pc == nil {
+		return nil
+	}
+	return s.pc.LocalAddr()
+}
+
+// Run answers on the sockets Listen opened until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	if s.pc == nil {
+		return errors.New("DNS: Run without Listen")
+	}
+	return s.ServeOn(ctx, s.pc, s.ln)
+}
+
+// Close closes the sockets Listen opened.
+func (s *Server) Close() error {
+	if s.pc == nil {
+		return nil
+	}
+	s.pc.Close()
+	if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 // Serve answers on addr over UDP and TCP until ctx ends.
