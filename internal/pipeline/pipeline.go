@@ -412,12 +412,18 @@ func (p *Pipeline) process(f *flow.Flow) {
 // inspect decodes the request once; detection and the summary read what it
 // found.
 func (p *Pipeline) inspect(f *flow.Flow) {
-	if p.opts.Engine != nil && !f.Inspected {
-		p.opts.Engine.Inspect(f)
+	e, sum := p.opts.Engine, p.opts.Summary
+	switch {
+	case e != nil && !f.Inspected && sum != nil:
+		e.InspectWith(f, sum.AddDecoded)
 		f.Inspected = true
-	}
-	if p.opts.Summary != nil {
-		p.opts.Summary.Add(f)
+	case e != nil && !f.Inspected:
+		e.Inspect(f)
+		f.Inspected = true
+	case sum != nil:
+		// detected before (a verdict needed it, or a stored session): the
+		// summary decodes what it learns from
+		sum.Add(f)
 	}
 }
 
