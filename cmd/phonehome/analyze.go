@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -161,24 +162,30 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 	// what it binds), so readers may reuse their buffers.
 	pl := pipeline.New(popts)
 	emit := pl.Done
-	var readErrs []error
+	var failed []readFailure
+	sources, flows := 0, 0
 	// Every sink here (table, flow lines, JSON, SQLite) is done with a flow's
 	// bytes when it returns: the store's driver copies what it binds.
 	opts := capture.Options{MaxBody: o.maxBody, Transient: true}
 	if o.example {
 		for _, ex := range example.Files() {
-			if _, err := capture.Read(bytes.NewReader(ex.Data), ex.Name, opts, emit); err != nil {
-				readErrs = append(readErrs, err)
+			sources++
+			res, err := capture.Read(bytes.NewReader(ex.Data), ex.Name, opts, emit)
+			flows += res.Flows
+			if err != nil {
+				failed = append(failed, readFailure{err, res.Flows})
 			}
 		}
 	}
 	for _, path := range files {
+		sources++
 		p := newProgress(stderr, path, o.noProgress)
 		opts.Progress = p.update
 		res, err := capture.ReadFile(path, opts, emit)
 		p.finish()
+		flows += res.Flows
 		if err != nil {
-			readErrs = append(readErrs, err)
+			failed = append(failed, readFailure{err, res.Flows})
 		}
 		if res.Pcap != nil && (res.Pcap.MissingBytes > 0 || res.Pcap.Malformed > 0) {
 			fmt.Fprintf(stderr, "%s: %s\n", path, res.Pcap)
@@ -193,7 +200,10 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 	if err := finishEvidence(); err != nil {
 		return err
 	}
-	if !o.flows || o.format != "text" {
+	// When every file failed before giving a flow there is nothing to report:
+	// an empty table would only contradict the errors.
+	nothingRead := len(failed) == sources && flows == 0
+	if !nothingRead && (!o.flows || o.format != "text") {
 		if err := writeReport(out, o.format, summary, "", "", color); err != nil {
 			return err
 		}
@@ -201,14 +211,87 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("analyze: write output: %w", err)
 	}
-	for _, err := range readErrs {
-		fmt.Fprintln(stderr, "phonehome:", err)
+	for _, f := range failed {
+		fmt.Fprintln(stderr, "phonehome:", f.message("analyze"))
 	}
-	if len(readErrs) > 0 {
-		fmt.Fprintln(stderr, "phonehome: what was read before the error is shown above")
+	if len(failed) > 0 {
 		return exitError{1}
 	}
 	return nil
+}
+
+// readFailure is a capture that could not be read to its end.
+type readFailure struct {
+	err   error
+	flows int // flows read before the error
+}
+
+// message says, once, what went wrong with the file and what of it is used,
+// for the command cmd: analyze shows the flows read before the damage, diff
+// compares them.
+func (f readFailure) message(cmd string) string {
+	name, cause := "", f.err.Error()
+	var ce *capture.Error
+	if errors.As(f.err, &ce) {
+		name, cause = ce.Name, ce.Err.Error()
+		if errors.Is(ce.Err, capture.ErrDirectory) {
+			if cmd == "analyze" {
+				cause += ": name the files in it, e.g. phonehome analyze " + captureGlob(ce.Name)
+			} else {
+				cause += ": name one capture file for each session"
+			}
+		}
+	}
+	shown := "shown"
+	if cmd == "diff" {
+		shown = "compared"
+	}
+	switch {
+	case name == "":
+		return cause
+	case f.flows == 0:
+		return fmt.Sprintf("nothing could be read from %s: %s", name, cause)
+	case f.flows == 1:
+		return fmt.Sprintf("read %s: %s; the flow read before the damage is %s", name, cause, shown)
+	}
+	return fmt.Sprintf("read %s: %s; the %d flows read before the damage are %s", name, cause, f.flows, shown)
+}
+
+// captureExts are the names capture files usually have.
+var captureExts = []string{".pcapng", ".pcap", ".cap", ".har", ".flows", ".mitm"}
+
+// captureGlob is a shell pattern for the capture files in dir: by the
+// extension most of them have (as written: a shell's * is case-sensitive),
+// *.pcap when none has one of captureExts.
+func captureGlob(dir string) string {
+	ext, most := ".pcap", 0
+	if entries, err := os.ReadDir(dir); err == nil {
+		count := map[string]int{}
+		for _, e := range entries {
+			if x := filepath.Ext(e.Name()); !e.IsDir() && slices.Contains(captureExts, strings.ToLower(x)) {
+				count[x]++
+			}
+		}
+		for x, n := range count {
+			if n > most || n == most && x < ext {
+				ext, most = x, n
+			}
+		}
+	}
+	return shellQuote(filepath.Clean(dir)) + string(filepath.Separator) + "*" + ext
+}
+
+// shellQuote quotes s for a POSIX shell when it holds anything but the
+// characters of a plain path.
+func shellQuote(s string) string {
+	plain := func(r rune) bool {
+		return r == '/' || r == '.' || r == '-' || r == '_' || r == '+' || r == ',' || r == ':' || r == '@' ||
+			r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+	}
+	if s != "" && strings.IndexFunc(s, func(r rune) bool { return !plain(r) }) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // openSession opens (or creates) the store at path and starts a session in it.

@@ -127,22 +127,25 @@ func summarizeFiles(o analyzeOpts, label string, ins []input, stderr io.Writer) 
 		summary.Add(f)
 	}
 	opts := capture.Options{MaxBody: o.maxBody, Transient: true}
-	var errs []string
+	var failed []string
 	for _, in := range ins {
+		var res capture.Result
 		if in.data != nil {
-			_, err = capture.Read(bytes.NewReader(in.data), in.name, opts, emit)
+			res, err = capture.Read(bytes.NewReader(in.data), in.name, opts, emit)
 		} else {
-			_, err = capture.ReadFile(in.name, opts, emit)
+			res, err = capture.ReadFile(in.name, opts, emit)
 		}
 		if err != nil {
-			errs = append(errs, err.Error())
+			failed = append(failed, readFailure{err, res.Flows}.message("diff"))
 		}
 	}
-	if len(errs) > 0 {
+	if len(failed) > 0 {
 		if summary.Flows() == 0 {
-			return nil, fmt.Errorf("diff: %s", strings.Join(errs, "; "))
+			return nil, fmt.Errorf("diff: %s", strings.Join(failed, "; "))
 		}
-		fmt.Fprintf(stderr, "phonehome: %s (what was read before the error is compared)\n", strings.Join(errs, "; "))
+		for _, m := range failed {
+			fmt.Fprintln(stderr, "phonehome:", m)
+		}
 	}
 	doc := summary.Doc()
 	doc.Session = label

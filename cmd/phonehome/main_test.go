@@ -106,7 +106,7 @@ func TestAnalyzeBadInput(t *testing.T) {
 	if code != 1 {
 		t.Errorf("exit %d", code)
 	}
-	for _, want := range []string{"notes.txt", "not pcap, pcapng, HAR or a mitmproxy flow file", "truncated.pcap: packet 12 at offset 1538", "read before the error"} {
+	for _, want := range []string{"notes.txt", "not pcap, pcapng, HAR or a mitmproxy flow file", "truncated.pcap: packet 12 at offset 1538", "the 2 flows read before the damage are shown"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)
 		}
@@ -127,6 +127,68 @@ func TestAnalyzeBadInput(t *testing.T) {
 	_, errOut, code = phonehome(t, "analyze", filepath.Join(dir, "missing.pcap"))
 	if code != 1 || !strings.Contains(errOut, "missing.pcap") {
 		t.Errorf("missing file: %d %s", code, errOut)
+	}
+}
+
+// TestReadErrorMessages: each file that could not be read is named once,
+// with the cause and what of it is shown; when nothing could be read at all
+// there is no report to contradict the errors.
+func TestReadErrorMessages(t *testing.T) {
+	dir := t.TempDir()
+	captures := filepath.Join(dir, "captures")
+	os.Mkdir(captures, 0o755)
+	for _, n := range []string{"a.pcapng", "b.pcapng", "c.har", "notes.txt"} {
+		os.WriteFile(filepath.Join(captures, n), nil, 0o644)
+	}
+	spaced := filepath.Join(dir, "my captures")
+	os.Mkdir(spaced, 0o755)
+	mixed, err := os.ReadFile(filepath.Join("..", "..", "internal", "capture", "testdata", "mixed.pcapng"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(dir, "cut.pcapng")
+	os.WriteFile(cut, mixed[:760], 0o644) // inside the fourth packet, the sixth pcapng block
+	truncated := filepath.Join("..", "..", "internal", "capture", "testdata", "truncated.pcap")
+	good := filepath.Join("..", "..", "internal", "capture", "testdata", "http-ethernet.pcap")
+	missing := filepath.Join(dir, "missing.pcap")
+	const cutErr = "packet 4 at offset 660: truncated pcapng block: needs 200 bytes, file has 100"
+	const truncErr = "packet 12 at offset 1538: truncated packet data: needs 32834 bytes, file has 18446"
+	for _, c := range []struct {
+		name   string
+		args   []string
+		stdout string // "" for none, else a part of it
+		stderr string // exactly
+	}{
+		{"a directory", []string{"analyze", captures}, "",
+			"phonehome: nothing could be read from " + captures + ": it is a directory, not a capture file: name the files in it, e.g. phonehome analyze " + captures + "/*.pcapng\n"},
+		{"a directory with a space", []string{"analyze", spaced + "/"}, "",
+			"phonehome: nothing could be read from " + spaced + "/: it is a directory, not a capture file: name the files in it, e.g. phonehome analyze '" + spaced + "'/*.pcap\n"},
+		{"the only file cut before its first flow", []string{"analyze", cut}, "",
+			"phonehome: nothing could be read from " + cut + ": " + cutErr + "\n"},
+		{"the same in JSON", []string{"analyze", "--format", "json", cut}, "",
+			"phonehome: nothing could be read from " + cut + ": " + cutErr + "\n"},
+		{"two files, neither readable", []string{"analyze", missing, cut}, "",
+			"phonehome: nothing could be read from " + missing + ": no such file or directory\n" +
+				"phonehome: nothing could be read from " + cut + ": " + cutErr + "\n"},
+		{"the only file cut after two flows", []string{"analyze", truncated}, "2 flows from 1 device(s)",
+			"phonehome: read " + truncated + ": " + truncErr + "; the 2 flows read before the damage are shown\n"},
+		{"a good file and a cut one", []string{"analyze", good, cut}, "10 flows from 1 device(s)",
+			"phonehome: nothing could be read from " + cut + ": " + cutErr + "\n"},
+		{"diff of a directory", []string{"diff", captures, good}, "",
+			"phonehome: diff: nothing could be read from " + captures + ": it is a directory, not a capture file: name one capture file for each session\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, errOut, code := phonehome(t, c.args...)
+			if code != 1 {
+				t.Errorf("exit %d", code)
+			}
+			if errOut != c.stderr {
+				t.Errorf("stderr:\n%s\nwant:\n%s", errOut, c.stderr)
+			}
+			if c.stdout == "" && out != "" || !strings.Contains(out, c.stdout) {
+				t.Errorf("stdout:\n%s\nwant %q", out, c.stdout)
+			}
+		})
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strconv"
 	"unicode/utf8"
@@ -49,6 +50,23 @@ type Result struct {
 // ErrUnknownFormat is wrapped by Detect when no reader recognises a file.
 var ErrUnknownFormat = errors.New("unknown capture format")
 
+// ErrDirectory is wrapped by ReadFile when the path names a directory.
+var ErrDirectory = errors.New("it is a directory, not a capture file")
+
+// Error is what Read and ReadFile return: the file, and what went wrong with
+// it. Err wraps *pcap.FormatError and the HAR and mitmproxy readers' errors
+// (where the file broke), ErrUnknownFormat, ErrDirectory, or the error of the
+// file system (fs.ErrNotExist, fs.ErrPermission). Flows read before the error
+// have been emitted.
+type Error struct {
+	Name string // the file as it was named to Read or ReadFile
+	Err  error
+}
+
+func (e *Error) Error() string { return "read " + e.Name + ": " + e.Err.Error() }
+
+func (e *Error) Unwrap() error { return e.Err }
+
 // Detect names the format of a file from its first bytes.
 func Detect(head []byte) (Format, error) {
 	if pcap.Sniff(head) {
@@ -81,10 +99,13 @@ func Read(r io.Reader, name string, opts Options, emit func(*flow.Flow)) (Result
 		r = &counter{r: r, fn: opts.Progress}
 	}
 	br := bufio.NewReaderSize(r, 64<<10)
-	head, _ := br.Peek(512)
+	head, err := br.Peek(512)
+	if len(head) == 0 && err != nil && err != io.EOF {
+		return Result{}, &Error{name, err} // not an empty file: one that cannot be read
+	}
 	format, err := Detect(head)
 	if err != nil {
-		return Result{}, fmt.Errorf("read %s: %w", name, err)
+		return Result{}, &Error{name, err}
 	}
 	res := Result{Format: format}
 	count := func(f *flow.Flow) {
@@ -102,7 +123,7 @@ func Read(r io.Reader, name string, opts Options, emit func(*flow.Flow)) (Result
 		err = mitm.Read(br, name, mitm.Options{MaxBody: opts.MaxBody}, count)
 	}
 	if err != nil {
-		return res, fmt.Errorf("read %s: %w", name, err)
+		return res, &Error{name, err}
 	}
 	return res, nil
 }
@@ -111,10 +132,23 @@ func Read(r io.Reader, name string, opts Options, emit func(*flow.Flow)) (Result
 func ReadFile(path string, opts Options, emit func(*flow.Flow)) (Result, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return Result{}, fmt.Errorf("open capture: %w", err)
+		return Result{}, &Error{path, pathCause(err)}
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		return Result{}, &Error{path, ErrDirectory}
+	}
 	return Read(f, path, opts, emit)
+}
+
+// pathCause drops the operation and path from a file system error, which
+// Error names already: "read x.pcap: no such file or directory".
+func pathCause(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // counter reports how far a reader has got.

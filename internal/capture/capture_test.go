@@ -5,11 +5,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"phonehome/internal/capture/pcap"
 	"phonehome/internal/flow"
@@ -545,6 +547,43 @@ func TestPacketNumbersAreWiresharkFrames(t *testing.T) {
 			}
 			if err.Error() != c.want {
 				t.Errorf("got  %s\nwant %s", err, c.want)
+			}
+		})
+	}
+}
+
+// TestReadErrorsNameTheCause: a directory, a missing file and a stream that
+// fails are not called empty or of an unknown format.
+func TestReadErrorsNameTheCause(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty.pcap")
+	os.WriteFile(empty, nil, 0o644)
+	failing := errors.New("input/output error")
+	for _, c := range []struct {
+		name string
+		read func() error
+		want string
+		is   error
+	}{
+		{"directory", func() error { _, err := ReadFile(dir, Options{}, func(*flow.Flow) {}); return err },
+			"read " + dir + ": it is a directory, not a capture file", ErrDirectory},
+		{"missing", func() error {
+			_, err := ReadFile(filepath.Join(dir, "missing.pcap"), Options{}, func(*flow.Flow) {})
+			return err
+		}, "read " + filepath.Join(dir, "missing.pcap") + ": no such file or directory", fs.ErrNotExist},
+		{"failing stream", func() error {
+			_, err := Read(iotest.ErrReader(failing), "disk", Options{}, func(*flow.Flow) {})
+			return err
+		},
+			"read disk: input/output error", failing},
+		{"empty", func() error { _, err := ReadFile(empty, Options{}, func(*flow.Flow) {}); return err },
+			"read " + empty + ": unknown capture format: not pcap, pcapng, HAR or a mitmproxy flow file (it starts with nothing: the file is empty)", ErrUnknownFormat},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := c.read()
+			var ce *Error
+			if !errors.As(err, &ce) || !errors.Is(err, c.is) || err.Error() != c.want {
+				t.Errorf("got  %v\nwant %s (wrapping %v)", err, c.want, c.is)
 			}
 		})
 	}
