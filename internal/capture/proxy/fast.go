@@ -181,8 +181,37 @@ type clientConn struct {
 	// it is the scheme's default); "" on the explicit proxy, whose requests
 	// name their server, and for transparent HTTP, named by its Host header.
 	authority string
-	explicit  bool      // requests must be in absolute form
-	idleUntil time.Time // when the read deadline set for an idle client falls
+	explicit  bool       // requests must be in absolute form
+	tc        *timedConn // under conn (and its TLS): its read stall bounds idle waits and bodies
+	lim       *headLimit // between conn and br: bounds a head read by net/http's parser
+	first     bool       // no request was read yet: the first head has its own deadline
+	headBy    time.Time  // when the head being read is due (zero: no bound)
+	idle      time.Duration
+}
+
+// stallReads bounds each read of the client's connection to d.
+func (c *clientConn) stallReads(d time.Duration) {
+	if c.tc != nil {
+		c.tc.stallReads(d)
+	}
+}
+
+// headDone is called once a request's head is read: what comes of its
+// body is bounded by IdleTimeout (per read), and the answer gets a writer.
+func (c *clientConn) headDone() {
+	c.stallReads(c.idle)
+	if c.bw == nil {
+		c.bw = getWriter(c.conn)
+	}
+}
+
+// releaseWriter gives the writer back between requests (an idle
+// keep-alive client holds only its reader).
+func (c *clientConn) releaseWriter() {
+	if c.bw != nil && c.bw.Buffered() == 0 {
+		putWriter(c.bw)
+		c.bw = nil
+	}
 }
 
 var methods = []string{"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"}
@@ -196,7 +225,7 @@ func (p *Proxy) serveFast(ctx context.Context, c *clientConn) (handled, keep boo
 		return true, false // the client went away, or stayed idle too long
 	}
 	var h wireHead
-	if !ok || !parseHead(b, &h) || h.first[2] != "HTTP/1.1" || !simpleMethod(h.first[0]) {
+	if !ok || len(b) > p.opts.MaxHeaderBytes || !parseHead(b, &h) || h.first[2] != "HTTP/1.1" || !simpleMethod(h.first[0]) {
 		return false, true
 	}
 	method, target := h.first[0], h.first[1]
@@ -224,6 +253,7 @@ func (p *Proxy) serveFast(ctx context.Context, c *clientConn) (handled, keep boo
 		return false, true // the general path answers with the reason
 	}
 	c.br.Discard(h.size)
+	c.headDone()
 
 	f := &flow.Flow{Start: p.opts.Now(), Host: host, Transport: flow.TransportHTTP, Client: endpoint(c.remote)}
 	if c.scheme == "https" {
@@ -249,10 +279,6 @@ func (p *Proxy) serveFast(ctx context.Context, c *clientConn) (handled, keep boo
 		w.WriteString("\r\n")
 		h.writeHeaders(w, true)
 	}
-	if h.length > 0 {
-		c.conn.SetReadDeadline(time.Time{}) // the idle limit is not a limit on uploads
-		c.idleUntil = time.Time{}
-	}
 	var reqBody capped
 	reqBody.max = p.opts.MaxBody
 
@@ -265,7 +291,7 @@ func (p *Proxy) serveFast(ctx context.Context, c *clientConn) (handled, keep boo
 			prefix = make([]byte, min(int64(n), h.length))
 			c.conn.SetReadDeadline(time.Now().Add(decisionWait))
 			_, err := io.ReadFull(c.br, prefix)
-			c.conn.SetReadDeadline(time.Time{})
+			c.headDone() // back to the stall bound for the rest of the body
 			if err != nil {
 				f.Request.Body = flow.Body{Size: int64(len(prefix)), Incomplete: true}
 				f.Note(flow.NoteMalformed, "the client did not send the request body it announced: "+err.Error())
@@ -524,8 +550,9 @@ func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' ||
 const decisionWait = 5 * time.Second
 
 // send writes the request head and body to the server, and waits for the
-// first byte of the answer.
+// first byte of the answer (up to ResponseHeaderTimeout).
 func (p *Proxy) send(ctx context.Context, up *upConn, head func(*bufio.Writer), body func(*bufio.Writer) error) error {
+	p.armUpstream(up)
 	stop := context.AfterFunc(ctx, func() { up.conn.SetDeadline(time.Now()) })
 	defer stop()
 	head(up.bw)
@@ -536,7 +563,7 @@ func (p *Proxy) send(ctx context.Context, up *upConn, head func(*bufio.Writer), 
 		return err
 	}
 	_, err := up.br.Peek(1)
-	return err
+	return p.awaitingAnswer(err)
 }
 
 // answer relays the server's answer to the client and emits f. It returns
@@ -555,16 +582,18 @@ func (p *Proxy) answer(c *clientConn, up *upConn, f *flow.Flow, method string) b
 	if !plain || !bodyless && h.length < 0 {
 		// chunked, close-delimited, interim, upgrade, HTTP/1.0: net/http reads it
 		w := newResponseWriter(c.conn, c.br, c.bw, method)
-		resp, err := readFinal(up.br, method)
+		resp, err := p.readAnswer(up, method)
 		if err != nil {
 			up.conn.Close()
 			p.upstreamFailed(w, f, f.Host, err)
 			return w.finish() == nil
 		}
+		up.t.stallReads(p.opts.IdleTimeout)
 		p.relay(w, resp, up, f, nil)
 		return w.finish() == nil && !w.close
 	}
 	up.br.Discard(h.size)
+	up.t.stallReads(p.opts.IdleTimeout) // a body that stops coming is cut
 	bw := c.bw
 	bw.WriteString("HTTP/1.1 ")
 	bw.WriteString(h.first[1])

@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"phonehome/internal/capture"
@@ -48,7 +49,47 @@ type Options struct {
 	Allow     []netip.Prefix // clients allowed; empty: everyone who can reach the listener
 	Ignore    []string       // host patterns (path.Match, "*.example.com") never intercepted
 	Intercept []string       // if set, only hosts matching one of these are intercepted
-	DialTimer time.Duration  // upstream dial timeout (default 15 s)
+
+	// Timeouts bound each stage a client or a server could stretch forever
+	// (see timeouts.go). Zero takes the default; a negative value removes
+	// the bound, except for DialTimer.
+
+	// HeaderTimeout is how long a client has to send a whole request head:
+	// the first from the accept (from the end of the handshake, in a
+	// decrypted tunnel), the next ones from their first byte. A client that
+	// sends nothing, or half a head, is let go (408 if it sent something).
+	// Default 20 s.
+	HeaderTimeout time.Duration
+	// HandshakeTimeout is how long a client has after a CONNECT's 200 (or
+	// after its first bytes, when transparently intercepted) to finish its
+	// TLS handshake, the wait for its ClientHello included; it also bounds
+	// the proxy's own handshake with each server. A client that sends
+	// nothing at all in that time after CONNECT is taken to wait for its
+	// server to speak first (SMTP, IMAP, ...) and is relayed raw.
+	// Default 10 s.
+	HandshakeTimeout time.Duration
+	// IdleTimeout is how long a client connection may wait between
+	// requests (on the explicit proxy, in decrypted tunnels, over HTTP/2,
+	// transparently intercepted), and how long a body may make no
+	// progress in either direction (a client or a server that stops
+	// sending, a client that stops reading) before it is cut. Default 2 min.
+	IdleTimeout time.Duration
+	// TunnelIdleTimeout closes a tunnel relayed without being read (raw
+	// bytes, a host passed through, a WebSocket after its upgrade) once no
+	// byte has moved either way for this long. Default 10 min.
+	TunnelIdleTimeout time.Duration
+	// DialTimer is the upstream dial timeout (default 15 s).
+	DialTimer time.Duration
+	// ResponseHeaderTimeout is how long a server may take, once a request
+	// was sent whole, to send the head of its answer: past it the client is
+	// answered 504 and the flow noted flow.NoteUpstream. Default 2 min.
+	ResponseHeaderTimeout time.Duration
+	// MaxHeaderBytes bounds a request head (request line and headers): a
+	// client that sends a larger one is answered 431 and let go. A
+	// server's answer head is bounded to it as well (the client is answered
+	// 502). Default 1 MiB, as net/http's server.
+	MaxHeaderBytes int
+
 	// Name names an address (from DNS answers) for a transparently
 	// intercepted connection that carries no name itself; nil or "": none.
 	Name func(netip.Addr) string
@@ -84,7 +125,26 @@ func New(opts Options) *Proxy {
 	if opts.DialTimer <= 0 {
 		opts.DialTimer = 15 * time.Second
 	}
-	return &Proxy{opts: opts, upstream: newUpstreamPool(opts.DialTimer, opts.Upstream), pinned: map[string]bool{}}
+	for _, t := range []struct {
+		d   *time.Duration
+		def time.Duration
+	}{
+		{&opts.HeaderTimeout, 20 * time.Second},
+		{&opts.HandshakeTimeout, 10 * time.Second},
+		{&opts.IdleTimeout, 2 * time.Minute},
+		{&opts.TunnelIdleTimeout, 10 * time.Minute},
+		{&opts.ResponseHeaderTimeout, 2 * time.Minute},
+	} {
+		if *t.d == 0 {
+			*t.d = t.def
+		}
+	}
+	if opts.MaxHeaderBytes <= 0 {
+		opts.MaxHeaderBytes = http.DefaultMaxHeaderBytes
+	}
+	p := &Proxy{opts: opts, pinned: map[string]bool{}}
+	p.upstream = newUpstreamPool(opts.DialTimer, opts.Upstream, p.timed, opts.HandshakeTimeout)
+	return p
 }
 
 // Close waits for hijacked tunnels and closes idle upstream connections.
@@ -286,6 +346,11 @@ func (p *Proxy) upstreamFailed(w http.ResponseWriter, f *flow.Flow, authority st
 	f.End = p.opts.Now()
 	p.emit(f)
 	status := http.StatusBadGateway
+	var na *noAnswerError
+	if errors.As(err, &na) {
+		http.Error(w, fmt.Sprintf("phonehome: %s did not answer within %s", authority, na.after), http.StatusGatewayTimeout)
+		return
+	}
 	var cerr *tls.CertificateVerificationError
 	if errors.As(err, &cerr) {
 		http.Error(w, "phonehome: the server's certificate is not trusted: "+cerr.Err.Error()+" (phonehome run --insecure-upstream to accept it)", status)
@@ -300,6 +365,7 @@ func (p *Proxy) upstreamFailed(w http.ResponseWriter, f *flow.Flow, authority st
 func (p *Proxy) relay(w http.ResponseWriter, resp *http.Response, up *upConn, f *flow.Flow, reqBody *recorder) {
 	f.Server = up.server
 	if resp.StatusCode == http.StatusSwitchingProtocols {
+		quiet(up.conn) // a tunnel from now on: its idle watch bounds it
 		p.switchProtocols(w, resp, struct {
 			io.Reader
 			io.Writer
@@ -335,6 +401,19 @@ func (p *Proxy) relay(w http.ResponseWriter, resp *http.Response, up *upConn, f 
 	f.BytesDown = f.Response.Body.Size
 	f.End = p.opts.Now()
 	p.emit(f)
+	if copyErr != nil {
+		cut(w)
+	}
+}
+
+// cut makes sure the client sees that an answer was cut, rather than a
+// shorter one that ends well: no last chunk, no END_STREAM.
+func cut(w http.ResponseWriter) {
+	if cw, ok := w.(*connWriter); ok {
+		cw.abort()
+		return
+	}
+	panic(http.ErrAbortHandler) // net/http resets the stream (or closes the connection) quietly
 }
 
 // emit hands a finished flow to the handler; the proxy never touches it again.
@@ -350,6 +429,14 @@ func (p *Proxy) responseLimit(contentType string) int {
 
 // connect answers a CONNECT: the client's TLS is terminated with a minted
 // certificate and the requests inside are served like plain ones.
+//
+// A host passed through by name (--ignore-hosts, --intercept, one whose
+// clients refused the certificate before) is dialled before the 200, so
+// that a server that cannot be reached is answered 502 instead of a tunnel
+// that leads nowhere. Any other tunnel must be answered 200 first: its
+// ClientHello, which the policy decides on before anything is dialled,
+// comes only after it; an unreachable server is then answered 502 inside
+// the decrypted tunnel, and bytes that are not TLS find the tunnel closed.
 func (p *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 	host, portStr, err := net.SplitHostPort(r.Host)
 	if err != nil {
@@ -360,22 +447,46 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "phonehome: cannot take over this connection", http.StatusInternalServerError)
 		return
 	}
+	var up net.Conn
+	if why := p.passthrough(host); why != "" {
+		target := net.JoinHostPort(host, portStr)
+		if up, err = net.DialTimeout("tcp", target, p.opts.DialTimer); err != nil {
+			f := &flow.Flow{Start: p.opts.Now(), Host: host, Client: endpoint(r.RemoteAddr), Transport: flow.TransportTCP}
+			f.Note(flow.NotePassthrough, why)
+			f.Note(flow.NoteUpstream, "upstream: "+err.Error())
+			f.End = p.opts.Now()
+			p.emit(f)
+			http.Error(w, "phonehome: could not reach "+target+": "+err.Error(), http.StatusBadGateway)
+			return
+		}
+	}
 	conn, rw, err := hj.Hijack()
 	if err != nil {
+		if up != nil {
+			up.Close()
+		}
 		return
 	}
 	p.wg.Add(1)
 	defer p.wg.Done()
 	defer conn.Close()
-	if _, err := rw.WriteString("HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+	_, err = rw.WriteString("HTTP/1.1 200 Connection established\r\n\r\n")
+	if err == nil {
+		err = rw.Flush()
+	}
+	if err != nil {
+		if up != nil {
+			up.Close()
+		}
 		return
 	}
-	if err := rw.Flush(); err != nil {
-		return
+	// Bytes the client sent after CONNECT may already sit in rw's buffer;
+	// the proxy's own is large enough for a ClientHello, net/http's is not.
+	client := rw.Reader
+	if client.Size() < 16<<10 {
+		client = bufio.NewReaderSize(&bufferedConn{Conn: conn, r: rw.Reader}, 16<<10)
 	}
-	// Bytes the client sent after CONNECT may already sit in rw's buffer.
-	client := bufio.NewReaderSize(&bufferedConn{Conn: conn, r: rw.Reader}, 16<<10)
-	p.serveTunnel(r.Context(), conn, client, r.Host, host, portStr, r.RemoteAddr, "")
+	p.serveTunnel(r.Context(), conn, client, r.Host, host, portStr, r.RemoteAddr, "", up)
 }
 
 // serveTunnel serves what a client sends inside a tunnel to authority
@@ -383,18 +494,35 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 // terminated with a minted certificate unless the host is passed through;
 // other bytes are relayed raw. dial, when set, is the address to connect to
 // instead of resolving the host (a transparently intercepted connection's
-// original destination).
-func (p *Proxy) serveTunnel(ctx context.Context, conn net.Conn, client *bufio.Reader, authority, host, portStr, remote, dial string) {
+// original destination). up, when not nil, is the server already dialled
+// for a tunnel passed through; it is closed here if it is not used.
+func (p *Proxy) serveTunnel(ctx context.Context, conn net.Conn, client *bufio.Reader, authority, host, portStr, remote, dial string, up net.Conn) {
 	target := authority
 	if dial != "" {
 		target = dial
 	}
+	unused := func() {
+		if up != nil {
+			up.Close()
+		}
+	}
+	// the ClientHello, and the whole handshake, within HandshakeTimeout
+	conn.SetReadDeadline(until(p.opts.HandshakeTimeout))
 	first, err := client.Peek(5)
 	if err != nil {
-		return // the client went away without a word
+		b, _ := client.Peek(client.Buffered())
+		if !isTimeout(err) || len(b) > 0 && b[0] == 22 {
+			unused()
+			return // the client went away without a word, or in the middle of a TLS record
+		}
+		// nothing at all (or a few bytes that are not TLS): a protocol
+		// whose server speaks first, or a short greeting awaiting an answer
+		p.tunnel(client, conn, target, host, remote, nil, up, flow.Note{Code: flow.NoteTunnel,
+			Text: fmt.Sprintf("the client sent no TLS within %s: relayed as a raw tunnel (a protocol whose server speaks first?)", p.opts.HandshakeTimeout)})
+		return
 	}
 	if !hello.LooksLikeTLS(first) {
-		p.tunnel(client, conn, target, host, remote, nil, flow.Note{Code: flow.NoteTunnel, Text: "not TLS: relayed as a raw tunnel"})
+		p.tunnel(client, conn, target, host, remote, nil, up, flow.Note{Code: flow.NoteTunnel, Text: "not TLS: relayed as a raw tunnel"})
 		return
 	}
 	sni := host
@@ -419,29 +547,41 @@ func (p *Proxy) serveTunnel(ctx context.Context, conn net.Conn, client *bufio.Re
 			Transport: flow.TransportTLS, TLS: &flow.TLSInfo{SNI: sni, ALPN: hl.ALPN}, Verdict: v}
 		f.Note(flow.NoteBlocked, "connection closed before the handshake: blocked by "+v.String())
 		p.emit(f)
+		unused()
 		return
 	case flow.ActionPassthrough:
-		p.tunnel(client, conn, target, sni, remote, &flow.TLSInfo{SNI: sni, ALPN: hl.ALPN},
+		p.tunnel(client, conn, target, sni, remote, &flow.TLSInfo{SNI: sni, ALPN: hl.ALPN}, up,
 			flow.Note{Code: flow.NotePassthrough, Text: "passed through by " + v.String()})
 		return
 	}
 	if why := p.passthrough(sni); why != "" {
-		p.tunnel(client, conn, target, sni, remote, &flow.TLSInfo{SNI: sni}, flow.Note{Code: flow.NotePassthrough, Text: why})
+		p.tunnel(client, conn, target, sni, remote, &flow.TLSInfo{SNI: sni}, up, flow.Note{Code: flow.NotePassthrough, Text: why})
 		return
 	}
+	unused() // intercepted: the server is dialled per request, once the policy saw it
 	tconn := tls.Server(&bufferedConn{Conn: conn, r: client}, &tls.Config{
 		GetCertificate: p.opts.Minter.GetCertificate(host),
 		NextProtos:     []string{"h2", "http/1.1"}, // what the client gets is chosen apart from what the server speaks
 	})
 	if err := tconn.HandshakeContext(ctx); err != nil {
-		p.refused(sni)
 		f := &flow.Flow{Start: p.opts.Now(), End: p.opts.Now(), Host: sni, Client: endpoint(remote),
 			Transport: flow.TransportTLS, TLS: &flow.TLSInfo{SNI: sni}}
 		if ap, err := netip.ParseAddrPort(dial); err == nil {
 			f.Server = flow.Endpoint{Addr: ap.Addr().Unmap(), Port: ap.Port()}
 		}
-		f.Note(flow.NoteCertRefused, "client refused phonehome's certificate (the app pins its certificate or does not trust the CA); "+
-			sni+" is passed through untouched from now on: "+err.Error())
+		// only a client that sent a real ClientHello and then gave up in
+		// time refused the certificate; garbage or silence says nothing
+		// about the host, which must not be passed through for it
+		switch {
+		case !hasHello:
+			f.Note(flow.NoteMalformed, "the client's TLS handshake could not be read: "+err.Error())
+		case isTimeout(err):
+			f.Notef(flow.NoteMalformed, "the client did not finish its TLS handshake within %s", p.opts.HandshakeTimeout)
+		default:
+			p.refused(sni)
+			f.Note(flow.NoteCertRefused, "client refused phonehome's certificate (the app pins its certificate or does not trust the CA); "+
+				sni+" is passed through untouched from now on: "+err.Error())
+		}
 		p.emit(f)
 		return
 	}
@@ -453,33 +593,33 @@ func (p *Proxy) serveTunnel(ctx context.Context, conn net.Conn, client *bufio.Re
 		p.serveH2(ctx, tconn, authority, host, portStr, remote)
 		return
 	}
-	p.serveHTTP1(ctx, tconn, bufio.NewReader(tconn), "https", authority, host, portStr, remote)
+	lim := newHeadLimit(tconn)
+	p.serveHTTP1(ctx, tconn, bufio.NewReader(lim), lim, until(p.opts.HeaderTimeout), "https", authority, host, portStr, remote)
 }
 
-// serveHTTP1 serves the HTTP/1 requests of one client connection.
-func (p *Proxy) serveHTTP1(ctx context.Context, conn net.Conn, br *bufio.Reader, scheme, authority, host, portStr, remote string) {
-	bw := bufio.NewWriterSize(conn, 32<<10)
-	c := &clientConn{conn: conn, br: br, bw: bw, remote: remote, scheme: scheme, authority: authority}
-	stopping := stoppingCtx(ctx)
-	if stopping != ctx { // inside a CONNECT tunnel: on shutdown an idle client is let go
+// serveHTTP1 serves the HTTP/1 requests of one client connection inside a
+// tunnel or transparently intercepted; br reads conn through lim. The
+// first head must be whole by headBy.
+func (p *Proxy) serveHTTP1(ctx context.Context, conn net.Conn, br *bufio.Reader, lim *headLimit, headBy time.Time, scheme, authority, host, portStr, remote string) {
+	c := &clientConn{conn: conn, tc: timedOf(conn), lim: lim, br: br, remote: remote, scheme: scheme, authority: authority, first: true, idle: p.opts.IdleTimeout, headBy: headBy}
+	conn.SetReadDeadline(headBy)
+	defer c.releaseWriter()
+	var stopping context.Context
+	if s := stoppingCtx(ctx); s != ctx { // inside a CONNECT tunnel: on shutdown an idle client is let go
+		stopping = s
 		defer context.AfterFunc(stopping, func() { conn.SetReadDeadline(time.Now()) })()
 	}
 	if scheme == "https" && portStr == "443" {
 		c.authority = stripPort(authority)
 	}
 	for {
-		if stopping.Err() != nil && stopping != ctx {
+		req, keep := p.nextRequest(ctx, c, stopping)
+		if !keep {
 			return
 		}
-		if handled, keep := p.serveFast(ctx, c); handled {
-			if !keep {
-				return
-			}
+		if req == nil { // served on the fast path
+			c.releaseWriter()
 			continue
-		}
-		req, err := http.ReadRequest(br)
-		if err != nil {
-			return // the client closed, or sent something that is not HTTP/1
 		}
 		req.URL.Scheme, req.URL.Host = scheme, authority
 		if authority == "" { // cleartext, transparent: the Host header names the server
@@ -492,12 +632,89 @@ func (p *Proxy) serveHTTP1(ctx context.Context, conn net.Conn, br *bufio.Reader,
 			req.URL.Host = stripPort(req.URL.Host)
 		}
 		req.RemoteAddr = remote
-		rw := newResponseWriter(conn, br, bw, req.Method)
+		rw := newResponseWriter(conn, br, c.bw, req.Method)
 		p.forward(rw, req.WithContext(ctx), scheme, remote)
 		if err := rw.finish(); err != nil || req.Close || rw.close {
 			return
 		}
+		c.releaseWriter()
 	}
+}
+
+// nextRequest waits for the next request on c and serves it there when it
+// is a plain one (req is nil), or reads its head for the general path.
+// keep is false when the connection is done: the client left, stayed idle
+// too long, sent its head too slowly (408) or too large (431), or sent
+// something that is not HTTP/1 (400 on the explicit proxy). stopping, when
+// not nil, ends it between requests.
+func (p *Proxy) nextRequest(ctx context.Context, c *clientConn, stopping context.Context) (req *http.Request, keep bool) {
+	if !c.first {
+		// between requests: an idle client is let go after IdleTimeout
+		// (the first head has its own deadline, set by the caller)
+		c.stallReads(c.idle)
+	}
+	if stopping != nil && stopping.Err() != nil {
+		return nil, false
+	}
+	if c.br.Buffered() == 0 {
+		if _, err := c.br.Peek(1); err != nil {
+			return nil, false
+		}
+	}
+	if handled, keep := p.serveFast(ctx, c); handled {
+		c.first = false
+		return nil, keep
+	}
+	// the general path: the head whole within HeaderTimeout of its first
+	// byte, and within MaxHeaderBytes
+	if !c.first && !headWhole(c.br) {
+		c.headBy = until(p.opts.HeaderTimeout)
+		c.conn.SetReadDeadline(c.headBy)
+	}
+	c.first = false
+	c.lim.start(p.opts.MaxHeaderBytes + c.br.Size())
+	mark := c.lim.read - int64(c.br.Buffered())
+	req, err := http.ReadRequest(c.br)
+	c.lim.stop()
+	consumed := c.lim.read - int64(c.br.Buffered()) - mark
+	if c.lim.hit || err == nil && consumed > int64(p.opts.MaxHeaderBytes) {
+		writeError(c.conn, http.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("phonehome: the request head is larger than %d bytes", p.opts.MaxHeaderBytes))
+		lingeringClose(c.conn)
+		return nil, false
+	}
+	switch {
+	case err == nil:
+	case isTimeout(err) || !c.headBy.IsZero() && !time.Now().Before(c.headBy):
+		// (bufio's ReadLine drops the timeout when it has part of a line,
+		// which net/http then finds malformed: the clock says which it was)
+		writeError(c.conn, http.StatusRequestTimeout, fmt.Sprintf("phonehome: the request head did not arrive within %s", p.opts.HeaderTimeout))
+		return nil, false
+	case c.explicit && err != io.EOF && !errors.Is(err, net.ErrClosed):
+		writeError(c.conn, http.StatusBadRequest, "phonehome: not an HTTP request: "+err.Error())
+		return nil, false
+	default:
+		return nil, false // the client closed, or sent something that is not HTTP/1
+	}
+	c.headDone()
+	return req, true
+}
+
+// headWhole reports whether a whole head sits in br's buffer.
+func headWhole(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, []byte("\r\n\r\n"))
+}
+
+// lingeringClose is how a connection is closed after refusing a request
+// the client may still be sending: shut the sending side, then read and
+// drop what comes for a moment (up to 1 MiB), so that the answer is not
+// lost to the reset that closing with unread bytes sends.
+func lingeringClose(conn net.Conn) {
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	conn.SetReadDeadline(time.Now().Add(time.Second))
+	io.CopyN(io.Discard, conn, 1<<20)
 }
 
 func stripPort(hostport string) string {
@@ -510,22 +727,29 @@ func stripPort(hostport string) string {
 // ServeIntercepted serves a connection redirected to phonehome (transparent
 // mode): orig is where the client meant to connect. TLS is named by its SNI,
 // HTTP by its Host header; what is neither is relayed raw.
-func (p *Proxy) ServeIntercepted(ctx context.Context, conn net.Conn, orig netip.AddrPort) {
+func (p *Proxy) ServeIntercepted(ctx context.Context, raw net.Conn, orig netip.AddrPort) {
 	p.wg.Add(1)
 	defer p.wg.Done()
-	defer conn.Close()
-	remote := conn.RemoteAddr().String()
+	defer raw.Close()
+	remote := raw.RemoteAddr().String()
 	if !p.allowed(remote) {
 		return
 	}
+	conn := p.timed(raw)
 	// on shutdown, a connection idle between requests is let go
 	defer context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })()
 	dial := orig.String()
 	port := strconv.Itoa(int(orig.Port()))
-	client := bufio.NewReaderSize(conn, 16<<10)
-	conn.SetReadDeadline(time.Now().Add(30 * time.Second)) // a client that never speaks
+	// a client that never speaks is let go after HeaderTimeout, holding no buffer meanwhile
+	headBy := until(p.opts.HeaderTimeout)
+	conn.SetReadDeadline(headBy)
+	pr, err := awaitFirst(conn)
+	if err != nil {
+		return
+	}
+	lim := newHeadLimit(pr)
+	client := bufio.NewReaderSize(lim, 16<<10)
 	first, err := client.Peek(5)
-	conn.SetReadDeadline(time.Time{})
 	if err != nil {
 		return
 	}
@@ -536,14 +760,14 @@ func (p *Proxy) ServeIntercepted(ctx context.Context, conn net.Conn, orig netip.
 		}
 	}
 	if hello.LooksLikeTLS(first) {
-		p.serveTunnel(ctx, conn, client, net.JoinHostPort(name, port), name, port, remote, dial)
+		p.serveTunnel(ctx, conn, client, net.JoinHostPort(name, port), name, port, remote, dial, nil)
 		return
 	}
 	if looksLikeHTTP(first) {
-		p.serveHTTP1(context.WithValue(ctx, dialKey{}, dial), conn, client, "http", "", name, port, remote)
+		p.serveHTTP1(context.WithValue(ctx, dialKey{}, dial), conn, client, lim, headBy, "http", "", name, port, remote)
 		return
 	}
-	p.tunnel(client, conn, dial, name, remote, nil, flow.Note{Code: flow.NoteTunnel, Text: "not TLS or HTTP: relayed as a raw tunnel"})
+	p.tunnel(client, conn, dial, name, remote, nil, nil, flow.Note{Code: flow.NoteTunnel, Text: "not TLS or HTTP: relayed as a raw tunnel"})
 }
 
 // looksLikeHTTP reports whether b starts like an HTTP/1 request line.
@@ -572,7 +796,11 @@ func (p *Proxy) serveH2(ctx context.Context, conn *tls.Conn, authority, host, po
 	var streams sync.WaitGroup
 	closed := make(chan struct{})
 	var closeOnce sync.Once
+	quiet(conn) // net/http sets its own deadlines on an HTTP/2 connection
 	srv := &http.Server{
+		IdleTimeout:    p.opts.IdleTimeout,
+		MaxHeaderBytes: p.opts.MaxHeaderBytes,
+		HTTP2:          &http.HTTP2Config{WriteByteTimeout: p.opts.IdleTimeout},
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			streams.Add(1)
 			defer streams.Done()
@@ -679,17 +907,25 @@ func (p *Proxy) switchProtocols(w http.ResponseWriter, resp *http.Response, upst
 	if err := brw.Flush(); err != nil {
 		return
 	}
+	quiet(conn)
+	watch := watchIdle(p.opts.TunnelIdleTimeout, func() {
+		conn.SetDeadline(time.Now())
+		upstream.Close()
+	})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		f.BytesUp, _ = io.Copy(upstream, brw.Reader)
+		f.BytesUp, _ = relayCopy(upstream, brw.Reader, watch)
 		upstream.Close()
 	}()
-	f.BytesDown, _ = io.Copy(conn, upstream)
+	f.BytesDown, _ = relayCopy(conn, upstream, watch)
 	closeWrite(conn)
 	wg.Wait()
 	f.Notef(flow.NoteUpgrade, "%s: %d bytes up, %d down after the upgrade", resp.Header.Get("Upgrade"), f.BytesUp, f.BytesDown)
+	if watch.end() {
+		f.Notef(flow.NoteTunnel, "closed after %s with no byte either way", p.opts.TunnelIdleTimeout)
+	}
 	f.End = p.opts.Now()
 	p.emit(f)
 }
@@ -743,34 +979,48 @@ func (p *Proxy) refused(host string) {
 }
 
 // tunnel relays bytes between the client and the CONNECT target without
-// reading them, and records the connection's metadata.
-func (p *Proxy) tunnel(client *bufio.Reader, conn net.Conn, target, name, remote string, tlsInfo *flow.TLSInfo, why flow.Note) {
+// reading them, and records the connection's metadata. up, when not nil,
+// is the target already dialled. Once no byte has moved either way for
+// TunnelIdleTimeout, both sides are let go.
+func (p *Proxy) tunnel(client *bufio.Reader, conn net.Conn, target, name, remote string, tlsInfo *flow.TLSInfo, up net.Conn, why flow.Note) {
 	f := &flow.Flow{Start: p.opts.Now(), Host: name, Client: endpoint(remote), Transport: flow.TransportTCP, TLS: tlsInfo}
 	if tlsInfo != nil {
 		f.Transport = flow.TransportTLS
 	}
 	f.Notes = append(f.Notes, why)
-	up, err := net.DialTimeout("tcp", target, p.opts.DialTimer)
-	if err != nil {
-		f.Note(flow.NoteUpstream, "upstream: "+err.Error())
-		f.End = p.opts.Now()
-		p.emit(f)
-		return
+	if up == nil {
+		var err error
+		if up, err = net.DialTimeout("tcp", target, p.opts.DialTimer); err != nil {
+			f.Note(flow.NoteUpstream, "upstream: "+err.Error())
+			f.End = p.opts.Now()
+			p.emit(f)
+			return
+		}
 	}
+	defer up.Close()
 	if ap, err := netip.ParseAddrPort(up.RemoteAddr().String()); err == nil {
 		f.Server = flow.Endpoint{Addr: ap.Addr().Unmap(), Port: ap.Port()}
 	}
+	quiet(conn)
+	conn.SetDeadline(time.Time{}) // a conn that is not a timedConn (net/http's, after Hijack)
+	watch := watchIdle(p.opts.TunnelIdleTimeout, func() {
+		now := time.Now()
+		conn.SetDeadline(now)
+		up.SetDeadline(now)
+	})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		f.BytesUp, _ = io.Copy(up, client)
+		f.BytesUp, _ = relayCopy(up, client, watch)
 		closeWrite(up)
 	}()
-	f.BytesDown, _ = io.Copy(conn, up)
+	f.BytesDown, _ = relayCopy(conn, up, watch)
 	closeWrite(conn)
 	wg.Wait()
-	up.Close()
+	if watch.end() {
+		f.Notef(flow.NoteTunnel, "closed after %s with no byte either way", p.opts.TunnelIdleTimeout)
+	}
 	f.End = p.opts.Now()
 	p.emit(f)
 }
@@ -921,16 +1171,25 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	defer cutInFlight()
 	connCtx := context.WithValue(hard, stoppingKey{}, ctx)
 	var err error
+	var backoff time.Duration
 	for {
 		var c net.Conn
 		c, err = ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if ctx.Err() == nil && errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if ctx.Err() != nil || !retryAccept(err) {
+				break
 			}
-			break
+			// out of descriptors or memory (5,000 idle clients, say): the
+			// listener is kept, and tried again as the timeouts free some
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			p.opts.Logger.Warn("proxy: accept failed, trying again", "err", err, "in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			}
+			continue
 		}
+		backoff = 0
 		mu.Lock()
 		open[c] = struct{}{}
 		mu.Unlock()
@@ -967,47 +1226,51 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 // serveClient serves the HTTP/1 requests of one client of the explicit proxy
 // on this goroutine: absolute-form requests are forwarded, CONNECT opens a
 // tunnel, and the answer is written straight back.
-func (p *Proxy) serveClient(ctx context.Context, conn net.Conn) {
-	defer conn.Close()
+func (p *Proxy) serveClient(ctx context.Context, raw net.Conn) {
+	defer raw.Close()
+	conn := p.timed(raw)
 	stopping := stoppingCtx(ctx)
 	nudge := context.AfterFunc(stopping, func() { conn.SetReadDeadline(time.Now()) })
 	defer nudge()
-	br := bufio.NewReaderSize(conn, 16<<10)
-	bw := bufio.NewWriterSize(conn, 32<<10)
+	// No buffer is taken before the client's first byte: a connection
+	// that sends nothing costs its goroutine and its socket, for
+	// HeaderTimeout, which bounds the whole first head.
+	headBy := until(p.opts.HeaderTimeout)
+	conn.SetReadDeadline(headBy)
+	pr, err := awaitFirst(conn)
+	if err != nil {
+		return
+	}
+	lim := newHeadLimit(pr)
+	br := getReader(lim)
 	remote := conn.RemoteAddr().String()
-	c := &clientConn{conn: conn, br: br, bw: bw, remote: remote, scheme: "http", explicit: true}
-	for {
-		// an idle keep-alive client is let go after 90 s to 2 min (the
-		// deadline is moved on only when less than 90 s of it are left)
-		if now := time.Now(); c.idleUntil.Sub(now) < 90*time.Second {
-			c.idleUntil = now.Add(2 * time.Minute)
-			conn.SetReadDeadline(c.idleUntil)
+	c := &clientConn{conn: conn, tc: conn, lim: lim, br: br, remote: remote, scheme: "http", explicit: true, first: true, idle: p.opts.IdleTimeout, headBy: headBy}
+	hijacked := false
+	defer func() {
+		c.releaseWriter()
+		// a tunnel's reader may still be in a read on a goroutine of
+		// net/http's HTTP/2 server for a moment: not handed to another
+		if !hijacked {
+			putReader(br)
 		}
-		if stopping.Err() != nil {
+	}()
+	for {
+		req, keep := p.nextRequest(ctx, c, stopping)
+		if !keep {
 			return
 		}
-		if handled, keep := p.serveFast(ctx, c); handled {
-			if !keep {
-				return
-			}
+		if req == nil { // served on the fast path
+			c.releaseWriter()
 			continue
 		}
-		req, err := http.ReadRequest(br)
-		if err != nil {
-			if err != io.EOF && !errors.Is(err, net.ErrClosed) && !isTimeout(err) {
-				writeError(conn, http.StatusBadRequest, "phonehome: not an HTTP request: "+err.Error())
-			}
-			return
-		}
-		conn.SetReadDeadline(time.Time{})
-		c.idleUntil = time.Time{}
 		req.RemoteAddr = remote
 		if req.Method == http.MethodConnect && !nudge() {
 			return // stopping already: no new tunnel
 		}
-		rw := newResponseWriter(conn, br, bw, req.Method)
+		rw := newResponseWriter(conn, br, c.bw, req.Method)
 		rw.http10 = !req.ProtoAtLeast(1, 1)
 		p.ServeHTTP(rw, req.WithContext(ctx))
+		hijacked = rw.hijack
 		if err := rw.finish(); err != nil || req.Close || rw.close {
 			return
 		}
@@ -1017,7 +1280,16 @@ func (p *Proxy) serveClient(ctx context.Context, conn net.Conn) {
 				return
 			}
 		}
+		c.releaseWriter()
 	}
+}
+
+// timed wraps a connection the proxy serves or dials: a write that makes
+// no progress for IdleTimeout fails (a peer that stopped reading).
+func (p *Proxy) timed(c net.Conn) *timedConn {
+	t := newTimedConn(c)
+	t.stallWrites(p.opts.IdleTimeout)
+	return t
 }
 
 // stoppingKey carries, in a connection's context, the context whose end
@@ -1030,6 +1302,13 @@ func stoppingCtx(ctx context.Context) context.Context {
 		return s
 	}
 	return ctx
+}
+
+// retryAccept reports whether an accept failed for want of a resource that
+// comes back (descriptors, buffers, memory) rather than for good.
+func retryAccept(err error) bool {
+	return isTimeout(err) || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
 }
 
 func isTimeout(err error) bool {

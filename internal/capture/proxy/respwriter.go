@@ -89,6 +89,17 @@ func (c *connWriter) Write(b []byte) (int, error) {
 // Flush sends what is buffered, so streamed bodies reach the client as they come.
 func (c *connWriter) Flush() { c.err = c.w.Flush() }
 
+// errCut ends the request loop after an answer was cut: the client must
+// see the connection close rather than a shorter answer that ends well.
+var errCut = errors.New("answer cut")
+
+// abort ends the answer where it is, and the connection with it.
+func (c *connWriter) abort() {
+	c.w.Flush()
+	c.err = errCut
+	c.close = true
+}
+
 // errHijacked ends the request loop after a protocol upgrade.
 var errHijacked = errors.New("connection taken over")
 

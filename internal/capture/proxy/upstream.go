@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -28,6 +29,8 @@ const (
 
 type upConn struct {
 	conn   net.Conn
+	t      *timedConn // under conn (and under its TLS): its stalls
+	lim    *headLimit // between conn and br: bounds an answer's head
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	key    string
@@ -37,17 +40,19 @@ type upConn struct {
 }
 
 type upstreamPool struct {
-	mu     sync.Mutex
-	idle   map[string][]*upConn
-	dialer *net.Dialer
-	tls    *tls.Config
+	mu        sync.Mutex
+	idle      map[string][]*upConn
+	dialer    *net.Dialer
+	tls       *tls.Config
+	timed     func(net.Conn) *timedConn
+	handshake time.Duration
 }
 
-func newUpstreamPool(timeout time.Duration, cfg *tls.Config) *upstreamPool {
+func newUpstreamPool(timeout time.Duration, cfg *tls.Config, timed func(net.Conn) *timedConn, handshake time.Duration) *upstreamPool {
 	if cfg == nil {
 		cfg = &tls.Config{}
 	}
-	return &upstreamPool{idle: map[string][]*upConn{}, dialer: &net.Dialer{Timeout: timeout}, tls: cfg}
+	return &upstreamPool{idle: map[string][]*upConn{}, dialer: &net.Dialer{Timeout: timeout}, tls: cfg, timed: timed, handshake: handshake}
 }
 
 // get returns an idle connection for key, or nil.
@@ -96,10 +101,12 @@ func (u *upstreamPool) closeIdle() {
 // transparently intercepted request) and, for https, verifies the server as
 // host.
 func (u *upstreamPool) dial(ctx context.Context, scheme, host, addr, key string) (*upConn, error) {
-	conn, err := u.dialer.DialContext(ctx, "tcp", addr)
+	raw, err := u.dialer.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
+	t := u.timed(raw)
+	var conn net.Conn = t
 	if scheme == "https" {
 		cfg := u.tls.Clone()
 		if cfg.ServerName == "" {
@@ -107,13 +114,20 @@ func (u *upstreamPool) dial(ctx context.Context, scheme, host, addr, key string)
 		}
 		cfg.NextProtos = []string{"http/1.1"}
 		tc := tls.Client(conn, cfg)
+		// a server that accepts and never completes the handshake
+		t.SetDeadline(until(u.handshake))
 		if err := tc.HandshakeContext(ctx); err != nil {
-			conn.Close()
+			raw.Close()
+			if isTimeout(err) {
+				err = fmt.Errorf("TLS handshake not done within %s: %w", u.handshake, err)
+			}
 			return nil, err
 		}
+		t.SetDeadline(time.Time{})
 		conn = tc
 	}
-	c := &upConn{conn: conn, br: bufio.NewReaderSize(conn, 64<<10), bw: bufio.NewWriterSize(conn, 64<<10), key: key, fresh: true}
+	lim := newHeadLimit(conn)
+	c := &upConn{conn: conn, t: t, lim: lim, br: bufio.NewReaderSize(lim, 64<<10), bw: bufio.NewWriterSize(conn, 64<<10), key: key, fresh: true}
 	if ap, err := netip.ParseAddrPort(conn.RemoteAddr().String()); err == nil {
 		c.server = flow.Endpoint{Addr: ap.Addr().Unmap(), Port: ap.Port()}
 	}
@@ -166,10 +180,11 @@ func (p *Proxy) connFor(ctx context.Context, scheme, host, port string) (*upConn
 }
 
 func (p *Proxy) exchange(c *upConn, req *http.Request) (*http.Response, error) {
-	if dl, ok := req.Context().Deadline(); ok {
+	dl, hasDeadline := req.Context().Deadline()
+	if hasDeadline {
 		c.conn.SetDeadline(dl)
 	} else {
-		c.conn.SetDeadline(time.Time{})
+		p.armUpstream(c)
 	}
 	stop := context.AfterFunc(req.Context(), func() { c.conn.SetDeadline(time.Now()) })
 	defer stop()
@@ -179,16 +194,32 @@ func (p *Proxy) exchange(c *upConn, req *http.Request) (*http.Response, error) {
 	if err := c.bw.Flush(); err != nil {
 		return nil, err
 	}
-	for {
-		resp, err := http.ReadResponse(c.br, req)
-		if err != nil {
-			return nil, err
-		}
-		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
-			continue // 100 Continue and other interim answers: the final one follows
-		}
-		return resp, nil
+	resp, err := p.readAnswer(c, req.Method)
+	if err == nil && !hasDeadline {
+		c.t.stallReads(p.opts.IdleTimeout) // a body that stops coming is cut
 	}
+	return resp, err
+}
+
+// armUpstream bounds what a server may keep waiting before a request is
+// sent: each write to IdleTimeout, and the wait for the answer's head to
+// ResponseHeaderTimeout (the caller moves reads to IdleTimeout once the
+// head is in).
+func (p *Proxy) armUpstream(c *upConn) {
+	c.t.stallWrites(p.opts.IdleTimeout)
+	c.t.stallReads(p.opts.ResponseHeaderTimeout)
+}
+
+// readAnswer reads the server's answer head, past interim (1xx) answers,
+// bounded in time (ResponseHeaderTimeout, while it is awaited) and in size.
+func (p *Proxy) readAnswer(c *upConn, method string) (*http.Response, error) {
+	c.lim.start(p.opts.MaxHeaderBytes + c.br.Size())
+	defer c.lim.stop()
+	resp, err := readFinal(c.br, method)
+	if err != nil && c.lim.hit {
+		return nil, fmt.Errorf("the answer's head is larger than %d bytes", p.opts.MaxHeaderBytes)
+	}
+	return resp, p.awaitingAnswer(err)
 }
 
 func isStale(err error) bool {
