@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
@@ -442,5 +443,88 @@ func TestEvidencePack(t *testing.T) {
 	_, errOut, code = phonehome(t, "analyze", "--example", "--evidence", dir)
 	if code == 0 || !strings.Contains(errOut, "already holds") {
 		t.Errorf("reusing a pack directory: %d %s", code, errOut)
+	}
+}
+
+func TestDescribeBuild(t *testing.T) {
+	vcs := func(rev, at, modified string) []debug.BuildSetting {
+		return []debug.BuildSetting{{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: rev}, {Key: "vcs.time", Value: at}, {Key: "vcs.modified", Value: modified}}
+	}
+	const rev = "fe9995da17480647cf5ee814e90d4683d46cab40"
+	for _, c := range []struct {
+		name    string
+		bi      *debug.BuildInfo
+		stamped string
+		want    string
+	}{
+		{"go build in a clone, uncommitted changes",
+			&debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "phonehome", Version: "v0.0.0-20261202165519-fe9995da1748+dirty"}, Settings: vcs(rev, "2026-12-02T16:55:19Z", "true")}, "dev",
+			"v0.0.0-20261202165519-fe9995da1748 (commit fe9995da1748+dirty, 2026-12-02 16:55:19 UTC, go1.26.8)"},
+		{"a release built from its tag",
+			&debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "phonehome", Version: "v1.2.0"}, Settings: vcs(rev, "2026-12-02T17:55:19+01:00", "false")}, "dev",
+			"v1.2.0 (commit fe9995da1748, 2026-12-02 16:55:19 UTC, go1.26.8)"},
+		{"go install module@version: no commit",
+			&debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "phonehome", Version: "v1.2.0"}}, "dev",
+			"v1.2.0 (go1.26.8)"},
+		{"go run or go test",
+			&debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "phonehome", Version: "(devel)"}}, "dev",
+			"dev (go1.26.8, no commit recorded: built by go run or go test, or with -buildvcs=false)"},
+		{"an older go: (devel) with a commit",
+			&debug.BuildInfo{GoVersion: "go1.22.1", Main: debug.Module{Path: "phonehome", Version: "(devel)"}, Settings: vcs(rev, "2026-12-02T16:55:19Z", "false")}, "dev",
+			"dev (commit fe9995da1748, 2026-12-02 16:55:19 UTC, go1.22.1)"},
+		{"stamped with -ldflags",
+			&debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "phonehome", Version: "(devel)"}, Settings: vcs(rev, "2026-12-02T16:55:19Z", "false")}, "1.2.0-debian1",
+			"1.2.0-debian1 (commit fe9995da1748, 2026-12-02 16:55:19 UTC, go1.26.8)"},
+		{"no build information", nil, "dev", "dev"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := describeBuild(c.bi, c.stamped); got != c.want {
+				t.Errorf("got  %s\nwant %s", got, c.want)
+			}
+		})
+	}
+}
+
+func TestVersionFlag(t *testing.T) {
+	cmd, _, code := phonehome(t, "version")
+	if code != 0 || !strings.HasPrefix(cmd, "phonehome dev (") {
+		t.Fatalf("version: %d %q", code, cmd)
+	}
+	for _, args := range [][]string{{"--version"}, {"-v"}} {
+		if out, errOut, code := phonehome(t, args...); code != 0 || out != cmd {
+			t.Errorf("%v: exit %d, %q %s, want %q", args, code, out, errOut, cmd)
+		}
+	}
+}
+
+// TestVersionOfABuild builds phonehome as a user would and checks that its
+// version names the commit it was built from.
+func TestVersionOfABuild(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds phonehome")
+	}
+	head := func() string {
+		out, err := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output()
+		if err != nil {
+			t.Skipf("not in a git clone: %v", err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	before := head()
+	bin := filepath.Join(t.TempDir(), "phonehome")
+	if out, err := exec.Command("go", "build", "-buildvcs=true", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	after := head() // others may commit meanwhile
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(out)
+	if !strings.HasPrefix(got, "phonehome v") || !strings.Contains(got, "(commit "+before) && !strings.Contains(got, "(commit "+after) {
+		t.Errorf("version of a build: %q, want the module version and commit %s", got, after)
+	}
+	if flag, _ := exec.Command(bin, "--version").Output(); string(flag) != got {
+		t.Errorf("--version %q differs from version %q", flag, got)
 	}
 }

@@ -75,7 +75,7 @@ func evidenceSink(dir string, stderr io.Writer) (func(*flow.Flow) error, func() 
 	if dir == "" {
 		return func(*flow.Flow) error { return nil }, func() error { return nil }, nil
 	}
-	ev, err := report.NewEvidence(dir, "phonehome "+version)
+	ev, err := report.NewEvidence(dir, "phonehome "+buildVersion())
 	if err != nil {
 		return nil, nil, err
 	}
