@@ -37,7 +37,7 @@ type Options struct {
 	Upstream *tls.Config // how upstream servers are verified (nil: system roots)
 	MaxBody  int         // bytes of each body kept for analysis (default 1 MiB)
 	// MaxMediaBody is what is kept of a response body of a bulk type
-	// (pictures, video, audio, archives; see flow.BulkType), default 64 KiB:
+	// (pictures, video, audio, archives; see flow.BulkType), default 8 KiB:
 	// the rest is relayed and counted, not kept.
 	MaxMediaBody int
 	// Handler decides on each connection and request before anything is
@@ -110,7 +110,7 @@ func New(opts Options) *Proxy {
 		opts.MaxBody = 1 << 20
 	}
 	if opts.MaxMediaBody <= 0 {
-		opts.MaxMediaBody = 64 << 10
+		opts.MaxMediaBody = 8 << 10
 	}
 	opts.MaxMediaBody = min(opts.MaxMediaBody, opts.MaxBody)
 	if opts.Handler == nil {

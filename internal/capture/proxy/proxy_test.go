@@ -174,8 +174,9 @@ func TestHTTPAndHTTPSWithCurl(t *testing.T) {
 		t.Errorf("the decrypted POST and its body must be recorded: %+v", track)
 	}
 	big := byPath["/big"]
-	if big == nil || big.Response.Body.Size != 50<<20 || len(big.Response.Body.Data) != 1<<16 || !big.Response.Body.Truncated {
-		t.Errorf("the kept part of a large body is capped and the cap recorded: %+v", big.Response.Body.Size)
+	// /big is binary (application/octet-stream): it keeps the media prefix, not MaxBody
+	if big == nil || big.Response.Body.Size != 50<<20 || len(big.Response.Body.Data) != 8<<10 || !big.Response.Body.Truncated {
+		t.Errorf("the kept part of a large binary body is capped and the cap recorded: %+v", big.Response.Body.Size)
 	}
 	var refused *flow.Flow
 	for _, f := range flows {
