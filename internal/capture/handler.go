@@ -13,8 +13,10 @@ import (
 //
 // What the flow holds, and who may touch it, at each call:
 //
-//   - Hello: no flow exists yet; h is a copy. Nothing has been minted or
-//     dialled. Allow = intercept (decrypt), ActionPassthrough = relay
+//   - Hello: no flow exists yet; h is a copy. Nothing has been minted (a
+//     CONNECT to a host passed through by name has already reached the
+//     server, so that a closed port gets its 502 before the 200). Allow =
+//     intercept (decrypt), ActionPassthrough = relay
 //     untouched, ActionBlock = close the connection. Any other action is
 //     taken as Allow.
 //   - RequestBody: f holds the request head (method, URL, headers; the body
