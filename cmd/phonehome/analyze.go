@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/nyaruka/phonenumbers"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -311,6 +313,10 @@ func openSession(ctx context.Context, path, name, source string, maxBody int) (*
 // newEngine builds the detection engine with the built-in knowledge and the
 // tracker lists the user named.
 func newEngine(o analyzeOpts, stderr io.Writer) (*detect.Engine, error) {
+	region, err := phoneRegion(o.region)
+	if err != nil {
+		return nil, fmt.Errorf("analyze: %w", err)
+	}
 	kb := trackers.Builtin()
 	for _, path := range o.trackers {
 		fh, err := os.Open(path)
@@ -324,10 +330,7 @@ func newEngine(o analyzeOpts, stderr io.Writer) (*detect.Engine, error) {
 		}
 		fmt.Fprintf(stderr, "loaded %d tracker domains from %s\n", n, path)
 	}
-	if o.region != "" && len(o.region) != 2 {
-		return nil, fmt.Errorf("analyze: --phone-region takes a two-letter country code such as IN or DE, not %q", o.region)
-	}
-	d := pii.New(strings.ToUpper(o.region))
+	d := pii.New(region)
 	if o.profile != "" {
 		b, err := os.ReadFile(o.profile)
 		if err != nil {
@@ -343,6 +346,30 @@ func newEngine(o analyzeOpts, stderr io.Writer) (*detect.Engine, error) {
 		fmt.Fprintf(stderr, "looking for %d forms of the values in %s\n", d.Known.Patterns(), o.profile)
 	}
 	return detect.New(kb, d, decode.Limits{}), nil
+}
+
+// phoneRegion checks a --phone-region against the regions the phone number
+// library has metadata for: with any other, numbers without a country code
+// would silently never parse.
+func phoneRegion(r string) (string, error) {
+	if r == "" {
+		return "", nil
+	}
+	if len(r) != 2 {
+		return "", fmt.Errorf("--phone-region takes a two-letter country code such as IN or DE, not %q", r)
+	}
+	up := strings.ToUpper(r)
+	known := phonenumbers.GetSupportedRegions()
+	if known[up] {
+		return up, nil
+	}
+	codes := slices.Sorted(maps.Keys(known))
+	hint := ""
+	if up == "UK" {
+		hint = "the United Kingdom is GB; "
+	}
+	return "", fmt.Errorf("--phone-region %q is not a region the phone number library knows: %suse one of its %d two-letter country codes: %s",
+		r, hint, len(codes), strings.Join(codes, " "))
 }
 
 func sourceNames(o analyzeOpts, files []string) []string {

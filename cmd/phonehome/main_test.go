@@ -528,3 +528,32 @@ func TestVersionOfABuild(t *testing.T) {
 		t.Errorf("--version %q differs from version %q", flag, got)
 	}
 }
+
+func TestPhoneRegion(t *testing.T) {
+	const refused = "is not a region the phone number library knows: "
+	for _, c := range []struct {
+		flag, want, err string
+	}{
+		{"", "", ""},
+		{"in", "IN", ""},
+		{"DE", "DE", ""},
+		{"XK", "XK", ""}, // Kosovo: not ISO 3166-1, but the library knows its numbers
+		{"XX", "", `--phone-region "XX" ` + refused + "use one of its "},
+		{"uk", "", `--phone-region "uk" ` + refused + "the United Kingdom is GB; use one of its "},
+		{"India", "", `--phone-region takes a two-letter country code such as IN or DE, not "India"`},
+	} {
+		got, err := phoneRegion(c.flag)
+		switch {
+		case c.err == "" && (err != nil || got != c.want):
+			t.Errorf("%q: %q %v, want %q", c.flag, got, err, c.want)
+		case c.err != "" && (err == nil || !strings.HasPrefix(err.Error(), c.err)):
+			t.Errorf("%q: %v, want %s...", c.flag, err, c.err)
+		case c.err != "" && strings.Contains(c.err, refused) && (!strings.Contains(err.Error(), " codes: AC AD AE ") || !strings.HasSuffix(err.Error(), " ZA ZM ZW")):
+			t.Errorf("%q: the refusal must list the codes: %v", c.flag, err)
+		}
+	}
+	_, errOut, code := phonehome(t, "analyze", "--example", "--phone-region", "XX")
+	if code != 1 || !strings.HasPrefix(errOut, `phonehome: analyze: --phone-region "XX" `+refused) {
+		t.Errorf("analyze --phone-region XX: %d %s", code, errOut)
+	}
+}
