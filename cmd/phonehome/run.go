@@ -41,6 +41,7 @@ type runOpts struct {
 	caDir            string
 	maxBody          int
 	maxMediaBody     int
+	keepEmpty        bool
 	debugListen      string
 	detect           analyzeOpts // --profile, --trackers, --phone-region
 	lan              lanOpts
@@ -96,6 +97,7 @@ kernel change is undone; after a crash, the next start undoes them.
 	f.StringVar(&o.caDir, "ca-dir", "", "use the CA in this directory (default: the config directory, see phonehome ca)")
 	f.IntVar(&o.maxBody, "max-body", 1<<20, "bytes of each body kept for analysis and storage")
 	f.IntVar(&o.maxMediaBody, "max-media-body", 8<<10, "bytes kept of a response body of a media or binary type (pictures, video, audio, archives); the rest is relayed and counted")
+	f.BoolVar(&o.keepEmpty, "keep-empty", false, "keep the session even when nothing was captured")
 	f.StringVar(&o.debugListen, "debug-listen", "", "serve Go's profiles (goroutines, memory, CPU) on this loopback address, e.g. 127.0.0.1:6060")
 	f.StringVar(&o.detect.profile, "profile", "", "YAML or JSON file of your own values to find in every form (see analyze --help)")
 	f.StringArrayVar(&o.detect.trackers, "trackers", nil, "also load this tracker list (see analyze --help); repeatable")
@@ -326,11 +328,21 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 	}
 	serveErr := p.Serve(ctx, ln)
 	parts.close()
+	stats := pl.Stats()
+	if stats.Flows == 0 && !o.keepEmpty {
+		if err := st.DeleteSession(context.Background(), sess); err != nil {
+			fmt.Fprintln(stderr, "phonehome:", err)
+		}
+		fmt.Fprintf(stderr, "nothing was captured, so no session was kept (--keep-empty keeps it): is the device's proxy set to %s, and does it trust the CA?\n", ln.Addr())
+		if serveErr != nil {
+			return fmt.Errorf("run: %w", serveErr)
+		}
+		return pl.Err()
+	}
 	fmt.Fprintln(stdout)
 	if err := summary.WriteText(stdout); err != nil {
 		return err
 	}
-	stats := pl.Stats()
 	if stats.Shed > 0 {
 		fmt.Fprintf(stderr, "analysis fell behind: %d flows were stored without their bulk bodies (%s not analysed); every request was analysed\n",
 			stats.Shed, report.Bytes(stats.ShedBytes))

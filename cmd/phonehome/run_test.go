@@ -133,3 +133,37 @@ func TestLiveLineNotes(t *testing.T) {
 		}
 	}
 }
+
+// TestRunEmpty: a run that captured nothing says so and keeps no session,
+// unless asked to.
+func TestRunEmpty(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		dir := t.TempDir()
+		db := filepath.Join(dir, "empty.db")
+		args := []string{"run", "--listen", "127.0.0.1:0", "--db", db, "--session", "nothing", "--ca-dir", filepath.Join(dir, "ca")}
+		if keep {
+			args = append(args, "--keep-empty")
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		var stdout, stderr syncBuffer
+		done := make(chan int)
+		go func() { done <- run(ctx, args, strings.NewReader(""), &stdout, &stderr) }()
+		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(stderr.String(), "listening on") && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+		if code := <-done; code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+		said := strings.Contains(stderr.String(), "nothing was captured, so no session was kept")
+		st, err := store.Open(context.Background(), db, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = st.SessionByName(context.Background(), "nothing")
+		st.Close()
+		if kept := err == nil; kept != keep || said == keep {
+			t.Errorf("--keep-empty=%v: session kept %v, said %v: %s", keep, kept, said, stderr.String())
+		}
+	}
+}
