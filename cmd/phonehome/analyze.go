@@ -326,7 +326,7 @@ func newEngine(o analyzeOpts, stderr io.Writer) (*detect.Engine, error) {
 		n, err := kb.Load(fh, filepath.Base(path))
 		fh.Close()
 		if err != nil {
-			return nil, fmt.Errorf("analyze: --trackers %s: %w (supported: hosts file, one domain per line, Adblock/EasyPrivacy, Disconnect services.json, DuckDuckGo tds.json, Exodus export)", path, err)
+			return nil, fmt.Errorf("analyze: --trackers %s: %w", path, err) // err says what was expected
 		}
 		fmt.Fprintf(stderr, "loaded %d tracker domains from %s\n", n, path)
 	}

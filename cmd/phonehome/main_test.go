@@ -260,8 +260,16 @@ func TestAnalyzeTrackersFlag(t *testing.T) {
 	prose := filepath.Join(dir, "notes.txt")
 	os.WriteFile(prose, []byte("not a list\nof anything\n"), 0o644)
 	_, errOut, code = phonehome(t, "analyze", "--example", "--trackers", prose)
-	if code != 1 || !strings.Contains(errOut, "notes.txt") || !strings.Contains(errOut, "supported:") {
+	if code != 1 || !strings.Contains(errOut, "notes.txt") || !strings.Contains(errOut, "expected a hosts file") {
 		t.Errorf("a file that is no tracker list: %d %s", code, errOut)
+	}
+	// a program that happens to hold Adblock rules, as phonehome itself does
+	program := filepath.Join(dir, "phonehome")
+	os.WriteFile(program, []byte("\x7fELF\x02\x01\x01\x00\x00\x00\n||tracking.intl.miui.com^\napi.ad.intl.xiaomi.com\n"), 0o755)
+	_, errOut, code = phonehome(t, "analyze", "--example", "--trackers", program)
+	want := "phonehome: analyze: --trackers " + program + ": load tracker list phonehome: unknown tracker list format: it is not text (a NUL byte at offset 7, as in a program, an archive or a capture); expected a hosts file, one domain per line, Adblock/EasyPrivacy rules, Disconnect services.json, DuckDuckGo tds.json or an Exodus tracker export\n"
+	if code != 1 || errOut != want {
+		t.Errorf("a program as a tracker list: %d\n%s\nwant\n%s", code, errOut, want)
 	}
 	_, errOut, code = phonehome(t, "analyze", "--example", "--phone-region", "India")
 	if code != 1 || !strings.Contains(errOut, "two-letter") {

@@ -18,7 +18,9 @@ import (
 	"net/netip"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/publicsuffix"
 )
@@ -59,10 +61,10 @@ func Builtin() *KB {
 		if owner == "" {
 			owner = strings.ToUpper(vendor[:1]) + vendor[1:]
 		}
-		kb.loadDomains(b, Entry{Owner: owner, Category: "telemetry", List: "NextDNS native-tracking-domains (" + vendor + ")"}, false)
+		_ = kb.loadDomains(b, Entry{Owner: owner, Category: "telemetry", List: "NextDNS native-tracking-domains (" + vendor + ")"}, false)
 	}
 	b, _ = builtin.ReadFile("data/easylist/easyprivacy.txt")
-	kb.loadAdblock(b, "EasyPrivacy")
+	_ = kb.loadAdblock(b, "EasyPrivacy", false)
 	kb.read = 0
 	return kb
 }
@@ -161,24 +163,43 @@ func Site(host string) string {
 // ErrUnknownList means a tracker list's format was not recognised.
 var ErrUnknownList = errors.New("unknown tracker list format")
 
+// expected names the formats Load reads, for its refusals.
+const expected = "expected a hosts file, one domain per line, Adblock/EasyPrivacy rules, Disconnect services.json, DuckDuckGo tds.json or an Exodus tracker export"
+
 // Load reads a tracker list in any supported format, recognised by content:
 // hosts file, one domain per line, Adblock Plus/EasyPrivacy rules, Disconnect
 // services.json, DuckDuckGo tds.json (web or app), Exodus tracker export.
 // It returns how many domains the list named.
+//
+// What is not a list is refused, wrapping ErrUnknownList, and nothing of it
+// is added: a file that is not text (a program, an archive, a capture), one
+// whose lines are mostly neither domains nor rules (prose, a README, source
+// code), and JSON that names no tracker domains. Loose text has domains in
+// it here and there; taking them would make a wrong file look like a list.
 func (kb *KB) Load(r io.Reader, name string) (int, error) {
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return 0, fmt.Errorf("read tracker list %s: %w", name, err)
 	}
+	if err := checkText(b); err != nil {
+		return 0, fmt.Errorf("load tracker list %s: %w; %s", name, err, expected)
+	}
+	b = bytes.TrimPrefix(b, []byte("\ufeff"))
 	before := kb.read
 	t := bytes.TrimSpace(b)
 	switch {
 	case bytes.HasPrefix(t, []byte("[Adblock")) || bytes.HasPrefix(t, []byte("||")) || bytes.Contains(b, []byte("\n||")):
-		kb.loadAdblock(b, name)
+		err = kb.loadAdblock(b, name, true)
 	case len(t) > 0 && (t[0] == '{' || t[0] == '['):
 		err = kb.loadJSON(t, name)
+		if err == nil && kb.read == before {
+			err = fmt.Errorf("%w: JSON, but it names no tracker domains phonehome can read", ErrUnknownList)
+		}
 	default:
 		err = kb.loadDomains(b, Entry{Category: "advertising", List: name}, true)
+	}
+	if errors.Is(err, ErrUnknownList) {
+		return 0, fmt.Errorf("load tracker list %s: %w; %s", name, err, expected)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("load tracker list %s: %w", name, err)
@@ -186,14 +207,52 @@ func (kb *KB) Load(r io.Reader, name string) (int, error) {
 	return kb.read - before, nil
 }
 
+// textPrefix is how much of a list checkText looks at: enough to see a
+// program's or an archive's header, little enough to cost nothing.
+const textPrefix = 8 << 10
+
+// checkText refuses what is not UTF-8 text, naming what it seems to be.
+func checkText(b []byte) error {
+	head := b[:min(len(b), textPrefix)]
+	switch {
+	case bytes.HasPrefix(head, []byte{0x1f, 0x8b}):
+		return fmt.Errorf("%w: it is gzip-compressed: decompress it first (gunzip)", ErrUnknownList)
+	case bytes.HasPrefix(head, []byte("PK\x03\x04")):
+		return fmt.Errorf("%w: it is a zip archive: extract the list from it first", ErrUnknownList)
+	case bytes.HasPrefix(head, []byte{0xff, 0xfe}) || bytes.HasPrefix(head, []byte{0xfe, 0xff}):
+		return fmt.Errorf("%w: it is UTF-16 text: save it as UTF-8", ErrUnknownList)
+	}
+	if i := bytes.IndexByte(head, 0); i >= 0 {
+		return fmt.Errorf("%w: it is not text (a NUL byte at offset %d, as in a program, an archive or a capture)", ErrUnknownList, i)
+	}
+	for i := 0; i < len(head); {
+		r, n := utf8.DecodeRune(head[i:])
+		if r == utf8.RuneError && n <= 1 {
+			if len(head) < len(b) && !utf8.FullRune(head[i:]) {
+				break // a character cut by the end of the prefix
+			}
+			return fmt.Errorf("%w: it is not UTF-8 text (byte 0x%02x at offset %d): save it as UTF-8", ErrUnknownList, head[i], i)
+		}
+		i += n
+	}
+	return nil
+}
+
 var hostRE = regexp.MustCompile(`^[a-z0-9_*-]+(\.[a-z0-9_-]+)+$`)
 
-// loadDomains reads a hosts file or a list of domains, one per line.
+// labelRE is a host name of one label (localhost, ip6-allnodes): hosts files
+// have them, and they are no tracker domains.
+var labelRE = regexp.MustCompile(`^[a-z0-9_-]+$`)
+
+// loadDomains reads a hosts file or a list of domains, one per line. When
+// strict, a list with no domains, or whose lines are mostly something else,
+// is refused before anything of it is added.
 func (kb *KB) loadDomains(b []byte, e Entry, strict bool) error {
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	n, bad := 0, 0
-	for sc.Scan() {
+	var domains []string
+	lines, bad, firstBad, firstBadLine := 0, 0, "", 0
+	for no := 1; sc.Scan(); no++ {
 		line := sc.Text()
 		if i := strings.IndexByte(line, '#'); i >= 0 {
 			line = line[:i]
@@ -202,35 +261,99 @@ func (kb *KB) loadDomains(b []byte, e Entry, strict bool) error {
 		if len(f) == 0 {
 			continue
 		}
+		lines++
 		d := f[0]
-		if len(f) >= 2 && (d == "0.0.0.0" || d == "127.0.0.1" || d == "::" || d == "::1" || strings.Count(d, ".") == 3) {
+		hosts := false
+		if len(f) >= 2 {
+			_, err := netip.ParseAddr(d)
+			hosts = err == nil || strings.Count(d, ".") == 3
+		}
+		if hosts {
 			d = f[1] // hosts file: address then name
 		}
 		d = strings.TrimPrefix(d, "*.")
-		if !hostRE.MatchString(d) {
+		switch {
+		case hostRE.MatchString(d):
+			if d != "localhost.localdomain" {
+				domains = append(domains, d)
+			}
+		case hosts || labelRE.MatchString(d) && len(f) == 1:
+			// localhost, broadcasthost, ip6-allnodes: a hosts file's own names
+		default:
 			bad++
-			continue
+			if firstBad == "" {
+				firstBad, firstBadLine = strings.TrimSpace(sc.Text()), no
+			}
 		}
-		if d == "localhost" || d == "localhost.localdomain" {
-			continue
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	if strict {
+		switch {
+		case len(domains) == 0 && bad == 0:
+			return fmt.Errorf("%w: no domains found, only comments and local names", ErrUnknownList)
+		case len(domains) == 0 || 2*bad > lines:
+			return fmt.Errorf("%w: %d of its %d lines are not domains or hosts entries (line %d: %s)",
+				ErrUnknownList, bad, lines, firstBadLine, clip(firstBad))
 		}
+	}
+	for _, d := range domains {
 		kb.add(d, e, false)
-		n++
 	}
-	if strict && n == 0 {
-		return fmt.Errorf("%w: no domains found (%d lines did not look like domains)", ErrUnknownList, bad)
+	return nil
+}
+
+// clip quotes the start of a line for an error message.
+func clip(s string) string {
+	if len(s) > 60 {
+		i := 60
+		for i > 0 && !utf8.RuneStart(s[i]) {
+			i--
+		}
+		s = s[:i] + "…"
 	}
-	return sc.Err()
+	return strconv.Quote(s)
+}
+
+// adblockRule tells a line of an Adblock list that is a rule from one that
+// is not. Rules have no spaces, but for element-hiding ones (##, #@#, #?#),
+// whose CSS selectors may.
+func adblockRule(line string) bool {
+	return !strings.ContainsAny(line, " \t") || strings.Contains(line, "#")
 }
 
 // loadAdblock takes the domain-anchored rules (||example.com^) of an Adblock
-// Plus list; path rules and cosmetic filters need a URL matcher and are counted only.
-func (kb *KB) loadAdblock(b []byte, name string) {
+// Plus list; path rules and cosmetic filters need a URL matcher and are
+// counted only. When strict, a file whose lines are mostly no rules is
+// refused before anything of it is added.
+func (kb *KB) loadAdblock(b []byte, name string, strict bool) error {
 	cat := "advertising"
 	if strings.Contains(strings.ToLower(name), "privacy") {
 		cat = "analytics"
 	}
-	for _, line := range strings.Split(string(b), "\n") {
+	lines := strings.Split(string(b), "\n")
+	if strict {
+		rules, bad, firstBad, firstBadLine := 0, 0, "", 0
+		for i, line := range lines {
+			line = strings.TrimSpace(line)
+			switch {
+			case line == "" || line[0] == '!' || strings.HasPrefix(line, "[Adblock"):
+			case adblockRule(line):
+				rules++
+			default:
+				bad++
+				if firstBad == "" {
+					firstBad, firstBadLine = line, i+1
+				}
+			}
+		}
+		if bad > rules {
+			return fmt.Errorf("%w: %d of its %d lines are not Adblock rules (line %d: %s)",
+				ErrUnknownList, bad, rules+bad, firstBadLine, clip(firstBad))
+		}
+	}
+	for _, line := range lines {
 		line = strings.TrimSpace(line)
 		if !strings.HasPrefix(line, "||") || strings.HasPrefix(line, "@@") {
 			continue
@@ -247,6 +370,7 @@ func (kb *KB) loadAdblock(b []byte, name string) {
 		}
 		kb.add(rule[:end], Entry{Category: cat, List: name}, false)
 	}
+	return nil
 }
 
 func (kb *KB) loadJSON(b []byte, name string) error {
@@ -256,7 +380,7 @@ func (kb *KB) loadJSON(b []byte, name string) error {
 		if json.Unmarshal(b, &list) == nil {
 			return kb.loadExodus(b, name)
 		}
-		return fmt.Errorf("not JSON: %w", err)
+		return fmt.Errorf("%w: it starts as JSON does, but is not JSON: %v", ErrUnknownList, err)
 	}
 	switch {
 	case probe["categories"] != nil:
