@@ -565,3 +565,46 @@ func TestPhoneRegion(t *testing.T) {
 		t.Errorf("analyze --phone-region XX: %d %s", code, errOut)
 	}
 }
+
+// TestReportAndSessionsUseRunsDefault: without --db, report and sessions
+// read the database run writes by default, and never create one.
+func TestReportAndSessionsUseRunsDefault(t *testing.T) {
+	data := t.TempDir()
+	t.Setenv("XDG_DATA_HOME", data)
+	db := filepath.Join(data, "phonehome", "phonehome.db")
+	for _, cmd := range []string{"sessions", "report"} {
+		_, errOut, code := phonehome(t, cmd)
+		want := "phonehome: " + cmd + ": no database at " + db + ", where phonehome run stores its sessions: run it first, or name another database with --db FILE\n"
+		if code != 1 || errOut != want {
+			t.Errorf("%s before any session: %d\n%s\nwant\n%s", cmd, code, errOut, want)
+		}
+	}
+	if _, err := os.Stat(db); err == nil {
+		t.Fatal("a reading command created the database")
+	}
+	missing := filepath.Join(data, "phone.db")
+	_, errOut, code := phonehome(t, "sessions", "--db", missing)
+	if want := "phonehome: sessions: no database at " + missing + ": name the file that phonehome run or analyze --db wrote\n"; code != 1 || errOut != want {
+		t.Errorf("sessions --db of a missing file: %d\n%s\nwant\n%s", code, errOut, want)
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Error("sessions --db created the database it was to read")
+	}
+	if _, errOut, code := phonehome(t, "analyze", "--example", "--db", db, "--session", "example"); code != 0 {
+		t.Fatal(errOut)
+	}
+	out, errOut, code := phonehome(t, "sessions")
+	if code != 0 || !strings.Contains(out, "example") {
+		t.Errorf("sessions: %d %s %s", code, out, errOut)
+	}
+	out, errOut, code = phonehome(t, "report")
+	if code != 0 || !strings.HasPrefix(out, `session "example"`) {
+		t.Errorf("report: %d %s", code, errOut)
+	}
+	for _, cmd := range []string{"sessions", "report"} {
+		help, _, _ := phonehome(t, cmd, "--help")
+		if !strings.Contains(help, "$XDG_DATA_HOME/phonehome") {
+			t.Errorf("%s --help does not say which database it reads", cmd)
+		}
+	}
+}

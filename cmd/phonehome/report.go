@@ -3,8 +3,10 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -19,19 +21,18 @@ func newReportCmd(stdout, stderr io.Writer) *cobra.Command {
 	var db, session, format, outPath, evidence string
 	var flows bool
 	cmd := &cobra.Command{
-		Use:   "report --db FILE [--session NAME]",
+		Use:   "report [--db FILE] [--session NAME]",
 		Short: "Show what a stored session sent, and to whom",
 		Long: `Show a session kept in a phonehome database (by run, or by analyze --db) the
 way analyze shows a capture file: per destination, then what each received.
-Without --session the newest session is shown; phonehome sessions lists them.`,
-		Example: `  phonehome report --db phone.db
+Without --session the newest session is shown; phonehome sessions lists them.
+Without --db it reads the database run writes by default: phonehome.db in
+$XDG_DATA_HOME/phonehome, or ~/.local/share/phonehome.`,
+		Example: `  phonehome report
   phonehome report --db phone.db --session before-opt-out --format json
   phonehome report --db phone.db --format html -o report.html --evidence evidence/`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if db == "" {
-				return fmt.Errorf("report: name the database with --db FILE (run and analyze --db write one)")
-			}
 			if err := checkFormat("report", format); err != nil {
 				return err
 			}
@@ -86,7 +87,7 @@ Without --session the newest session is shown; phonehome sessions lists them.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&db, "db", "", "the SQLite file written by run or analyze --db")
+	f.StringVar(&db, "db", "", "the SQLite file written by run or analyze --db (default: the one run writes, "+defaultDBHelp+")")
 	f.StringVar(&session, "session", "", "the session to show (default: the newest)")
 	f.StringVar(&format, "format", "text", formatHelp)
 	f.StringVar(&evidence, "evidence", "", "also write an evidence pack into this directory: per party, the requests that carried personal data as HAR, with SHA-256 sums")
@@ -95,13 +96,37 @@ Without --session the newest session is shown; phonehome sessions lists them.`,
 	return cmd
 }
 
-// openStored opens an existing store and finds a session in it (the newest
-// when name is empty).
-func openStored(ctx context.Context, cmd, db, name string) (*store.Store, store.Session, error) {
-	if _, err := os.Stat(db); err != nil {
-		return nil, store.Session{}, fmt.Errorf("%s: %w", cmd, err)
+// defaultDBHelp says where defaultDB puts the database, for the help of the
+// commands that read it.
+const defaultDBHelp = "phonehome.db in $XDG_DATA_HOME/phonehome, or ~/.local/share/phonehome"
+
+// openDB opens the existing database named with --db or, when db is empty,
+// the one run writes by default. It never creates one: a reading command
+// given a wrong name would otherwise make an empty database and list nothing.
+func openDB(ctx context.Context, cmd, db string) (*store.Store, error) {
+	named := db != ""
+	if !named {
+		var err error
+		if db, err = defaultDB(); err != nil {
+			return nil, fmt.Errorf("%s: %w", cmd, err)
+		}
 	}
-	st, err := store.Open(ctx, db, store.Options{})
+	if _, err := os.Stat(db); err != nil {
+		switch {
+		case !errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("%s: %w", cmd, err)
+		case named:
+			return nil, fmt.Errorf("%s: no database at %s: name the file that phonehome run or analyze --db wrote", cmd, db)
+		}
+		return nil, fmt.Errorf("%s: no database at %s, where phonehome run stores its sessions: run it first, or name another database with --db FILE", cmd, db)
+	}
+	return store.Open(ctx, db, store.Options{})
+}
+
+// openStored opens an existing store (as openDB does) and finds a session in
+// it (the newest when name is empty).
+func openStored(ctx context.Context, cmd, db, name string) (*store.Store, store.Session, error) {
+	st, err := openDB(ctx, cmd, db)
 	if err != nil {
 		return nil, store.Session{}, err
 	}

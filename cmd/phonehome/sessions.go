@@ -6,22 +6,21 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
-
-	"phonehome/internal/store"
 )
 
 func newSessionsCmd(stdout io.Writer) *cobra.Command {
 	var db string
 	cmd := &cobra.Command{
-		Use:   "sessions --db FILE",
+		Use:   "sessions [--db FILE]",
 		Short: "List the sessions kept in a phonehome database",
-		Long:  "List the capture sessions kept in a phonehome database (made by analyze --db), oldest first.",
-		Args:  cobra.NoArgs,
+		Long: `List the capture sessions kept in a phonehome database (made by run or
+analyze --db), oldest first. Without --db it reads the database run writes by
+default: phonehome.db in $XDG_DATA_HOME/phonehome, or ~/.local/share/phonehome.`,
+		Example: `  phonehome sessions
+  phonehome sessions --db phone.db`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if db == "" {
-				return fmt.Errorf("sessions: name the database with --db FILE")
-			}
-			st, err := store.Open(cmd.Context(), db, store.Options{})
+			st, err := openDB(cmd.Context(), "sessions", db)
 			if err != nil {
 				return err
 			}
@@ -38,6 +37,6 @@ func newSessionsCmd(stdout io.Writer) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().StringVar(&db, "db", "", "the SQLite file written by analyze --db")
+	cmd.Flags().StringVar(&db, "db", "", "the SQLite file written by run or analyze --db (default: the one run writes, "+defaultDBHelp+")")
 	return cmd
 }
