@@ -74,6 +74,9 @@ func unpackFindings(b []byte) ([]flow.Finding, error) {
 			return nil, errPackedFindings
 		}
 		x.Confidence = math.Float64frombits(binary.LittleEndian.Uint64(b[i:]))
+		if math.IsNaN(x.Confidence) { // never packed: confidences are 0..1
+			return nil, errPackedFindings
+		}
 		x.Context = b[i+8] == 1
 		i += 9
 		out = append(out, x)

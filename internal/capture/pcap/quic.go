@@ -32,9 +32,15 @@ type quicState struct {
 	aead   cipher.AEAD
 	hp     cipher.Block
 	iv     []byte
-	crypto []byte // CRYPTO stream from offset 0, contiguous
-	held   map[uint64][]byte
+	crypto []byte            // CRYPTO stream from offset 0, contiguous
+	held   map[uint64][]byte // parts past a gap, by offset
+	heldN  int               // bytes in held
 }
+
+// maxHeldParts bounds the CRYPTO frames held past a gap. Chromium scatters
+// its ClientHello over a few dozen frames; a sender of many more is not
+// sending one, and each part is looked for whenever the stream grows.
+const maxHeldParts = 256
 
 func expandLabel(secret []byte, label string, n int) []byte {
 	info := make([]byte, 0, 4+len(label)+6)
@@ -202,27 +208,45 @@ func (q *quicState) frames(b []byte) {
 	}
 }
 
+// cryptoData adds one CRYPTO frame's data at off to the stream. What lies past
+// a gap is held, at most hello.MaxHandshake bytes in maxHeldParts parts (no
+// ClientHello is longer), and joins the stream once the gap is filled.
 func (q *quicState) cryptoData(off uint64, data []byte) {
-	if off > hello.MaxHandshake {
+	if off > hello.MaxHandshake || len(data) == 0 {
 		return
 	}
 	if off > uint64(len(q.crypto)) {
+		old, ok := q.held[off]
+		if len(old) >= len(data) || !ok && len(q.held) >= maxHeldParts || q.heldN-len(old)+len(data) > hello.MaxHandshake {
+			return
+		}
 		if q.held == nil {
 			q.held = map[uint64][]byte{}
 		}
 		q.held[off] = append([]byte(nil), data...)
+		q.heldN += len(data) - len(old)
 		return
 	}
-	if end := off + uint64(len(data)); end > uint64(len(q.crypto)) {
-		q.crypto = append(q.crypto, data[uint64(len(q.crypto))-off:]...)
-	}
-	for o, d := range q.held {
-		if o <= uint64(len(q.crypto)) {
-			delete(q.held, o)
-			q.cryptoData(o, d)
-			return
+	q.join(off, data)
+	for grew := true; grew && len(q.held) > 0; {
+		grew = false
+		for o, d := range q.held {
+			if o <= uint64(len(q.crypto)) {
+				delete(q.held, o)
+				q.heldN -= len(d)
+				grew = q.join(o, d) || grew
+			}
 		}
 	}
+}
+
+// join appends what data, at off within the stream, adds to its end.
+func (q *quicState) join(off uint64, data []byte) bool {
+	if end := off + uint64(len(data)); end > uint64(len(q.crypto)) {
+		q.crypto = append(q.crypto, data[uint64(len(q.crypto))-off:]...)
+		return true
+	}
+	return false
 }
 
 // quic tracks a UDP/443 conversation and reads the SNI from client Initials.
