@@ -3,6 +3,7 @@ package report
 import (
 	"encoding/json"
 	"io"
+	"math/bits"
 	"sort"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ type Doc struct {
 	Last       time.Time `json:"last,omitzero"`
 	DNSLookups int       `json:"dns_lookups"`
 	DNSNames   int       `json:"dns_names"`
+	DNSNotes   []NoteDoc `json:"dns_notes,omitempty"` // notes of the lookups, by code
 	Parties    []Party   `json:"parties"`
 	IDs        []IDDoc   `json:"persistent_ids"`
 	Links      []LinkDoc `json:"links"`
@@ -54,6 +56,15 @@ type HostDoc struct {
 	Apps      []string      `json:"apps,omitempty"`
 	Data      []DatumDoc    `json:"data"`
 	Endpoints []EndpointDoc `json:"endpoints,omitempty"`
+	Notes     []NoteDoc     `json:"notes,omitempty"` // what was noted about its flows, by code
+}
+
+// NoteDoc is what was noted about a destination's flows under one code:
+// how many flows, and the text of the first as an example.
+type NoteDoc struct {
+	Code    flow.NoteCode `json:"code"`
+	Flows   int           `json:"flows"`
+	Example string        `json:"example"`
 }
 
 // DatumDoc is one piece of data received, with one piece of evidence.
@@ -63,6 +74,8 @@ type DatumDoc struct {
 	Count  int         `json:"requests"`
 	Path   string      `json:"path"`
 	Method flow.Method `json:"method_found"`
+	// Cleartext: at least one request carried it over plain HTTP (or DNS).
+	Cleartext bool `json:"cleartext,omitempty"`
 }
 
 // EndpointDoc is an endpoint's learned schema.
@@ -116,11 +129,13 @@ type LinkDoc struct {
 	Requests int      `json:"requests"`
 }
 
-// Timeline counts requests per party in equal time slices.
+// Timeline counts requests per party, and requests per data kind they
+// carried, in equal time slices.
 type Timeline struct {
-	Start  time.Time        `json:"start,omitzero"`
-	Slice  time.Duration    `json:"slice_ns"`
-	Counts map[string][]int `json:"counts"` // party name → count per slice
+	Start  time.Time           `json:"start,omitzero"`
+	Slice  time.Duration       `json:"slice_ns"`
+	Counts map[string][]int    `json:"counts"`          // party name → count per slice
+	Kinds  map[flow.Kind][]int `json:"kinds,omitempty"` // data kind → requests that carried it, per slice
 }
 
 const timelineSlices = 60
@@ -129,7 +144,7 @@ const timelineSlices = 60
 func (s *Summary) Doc() *Doc {
 	s.classify()
 	d := &Doc{Flows: s.flows, Devices: len(s.clients), First: s.first.UTC(), Last: s.last.UTC(), DNSLookups: s.lookups,
-		DNSNames: len(s.dns)}
+		DNSNames: len(s.dns), DNSNotes: noteDocs(s.dnsNotes)}
 	if s.first.IsZero() {
 		d.First, d.Last = time.Time{}, time.Time{}
 	}
@@ -193,7 +208,7 @@ func (s *Summary) Doc() *Doc {
 func hostDoc(dst *Destination) HostDoc {
 	h := HostDoc{Host: dst.Host, Category: dst.Dest.Category, SDK: dst.Dest.SDK, Party: dst.Dest.Party,
 		Transport: transportLabel(dst.Transports), Cleartext: dst.Cleartext, Requests: dst.Requests, BytesUp: dst.BytesUp,
-		BytesDown: dst.BytesDown, First: dst.First.UTC(), Last: dst.Last.UTC(), Data: []DatumDoc{}}
+		BytesDown: dst.BytesDown, First: dst.First.UTC(), Last: dst.Last.UTC(), Data: []DatumDoc{}, Notes: noteDocs(dst.Notes)}
 	if dst.First.IsZero() {
 		h.First, h.Last = time.Time{}, time.Time{}
 	}
@@ -202,7 +217,7 @@ func hostDoc(dst *Destination) HostDoc {
 	}
 	sort.Strings(h.Apps)
 	for _, x := range sortedData(dst) {
-		h.Data = append(h.Data, DatumDoc{Kind: x.Kind, Value: x.Value, Count: x.Count, Path: x.Path, Method: x.Method})
+		h.Data = append(h.Data, DatumDoc{Kind: x.Kind, Value: x.Value, Count: x.Count, Path: x.Path, Method: x.Method, Cleartext: x.Cleartext})
 	}
 	for _, e := range dst.SortedEndpoints() {
 		h.Endpoints = append(h.Endpoints, endpointDoc(e))
@@ -276,6 +291,26 @@ func (s *Summary) timeline(partyOf map[*Destination]string) Timeline {
 			t.Counts[name] = c
 		}
 		c[(x.at-lo)/slice]++
+	}
+	if len(s.kindTimes) > 0 {
+		t.Kinds = map[flow.Kind][]int{}
+	}
+	count := func(at int64, kind uint32) {
+		k := s.kinds[kind]
+		c := t.Kinds[k]
+		if c == nil {
+			c = make([]int, n)
+			t.Kinds[k] = c
+		}
+		c[(at-lo)/slice]++
+	}
+	for _, x := range s.kindTimes {
+		for m := x.mask; m != 0; m &= m - 1 {
+			count(x.at, uint32(bits.TrailingZeros64(m)))
+		}
+	}
+	for _, x := range s.moreKinds {
+		count(x.at, x.kind)
 	}
 	return t
 }

@@ -57,7 +57,7 @@ func (s *Summary) writeFindings(b *strings.Builder, doc *Doc, st style) {
 	started := false
 	for _, p := range doc.Parties {
 		for _, h := range p.Hosts {
-			if len(h.Data) == 0 && !hasSchema(h) {
+			if len(h.Data) == 0 && !hasSchema(h) && !worthShowing(h.Notes) {
 				continue
 			}
 			if !started {
@@ -85,6 +85,7 @@ func (s *Summary) writeFindings(b *strings.Builder, doc *Doc, st style) {
 			for _, e := range h.Endpoints {
 				writeEndpoint(b, e)
 			}
+			writeNotes(b, h.Notes, "  ")
 		}
 	}
 	writeIDs(b, doc, st)

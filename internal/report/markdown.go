@@ -11,6 +11,7 @@ func WriteMarkdown(w io.Writer, doc *Doc) error {
 	var b strings.Builder
 	b.WriteString("# What was sent, and to whom\n\n")
 	b.WriteString(overview(doc) + "\n")
+	mdNotes(&b, "Notes on the DNS lookups", doc.DNSNotes)
 	if len(doc.Parties) == 0 {
 		b.WriteString("\nNo connections to report.\n")
 		_, err := io.WriteString(w, b.String())
@@ -59,6 +60,7 @@ func WriteMarkdown(w io.Writer, doc *Doc) error {
 					fmt.Fprintf(&b, "\n**Attached to every event:** %s\n", mdText(fieldList(e.Annotations, 24)))
 				}
 			}
+			mdNotes(&b, "Notes", h.Notes)
 		}
 	}
 	if len(doc.IDs) > 0 {
@@ -77,6 +79,17 @@ func WriteMarkdown(w io.Writer, doc *Doc) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// mdNotes writes a notes section as a list under a bold title.
+func mdNotes(b *strings.Builder, title string, notes []NoteDoc) {
+	if len(notes) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\n**%s**\n\n", title)
+	for _, n := range notes {
+		fmt.Fprintf(b, "- `%s`: %s\n", noteCount(n), mdText(noteWords(n)))
+	}
 }
 
 // overview is the report's first sentence.

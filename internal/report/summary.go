@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -27,8 +28,9 @@ type Destination struct {
 	Dest       flow.Destination
 	Apps       map[string]int
 	Data       map[string]*Datum // kind + "\x00" + value → what was received
-	Cleartext  bool              // personal data went over plain HTTP
+	Cleartext  bool              // personal data went over plain HTTP, or in a third-party URL (Exposed)
 	Endpoints  []*Endpoint
+	Notes      []NoteDoc // per code, in the order first noted
 }
 
 // Datum is one piece of data a destination received, over all its flows.
@@ -38,6 +40,9 @@ type Datum struct {
 	Path   string // where it was first found
 	Method flow.Method
 	Count  int
+	// Cleartext: at least one flow carried it over plain HTTP (or DNS),
+	// unencrypted on the network.
+	Cleartext bool
 }
 
 // Summary aggregates flows per destination as they stream past; it keeps no
@@ -53,7 +58,12 @@ type Summary struct {
 	last       time.Time
 	endpoints  map[string]*Endpoint // host + "\x00" + path template
 	ids        *idTable
-	times      []stamp        // one per request or connection, for the timeline
+	times      []stamp     // one per request or connection, for the timeline
+	kindTimes  []kindStamp // one per flow that carried reported kinds, for the kinds over time
+	kindIndex  map[flow.Kind]uint32
+	kinds      []flow.Kind    // by index
+	moreKinds  []moreStamp    // kinds past the 64th, which a mask cannot hold
+	dnsNotes   []NoteDoc      // notes of DNS lookups, which have no destination
 	dec        decode.Decoder // for Add: flows that come with no decoded tree
 	decodes    int            // requests dec decoded (tests read it)
 	spare      []decode.Value
@@ -70,10 +80,72 @@ type stamp struct {
 	dest *Destination
 }
 
+// kindStamp is when a flow that carried data started, and which kinds it
+// carried: bit i is Summary.kinds[i]. One mask per flow keeps a busy session
+// at 16 bytes a flow, however many kinds each carries.
+type kindStamp struct {
+	at   int64
+	mask uint64
+}
+
+// moreStamp is one kind, past the 64th, of a flow.
+type moreStamp struct {
+	at   int64
+	kind uint32
+}
+
 // NewSummary returns an empty summary.
 func NewSummary() *Summary {
 	return &Summary{dests: map[string]*Destination{}, clients: map[netip.Addr]bool{}, dns: map[string]bool{},
-		endpoints: map[string]*Endpoint{}, ids: newIDTable()}
+		endpoints: map[string]*Endpoint{}, ids: newIDTable(), kindIndex: map[flow.Kind]uint32{}}
+}
+
+// countNotes adds a flow's notes to the counts: a code counts once per flow,
+// and only the first note of a code is kept, as its example, so a busy
+// session costs no more memory than a quiet one.
+func countNotes(counts []NoteDoc, notes flow.Notes) []NoteDoc {
+	for i, n := range notes {
+		code := knownCode(n.Code)
+		again := false
+		for _, m := range notes[:i] {
+			if knownCode(m.Code) == code {
+				again = true
+				break
+			}
+		}
+		if again {
+			continue
+		}
+		j := 0
+		for j < len(counts) && counts[j].Code != code {
+			j++
+		}
+		if j == len(counts) {
+			counts = append(counts, NoteDoc{Code: code, Example: n.Text})
+		}
+		counts[j].Flows++
+	}
+	return counts
+}
+
+// knownCode reads a code newer than this build as NoteOther, the way its
+// name reads.
+func knownCode(c flow.NoteCode) flow.NoteCode {
+	if c.String() == flow.NoteOther.String() {
+		return flow.NoteOther
+	}
+	return c
+}
+
+// kindBit returns the index of a kind, giving it the next one when new.
+func (s *Summary) kindBit(kind flow.Kind) uint32 {
+	i, ok := s.kindIndex[kind]
+	if !ok {
+		i = uint32(len(s.kinds))
+		s.kindIndex[kind] = i
+		s.kinds = append(s.kinds, kind)
+	}
+	return i
 }
 
 // Add counts one flow, decoding its request again to learn its endpoint's
@@ -107,6 +179,9 @@ func (s *Summary) add(f *flow.Flow, vals []decode.Value, decoded bool) {
 	if f.Transport == flow.TransportDNS && f.DNS != nil {
 		s.lookups++
 		s.dns[f.DNS.Name] = true
+		if len(f.Notes) > 0 {
+			s.dnsNotes = countNotes(s.dnsNotes, f.Notes)
+		}
 		return
 	}
 	host := f.HostOrAddr()
@@ -125,10 +200,16 @@ func (s *Summary) add(f *flow.Flow, vals []decode.Value, decoded bool) {
 	if f.App != "" {
 		d.Apps[f.App]++
 	}
+	if len(f.Notes) > 0 {
+		d.Notes = countNotes(d.Notes, f.Notes)
+	}
 	var counted map[string]bool // a value repeated inside one request counts once
 	if len(f.Findings) > 0 {
 		counted = map[string]bool{}
 	}
+	plain := f.Transport.Cleartext()
+	var mask uint64 // kinds this flow carried, for the kinds over time
+	from := len(s.moreKinds)
 	for _, x := range f.Findings {
 		if x.Context {
 			continue
@@ -137,14 +218,28 @@ func (s *Summary) add(f *flow.Flow, vals []decode.Value, decoded bool) {
 			d.Cleartext = true
 		}
 		k := string(x.Kind) + "\x00" + x.Value
-		if dt := d.Data[k]; dt != nil {
+		dt := d.Data[k]
+		if dt != nil {
 			if !counted[k] {
 				dt.Count++
 			}
 		} else {
-			d.Data[k] = &Datum{Kind: x.Kind, Value: x.Value, Path: x.Path, Method: x.Method, Count: 1}
+			dt = &Datum{Kind: x.Kind, Value: x.Value, Path: x.Path, Method: x.Method, Count: 1}
+			d.Data[k] = dt
 		}
+		dt.Cleartext = dt.Cleartext || plain
 		counted[k] = true
+		if f.Start.IsZero() {
+			continue
+		}
+		if i := s.kindBit(x.Kind); i < 64 {
+			mask |= 1 << i
+		} else if !slices.Contains(s.moreKinds[from:], moreStamp{f.Start.UnixNano(), i}) {
+			s.moreKinds = append(s.moreKinds, moreStamp{f.Start.UnixNano(), i})
+		}
+	}
+	if mask != 0 {
+		s.kindTimes = append(s.kindTimes, kindStamp{f.Start.UnixNano(), mask})
 	}
 	d.Requests++
 	if !f.Start.IsZero() {
@@ -322,6 +417,7 @@ func (s *Summary) WriteText(w io.Writer) error { return s.WriteTerminal(w, false
 // WriteTerminal writes the text report, in colour if color is set.
 func (s *Summary) WriteTerminal(w io.Writer, color bool) error {
 	dests := s.Destinations()
+	doc := s.Doc()
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d flows from %d device(s) to %d destination(s)", s.flows, len(s.clients), len(dests))
 	if !s.first.IsZero() {
@@ -331,6 +427,7 @@ func (s *Summary) WriteTerminal(w io.Writer, color bool) error {
 	if s.lookups > 0 {
 		fmt.Fprintf(&b, "DNS: %d lookups of %d names\n", s.lookups, len(s.dns))
 	}
+	writeNotes(&b, doc.DNSNotes, "  ")
 	if len(dests) == 0 {
 		b.WriteString("\nNo connections to report.\n")
 		_, err := io.WriteString(w, b.String())
@@ -352,7 +449,7 @@ func (s *Summary) WriteTerminal(w io.Writer, color bool) error {
 	b.WriteString("\n")
 	writeTable(&b, rows, map[int]bool{2: true, 3: true, 4: true})
 	b.WriteString("\nCLEARTEXT: sent unencrypted, readable by anyone on the network. tls/quic: encrypted and not decrypted (only the name is known).\n")
-	s.writeFindings(&b, s.Doc(), style(color))
+	s.writeFindings(&b, doc, style(color))
 	_, err := io.WriteString(w, b.String())
 	return err
 }
