@@ -113,9 +113,11 @@ func overview(doc *Doc) string {
 	return s
 }
 
+// transportWords says how readable a host's traffic was. It reads the
+// transports only: whether personal data was exposed is said apart.
 func transportWords(h HostDoc) string {
 	switch {
-	case h.Cleartext && strings.Contains(h.Transport, "CLEARTEXT"):
+	case h.Transport == "CLEARTEXT":
 		return "cleartext HTTP"
 	case strings.Contains(h.Transport, "CLEARTEXT"):
 		return "partly cleartext HTTP"

@@ -58,3 +58,26 @@ func TestSummaryGroupsFindings(t *testing.T) {
 		t.Error("context-only findings are not reported")
 	}
 }
+
+// TestTransportWords: a host reached only over plain HTTP is "cleartext",
+// one reached over HTTP and TLS "partly", whether or not personal data was
+// exposed (that is said apart).
+func TestTransportWords(t *testing.T) {
+	for _, c := range []struct {
+		transport string
+		exposed   bool
+		want      string
+	}{
+		{"CLEARTEXT", false, "cleartext HTTP"}, // a connectivity check: no data, still all in the clear
+		{"CLEARTEXT", true, "cleartext HTTP"},
+		{"CLEARTEXT+https", true, "partly cleartext HTTP"},
+		{"CLEARTEXT+https", false, "partly cleartext HTTP"},
+		{"https+tls", false, "TLS, decrypted"},
+		{"tls", false, "encrypted (tls), not decrypted"},
+		{"", false, "-"},
+	} {
+		if got := transportWords(HostDoc{Transport: c.transport, Cleartext: c.exposed}); got != c.want {
+			t.Errorf("%q (exposed %v): %q, want %q", c.transport, c.exposed, got, c.want)
+		}
+	}
+}
