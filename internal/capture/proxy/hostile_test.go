@@ -937,6 +937,9 @@ func TestTimeoutDefaults(t *testing.T) {
 	if o.MaxHeaderBytes != http.DefaultMaxHeaderBytes {
 		t.Errorf("MaxHeaderBytes: %d", o.MaxHeaderBytes)
 	}
+	if o.PinRefusals != 2 || o.PinWindow != 10*time.Minute || o.PinCooldown != 10*time.Minute {
+		t.Errorf("the pinning rule's defaults: %d refusals within %s, passed through for %s", o.PinRefusals, o.PinWindow, o.PinCooldown)
+	}
 	if p := New(Options{IdleTimeout: -1}); p.opts.IdleTimeout >= 0 {
 		t.Error("a negative timeout must mean none, not the default")
 	}

@@ -90,6 +90,20 @@ type Options struct {
 	// 502). Default 1 MiB, as net/http's server.
 	MaxHeaderBytes int
 
+	// PinRefusals, PinWindow and PinCooldown are the rule by which a
+	// client that refuses phonehome's certificate (it pins its server's,
+	// or does not trust the CA: it ends the handshake with an alert such as
+	// bad_certificate or unknown_ca) gets its server's own: once that
+	// client address refused PinRefusals times (default 2) within PinWindow
+	// (default 10 min) for a host, the host is passed through untouched for
+	// it, and it alone, for PinCooldown (default 10 min); then interception
+	// is tried again and refusals are counted afresh. A client that hangs
+	// up, resets, times out or sends a ClientHello TLS rejects never counts.
+	// Zero or negative takes the default.
+	PinRefusals int
+	PinWindow   time.Duration
+	PinCooldown time.Duration
+
 	// Name names an address (from DNS answers) for a transparently
 	// intercepted connection that carries no name itself; nil or "": none.
 	Name func(netip.Addr) string
@@ -100,8 +114,7 @@ type Proxy struct {
 	opts     Options
 	upstream *upstreamPool
 	wg       sync.WaitGroup // hijacked tunnels in progress
-	mu       sync.Mutex
-	pinned   map[string]bool // hosts whose clients refused our certificate
+	pins     *pinBook       // clients that refused phonehome's certificate, per host
 }
 
 // New returns a proxy.
@@ -142,7 +155,16 @@ func New(opts Options) *Proxy {
 	if opts.MaxHeaderBytes <= 0 {
 		opts.MaxHeaderBytes = http.DefaultMaxHeaderBytes
 	}
-	p := &Proxy{opts: opts, pinned: map[string]bool{}}
+	if opts.PinRefusals <= 0 {
+		opts.PinRefusals = defaultPinRefusals
+	}
+	if opts.PinWindow <= 0 {
+		opts.PinWindow = defaultPinWindow
+	}
+	if opts.PinCooldown <= 0 {
+		opts.PinCooldown = defaultPinCooldown
+	}
+	p := &Proxy{opts: opts, pins: newPinBook(opts.PinRefusals, opts.PinWindow, opts.PinCooldown)}
 	p.upstream = newUpstreamPool(opts.DialTimer, opts.Upstream, p.timed, opts.HandshakeTimeout)
 	return p
 }
@@ -431,12 +453,12 @@ func (p *Proxy) responseLimit(contentType string) int {
 // certificate and the requests inside are served like plain ones.
 //
 // A host passed through by name (--ignore-hosts, --intercept, one whose
-// clients refused the certificate before) is dialled before the 200, so
-// that a server that cannot be reached is answered 502 instead of a tunnel
-// that leads nowhere. Any other tunnel must be answered 200 first: its
-// ClientHello, which the policy decides on before anything is dialled,
-// comes only after it; an unreachable server is then answered 502 inside
-// the decrypted tunnel, and bytes that are not TLS find the tunnel closed.
+// certificate this client kept refusing: see Options.PinRefusals) is
+// dialled before the 200, so that a server that cannot be reached is
+// answered 502 instead of a tunnel that leads nowhere. Any other tunnel must be answered 200 first: its ClientHello, which the policy
+// decides on before anything is dialled, comes only after it; an
+// unreachable server is then answered 502 inside the decrypted tunnel, and
+// bytes that are not TLS find the tunnel closed.
 func (p *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 	host, portStr, err := net.SplitHostPort(r.Host)
 	if err != nil {
@@ -448,7 +470,7 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var up net.Conn
-	if why := p.passthrough(host); why != "" {
+	if why := p.passthrough(r.RemoteAddr, host); why != "" {
 		target := net.JoinHostPort(host, portStr)
 		if up, err = net.DialTimeout("tcp", target, p.opts.DialTimer); err != nil {
 			f := &flow.Flow{Start: p.opts.Now(), Host: host, Client: endpoint(r.RemoteAddr), Transport: flow.TransportTCP}
@@ -554,12 +576,13 @@ func (p *Proxy) serveTunnel(ctx context.Context, conn net.Conn, client *bufio.Re
 			flow.Note{Code: flow.NotePassthrough, Text: "passed through by " + v.String()})
 		return
 	}
-	if why := p.passthrough(sni); why != "" {
+	if why := p.passthrough(remote, sni); why != "" {
 		p.tunnel(client, conn, target, sni, remote, &flow.TLSInfo{SNI: sni}, up, flow.Note{Code: flow.NotePassthrough, Text: why})
 		return
 	}
 	unused() // intercepted: the server is dialled per request, once the policy saw it
-	tconn := tls.Server(&bufferedConn{Conn: conn, r: client}, &tls.Config{
+	tap := &alertTap{r: client}
+	tconn := tls.Server(&bufferedConn{Conn: conn, r: tap}, &tls.Config{
 		GetCertificate: p.opts.Minter.GetCertificate(host),
 		NextProtos:     []string{"h2", "http/1.1"}, // what the client gets is chosen apart from what the server speaks
 	})
@@ -569,22 +592,11 @@ func (p *Proxy) serveTunnel(ctx context.Context, conn net.Conn, client *bufio.Re
 		if ap, err := netip.ParseAddrPort(dial); err == nil {
 			f.Server = flow.Endpoint{Addr: ap.Addr().Unmap(), Port: ap.Port()}
 		}
-		// only a client that sent a real ClientHello and then gave up in
-		// time refused the certificate; garbage or silence says nothing
-		// about the host, which must not be passed through for it
-		switch {
-		case !hasHello:
-			f.Note(flow.NoteMalformed, "the client's TLS handshake could not be read: "+err.Error())
-		case isTimeout(err):
-			f.Notef(flow.NoteMalformed, "the client did not finish its TLS handshake within %s", p.opts.HandshakeTimeout)
-		default:
-			p.refused(sni)
-			f.Note(flow.NoteCertRefused, "client refused phonehome's certificate (the app pins its certificate or does not trust the CA); "+
-				sni+" is passed through untouched from now on: "+err.Error())
-		}
+		p.handshakeFailed(f, remote, sni, hasHello, err, tap)
 		p.emit(f)
 		return
 	}
+	tap.off = true
 	defer tconn.Close()
 	if dial != "" {
 		ctx = context.WithValue(ctx, dialKey{}, dial)
@@ -945,8 +957,9 @@ func peekHello(r *bufio.Reader) (hello.ClientHello, bool) {
 	return ch, err == nil
 }
 
-// passthrough says why host is not to be intercepted, or "" to intercept it.
-func (p *Proxy) passthrough(host string) string {
+// passthrough says why host is not to be intercepted for the client at
+// remote, or "" to intercept it.
+func (p *Proxy) passthrough(remote, host string) string {
 	host = strings.ToLower(host)
 	for _, pat := range p.opts.Ignore {
 		if ok, _ := path.Match(strings.ToLower(pat), host); ok {
@@ -964,18 +977,47 @@ func (p *Proxy) passthrough(host string) string {
 			return "not in --intercept: passed through"
 		}
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.pinned[host] {
-		return "refused phonehome's certificate before (pinned or CA not trusted): passed through"
+	client := endpoint(remote).Addr
+	if s, ok := p.pins.passed(client, host, p.opts.Now()); ok {
+		return fmt.Sprintf("%s refused phonehome's certificate for %s %d times (%s: the app pins its certificate, or the device does not trust phonehome's CA): "+
+			"passed through untouched for this client until %s, then intercepted again", client, host, s.count, alertName(s.alert), s.until.Format(time.DateTime))
 	}
 	return ""
 }
 
-func (p *Proxy) refused(host string) {
-	p.mu.Lock()
-	p.pinned[strings.ToLower(host)] = true
-	p.mu.Unlock()
+// handshakeFailed notes on f how the client's handshake with phonehome for
+// sni failed, and counts it if the client refused the certificate: the
+// note is typed flow.NoteCertRefused only on the refusal that decides to
+// pass the host through for the client.
+func (p *Proxy) handshakeFailed(f *flow.Flow, remote, sni string, hasHello bool, err error, tap *alertTap) {
+	end, alert := classifyHandshake(err, tap)
+	client := endpoint(remote).Addr
+	switch end {
+	case endRefused:
+		now := p.opts.Now()
+		n, until := p.pins.refused(client, sni, now, alert)
+		if until.IsZero() {
+			f.Notef(flow.NoteOther, "client %s refused phonehome's certificate for %s (%s), %d of %d times within %s before it is passed through for this client: still intercepted",
+				client, sni, alertName(alert), n, p.opts.PinRefusals, p.opts.PinWindow)
+			return
+		}
+		f.Notef(flow.NoteCertRefused, "client %s refused phonehome's certificate for %s %d times within %s (last: %s): the app pins its certificate, or the device does not trust phonehome's CA; "+
+			"%s is passed through untouched for this client until %s, then intercepted again", client, sni, n, p.opts.PinWindow, alertName(alert), sni, until.Format(time.DateTime))
+		p.opts.Logger.Warn("proxy: a client refuses phonehome's certificate: its host is passed through for it",
+			"client", client, "host", sni, "refusals", n, "alert", alertName(alert), "until", until)
+	case endAlert:
+		f.Notef(flow.NoteOther, "the client ended the handshake with the alert %q: not about the certificate, not counted as a refusal", alertName(alert))
+	case endDropped:
+		f.Notef(flow.NoteOther, "client closed during the handshake (%v): not taken for a refusal of the certificate", err)
+	case endTimeout:
+		f.Notef(flow.NoteMalformed, "the client did not finish its TLS handshake within %s", p.opts.HandshakeTimeout)
+	default:
+		if !hasHello {
+			f.Note(flow.NoteMalformed, "the client's TLS handshake could not be read: "+err.Error())
+			return
+		}
+		f.Note(flow.NoteMalformed, "the client's TLS handshake could not be completed: "+err.Error())
+	}
 }
 
 // tunnel relays bytes between the client and the CONNECT target without
