@@ -46,9 +46,13 @@ Import <a href="/ca.pem">ca.pem</a>, and tick "Trust this CA to identify website
 </body></html>
 `))
 
-// servesCertPage reports whether r is for the certificate page, and serves it.
+// ownHost reports whether host names phonehome's own pages.
+func ownHost(host string) bool { return strings.EqualFold(strings.TrimSuffix(host, "."), CertHost) }
+
+// servesCertPage reports whether r is for the certificate page, and serves
+// it. No flow is made of it: phonehome's own pages are never reported.
 func (p *Proxy) servesCertPage(w http.ResponseWriter, r *http.Request) bool {
-	if !strings.EqualFold(r.URL.Hostname(), CertHost) {
+	if !ownHost(r.URL.Hostname()) {
 		return false
 	}
 	ca := p.opts.Minter.CA()

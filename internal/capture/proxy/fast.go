@@ -240,7 +240,7 @@ func (p *Proxy) serveFast(ctx context.Context, c *clientConn) (handled, keep boo
 		}
 	}
 	host, port, ok := splitAuthority(authority)
-	if !ok || strings.EqualFold(host, CertHost) {
+	if !ok || ownHost(host) {
 		return false, true
 	}
 	if port == "" {

@@ -455,7 +455,9 @@ func (p *Proxy) responseLimit(contentType string) int {
 // A host passed through by name (--ignore-hosts, --intercept, one whose
 // certificate this client kept refusing: see Options.PinRefusals) is
 // dialled before the 200, so that a server that cannot be reached is
-// answered 502 instead of a tunnel that leads nowhere. Any other tunnel must be answered 200 first: its ClientHello, which the policy
+// answered 502 instead of a tunnel that leads nowhere. phonehome's own
+// pages (CertHost) are served inside the tunnel, never dialled. Any other
+// tunnel must be answered 200 first: its ClientHello, which the policy
 // decides on before anything is dialled, comes only after it; an
 // unreachable server is then answered 502 inside the decrypted tunnel, and
 // bytes that are not TLS find the tunnel closed.
@@ -470,7 +472,11 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var up net.Conn
-	if why := p.passthrough(r.RemoteAddr, host); why != "" {
+	why := ""
+	if !ownHost(host) { // phonehome's own pages are served inside the tunnel, never dialled
+		why = p.passthrough(r.RemoteAddr, host)
+	}
+	if why != "" {
 		target := net.JoinHostPort(host, portStr)
 		if up, err = net.DialTimeout("tcp", target, p.opts.DialTimer); err != nil {
 			f := &flow.Flow{Start: p.opts.Now(), Host: host, Client: endpoint(r.RemoteAddr), Transport: flow.TransportTCP}
@@ -530,6 +536,11 @@ func (p *Proxy) serveTunnel(ctx context.Context, conn net.Conn, client *bufio.Re
 	}
 	// the ClientHello, and the whole handshake, within HandshakeTimeout
 	conn.SetReadDeadline(until(p.opts.HandshakeTimeout))
+	if dial == "" && ownHost(host) { // a CONNECT to phonehome's own pages (transparently, the SNI names them)
+		unused()
+		p.serveOwn(ctx, conn, client, portStr, remote)
+		return
+	}
 	first, err := client.Peek(5)
 	if err != nil {
 		b, _ := client.Peek(client.Buffered())
@@ -555,6 +566,11 @@ func (p *Proxy) serveTunnel(ctx context.Context, conn net.Conn, client *bufio.Re
 	if dial != "" && sni != host { // transparent: the name comes from the ClientHello
 		host = sni
 		authority = net.JoinHostPort(sni, portStr)
+	}
+	if ownHost(sni) {
+		unused()
+		p.serveOwn(ctx, conn, client, portStr, remote)
+		return
 	}
 	hl := flow.Hello{Time: p.opts.Now(), Client: endpoint(remote), SNI: sni, Source: "proxy"}
 	if hasHello {
@@ -609,6 +625,34 @@ func (p *Proxy) serveTunnel(ctx context.Context, conn net.Conn, client *bufio.Re
 	p.serveHTTP1(ctx, tconn, bufio.NewReader(lim), lim, until(p.opts.HeaderTimeout), "https", authority, host, portStr, remote)
 }
 
+// serveOwn serves phonehome's own pages (CertHost) to a client that opened
+// a tunnel to them: over TLS, with a certificate minted for CertHost, or
+// over plain HTTP. Nothing is dialled, and nothing of it reaches the
+// Handler: phonehome's own pages are no destination of the device's, and
+// a device that refuses the certificate (it came to fetch the CA) is not
+// counted as pinning. The caller set the handshake's deadline.
+func (p *Proxy) serveOwn(ctx context.Context, conn net.Conn, client *bufio.Reader, portStr, remote string) {
+	authority := net.JoinHostPort(CertHost, portStr)
+	first, err := client.Peek(5)
+	switch {
+	case err != nil:
+	case hello.LooksLikeTLS(first):
+		tconn := tls.Server(&bufferedConn{Conn: conn, r: client}, &tls.Config{
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return p.opts.Minter.Get(CertHost) },
+			NextProtos:     []string{"http/1.1"}, // a page and three small files: HTTP/1.1 serves them
+		})
+		if err := tconn.HandshakeContext(ctx); err != nil {
+			return
+		}
+		defer tconn.Close()
+		lim := newHeadLimit(tconn)
+		p.serveHTTP1(ctx, tconn, bufio.NewReader(lim), lim, until(p.opts.HeaderTimeout), "https", authority, CertHost, portStr, remote)
+	case looksLikeHTTP(first):
+		lim := newHeadLimit(client)
+		p.serveHTTP1(ctx, conn, bufio.NewReader(lim), lim, until(p.opts.HeaderTimeout), "http", authority, CertHost, portStr, remote)
+	}
+}
+
 // serveHTTP1 serves the HTTP/1 requests of one client connection inside a
 // tunnel or transparently intercepted; br reads conn through lim. The
 // first head must be whole by headBy.
@@ -645,7 +689,9 @@ func (p *Proxy) serveHTTP1(ctx context.Context, conn net.Conn, br *bufio.Reader,
 		}
 		req.RemoteAddr = remote
 		rw := newResponseWriter(conn, br, c.bw, req.Method)
-		p.forward(rw, req.WithContext(ctx), scheme, remote)
+		if !p.servesCertPage(rw, req) { // phonehome's own pages, asked for by name (transparent, or in a tunnel to them)
+			p.forward(rw, req.WithContext(ctx), scheme, remote)
+		}
 		if err := rw.finish(); err != nil || req.Close || rw.close {
 			return
 		}
