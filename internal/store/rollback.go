@@ -1,8 +1,9 @@
 package store
 
-// Rollback drops the flows added since the last successful Flush: after a
-// failed Add or Flush, a caller that will send those flows again calls it so
-// that none of them is stored twice. The writer then takes a new batch.
+// Rollback drops the flows added since the last commit. A failed Add or
+// Flush has dropped them already (see Add), so a caller that will send them
+// again may call it or not: none of them is stored twice. The writer then
+// takes a new batch.
 func (w *Writer) Rollback() error {
 	if w.conn == nil {
 		return nil

@@ -4,7 +4,10 @@
 //
 // Contract: a Writer is owned by one goroutine; readers may run concurrently
 // with it (WAL). Bodies are stored up to Options.MaxBody bytes; a cut is
-// recorded in the body's flags, never silent.
+// recorded in the body's flags, never silent. Bodies are kept compressed
+// where that pays and read back as they were captured. A store opened with
+// Options.ReadOnly writes nothing, not even SQLite's log files, so archived
+// evidence can be reported on as it is.
 package store
 
 import (
@@ -17,6 +20,8 @@ import (
 	"fmt"
 	"io/fs"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,7 +30,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite" // the "sqlite" driver; its errors carry SQLite's result codes
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"phonehome/internal/flow"
 )
@@ -36,13 +42,29 @@ var migrations embed.FS
 // Options configure a store.
 type Options struct {
 	MaxBody int // bytes of each body stored (default 1 MiB)
+	// ReadOnly opens an existing database for reading only: nothing is
+	// written to it or beside it, so it may be a read-only file, in a
+	// read-only directory, or owned by someone else. Migrations do not run;
+	// databases from schema version 3 on are read as they are. Writes fail
+	// with ErrReadOnly.
+	ReadOnly bool
+	// LockTimeout is how long a write waits for another connection's write
+	// transaction before failing with ErrLocked (default 5 s).
+	LockTimeout time.Duration
 }
 
 // Store is a SQLite database of sessions and flows.
 type Store struct {
-	db     *sql.DB
-	opts   Options
-	single bool // one connection (in memory): no reads side by side
+	db       *sql.DB
+	opts     Options
+	path     string // "" in memory
+	single   bool   // one connection (in memory): no reads side by side
+	readOnly bool
+	codec    *codec
+	plain    bool // store bodies uncompressed (benchmarks compare)
+	// fullCols and leanCols are what reads select: a database read as it is
+	// (read-only, older schema) lacks the body encoding columns.
+	fullCols, leanCols string
 	// unchecked counts the bytes committed to the write-ahead log since the
 	// last checkpoint: SQLite's own checkpoint every 1000 pages is off, so a
 	// burst of flows is not slowed by copying pages into the database file;
@@ -75,32 +97,156 @@ var ErrSessionExists = errors.New("session already exists")
 var ErrNoSession = errors.New("no such session")
 
 // Open opens (creating if needed) the database at path; "" or ":memory:" keeps
-// it in memory for the life of the Store.
+// it in memory for the life of the Store. With opts.ReadOnly the database
+// must exist and is only read. An error says what is wrong with the path and
+// what to do: a missing directory, a directory given as the path, a file or
+// directory that cannot be written (ErrReadOnly), a full disk (ErrFull), a
+// file that is not SQLite.
 func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if opts.MaxBody <= 0 {
 		opts.MaxBody = 1 << 20
 	}
-	pragmas := "_pragma=foreign_keys(1)&_pragma=busy_timeout(5000)"
-	var dsn string
-	if path == "" || path == ":memory:" {
-		dsn = "file::memory:?" + pragmas
-	} else {
-		dsn = "file:" + path + "?" + pragmas + "&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(0)"
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = 5 * time.Second
 	}
-	db, err := sql.Open("sqlite", dsn)
+	inMemory := path == "" || path == ":memory:"
+	if inMemory && opts.ReadOnly {
+		return nil, errors.New("open store: a store in memory cannot be opened read-only: give the path of a database")
+	}
+	if !inMemory {
+		if err := pathError(path, opts.ReadOnly); err != nil {
+			return nil, err
+		}
+	}
+	c, err := newCodec()
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	single := path == "" || path == ":memory:"
-	if single {
-		db.SetMaxOpenConns(1) // each connection to :memory: would be a different database
+	s := &Store{opts: opts, single: inMemory, readOnly: opts.ReadOnly, codec: c, fullCols: flowColumns, leanCols: leanColumns}
+	if !inMemory {
+		s.path = path
 	}
-	s := &Store{db: db, opts: opts, single: single}
-	if err := s.migrate(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+	switch {
+	case inMemory:
+		err = s.openMemory(ctx)
+	case opts.ReadOnly:
+		err = s.openReadOnly(ctx)
+	default:
+		err = s.openFile(ctx)
+	}
+	if err != nil {
+		if s.db != nil {
+			s.db.Close()
+		}
+		c.close()
+		return nil, err
 	}
 	return s, nil
+}
+
+func (s *Store) pragmas() string {
+	return "_pragma=foreign_keys(1)&_pragma=busy_timeout(" + strconv.FormatInt(s.opts.LockTimeout.Milliseconds(), 10) + ")"
+}
+
+// uri is path as a SQLite URI file name: "?", "#" and "%" would end or
+// change it.
+func uri(path string) string {
+	p := filepath.ToSlash(filepath.Clean(path))
+	return "file:" + strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(p)
+}
+
+func (s *Store) openMemory(ctx context.Context) error {
+	db, err := sql.Open("sqlite", "file::memory:?"+s.pragmas())
+	if err != nil {
+		return fmt.Errorf("open store in memory: %w", err)
+	}
+	db.SetMaxOpenConns(1) // each connection to :memory: would be a different database
+	s.db = db
+	if err := s.migrate(ctx); err != nil {
+		return fmt.Errorf("open store in memory: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) openFile(ctx context.Context) error {
+	db, err := sql.Open("sqlite", uri(s.path)+"?"+s.pragmas()+"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(0)")
+	if err != nil {
+		return fmt.Errorf("open store %s: %w", s.path, err)
+	}
+	s.db = db
+	if err := db.PingContext(ctx); err != nil {
+		return openError(s.path, false, err)
+	}
+	// SQLite opens a file it may not write read-only and says so only at
+	// the first write; say it now, with the reason. (The directory was
+	// writable enough: the log beside the file is open.)
+	if err := canWrite(s.path); err != nil {
+		if kind := osFault(err); kind != nil {
+			return writeError(s.path, kind, err)
+		}
+	}
+	if err := s.migrate(ctx); err != nil {
+		if sqliteCode(err) != -1 {
+			return openError(s.path, false, err)
+		}
+		return fmt.Errorf("open store %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// openReadOnly opens the database without writing anything. Without a
+// write-ahead log beside it (a store closed cleanly, an archived copy), the
+// file is opened immutable: SQLite neither locks it nor creates the log and
+// its index; a writer that starts later is not seen, and must not
+// checkpoint while the store is read (phonehome's writers do so only past
+// 64 MiB of log or when idle). With a log (a capture still writing, or one
+// that was killed), the log holds flows the file lacks and is read through
+// its index, which SQLite creates if it is missing and it can.
+func (s *Store) openReadOnly(ctx context.Context) error {
+	wal, walErr := os.Stat(s.path + "-wal")
+	open := func(params string) error {
+		if s.db != nil {
+			s.db.Close()
+		}
+		db, err := sql.Open("sqlite", uri(s.path)+"?"+params+"&"+s.pragmas())
+		if err != nil {
+			return err
+		}
+		s.db = db
+		return db.PingContext(ctx)
+	}
+	var err error
+	if walErr == nil {
+		err = open("mode=ro")
+		if err != nil && wal.Size() == 0 && sqliteCode(err) != sqlite3.SQLITE_NOTADB {
+			err = open("mode=ro&immutable=1") // an empty log holds nothing
+		} else if err != nil && sqliteCode(err) == sqlite3.SQLITE_CANTOPEN {
+			return fmt.Errorf("open store %s read-only: %s-wal holds flows not yet in the database file, and SQLite cannot open or create its index %s-shm here (%w): copy the database and its -wal file to a writable directory and open the copy", s.path, s.path, s.path, err)
+		}
+	} else {
+		err = open("mode=ro&immutable=1")
+	}
+	if err != nil {
+		return openError(s.path, true, err)
+	}
+	var version int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return openError(s.path, true, err)
+	}
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	switch {
+	case version > len(names):
+		return fmt.Errorf("open store %s: database schema version %d is newer than this phonehome knows (%d): upgrade phonehome", s.path, version, len(names))
+	case version < 3:
+		return fmt.Errorf("open store %s read-only: written by an older phonehome (schema version %d), which cannot be read without upgrading it: open it once for writing (a copy, if it must stay as it is)", s.path, version)
+	case version < 5: // bodies stored as captured, no encoding columns
+		r := strings.NewReplacer("req_body_enc", "0", "resp_body_enc", "0")
+		s.fullCols, s.leanCols = r.Replace(flowColumns), r.Replace(leanColumns)
+	}
+	return nil
 }
 
 // Close closes the database.
@@ -110,13 +256,14 @@ func (s *Store) Close() error {
 	if p := s.checkpointErr.Load(); p != nil && err == nil {
 		err = *p
 	}
+	s.codec.close()
 	return err
 }
 
 func (s *Store) migrate(ctx context.Context) error {
 	var version int
 	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
-		return fmt.Errorf("read schema version (is it a SQLite file?): %w", err)
+		return fmt.Errorf("read schema version: %w", err)
 	}
 	names, err := fs.Glob(migrations, "migrations/*.sql")
 	if err != nil {
@@ -157,12 +304,16 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // CreateSession starts a new session.
 func (s *Store) CreateSession(ctx context.Context, name string, started time.Time, source string) (Session, error) {
+	action := fmt.Sprintf("create session %q", name)
+	if s.readOnly {
+		return Session{}, s.fault(action, ErrReadOnly)
+	}
 	res, err := s.db.ExecContext(ctx, "INSERT INTO sessions(name, started, source) VALUES(?, ?, ?)", name, started.UnixNano(), source)
 	if err != nil {
-		if strings.Contains(err.Error(), "UNIQUE") {
-			return Session{}, fmt.Errorf("create session %q: %w; choose another name with --session", name, ErrSessionExists)
+		if e := (*sqlite.Error)(nil); errors.As(err, &e) && e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
+			return Session{}, fmt.Errorf("%s: %w; choose another name with --session", action, ErrSessionExists)
 		}
-		return Session{}, fmt.Errorf("create session %q: %w", name, err)
+		return Session{}, s.fault(action, err)
 	}
 	id, _ := res.LastInsertId()
 	return Session{ID: id, Name: name, Started: started, Source: source}, nil
@@ -214,14 +365,19 @@ func (s *Store) SessionByName(ctx context.Context, name string) (Session, error)
 }
 
 const flowColumns = `session_id, source, seq, start_ns, end_ns, client, server, host, transport, bytes_up, bytes_down,
-	method, url, req_proto, req_headers, req_trailers, req_body, req_body_size, req_body_flags,
-	status, reason, resp_proto, resp_headers, resp_trailers, resp_body, resp_body_size, resp_body_flags,
+	method, url, req_proto, req_headers, req_trailers, req_body, req_body_size, req_body_flags, req_body_enc,
+	status, reason, resp_proto, resp_headers, resp_trailers, resp_body, resp_body_size, resp_body_flags, resp_body_enc,
 	tls, dns, notes, dest, app, findings`
 
 // Writer adds flows to one session in batched transactions. It holds one
 // connection while a batch is open and speaks to the SQLite driver directly:
 // a live capture stores every flow, and database/sql's conversions and locks
 // cost a fifth of an insert.
+//
+// A batch is committed by Flush, Idle and Close, and by Add itself once it
+// holds batchSize flows; Pending says how many flows wait for a commit. When
+// any of them fails, the whole batch is rolled back (see Add) and the Writer
+// stays usable.
 type Writer struct {
 	s       *Store
 	session int64
@@ -231,25 +387,30 @@ type Writer struct {
 	pending int
 	bytes   int64 // roughly what the pending flows take in the log
 	ctx     context.Context
+	// zreq and zresp receive compressed bodies, reused from flow to flow
+	// (the driver copies what it binds)
+	zreq, zresp []byte
 }
 
 const batchSize = 2000
 
-const insertFlow = "INSERT INTO flows(" + flowColumns + ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+const insertFlow = "INSERT INTO flows(" + flowColumns + ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 // Writer returns a writer for the session. Call Close to commit the last batch.
 func (s *Store) Writer(ctx context.Context, session Session) *Writer {
-	return &Writer{s: s, session: session.ID, ctx: ctx, args: make([]driver.NamedValue, 33)}
+	return &Writer{s: s, session: session.ID, ctx: ctx, args: make([]driver.NamedValue, 35)}
 }
 
-// begin opens a batch: a connection, a transaction and the insert statement.
+// begin opens a batch: a connection, a write transaction and the insert
+// statement. BEGIN IMMEDIATE takes the write lock now, so another program's
+// lock fails the batch's first Add, before anything of it is written.
 func (w *Writer) begin() error {
 	conn, err := w.s.db.Conn(w.ctx)
 	if err != nil {
 		return err
 	}
-	if _, err := conn.ExecContext(w.ctx, "BEGIN"); err != nil {
-		conn.Close()
+	if _, err := conn.ExecContext(w.ctx, "BEGIN IMMEDIATE"); err != nil {
+		discard(conn)
 		return err
 	}
 	err = conn.Raw(func(dc any) error {
@@ -261,19 +422,54 @@ func (w *Writer) begin() error {
 		return err
 	})
 	if err != nil {
-		conn.ExecContext(w.ctx, "ROLLBACK")
-		conn.Close()
+		discard(conn)
 		return err
 	}
 	w.conn = conn
 	return nil
 }
 
-// Add stores f and sets f.ID.
+// discard closes conn and drops its driver connection from the pool, which
+// rolls back what it has open. After a fault the connection is not reused: one
+// opened while the file system was read-only stays read-only.
+func discard(conn *sql.Conn) {
+	conn.Raw(func(any) error { return driver.ErrBadConn })
+	conn.Close()
+}
+
+// Add stores f and sets f.ID. The flow is committed with its batch: by
+// Flush, Idle or Close, or by Add itself when the batch reaches 2,000 flows
+// (Pending drops to 0); until then a crash loses it.
+//
+// A failed Add, Flush, Idle or Close leaves nothing of the open batch
+// behind: every flow added since the last commit, the failed one included,
+// is rolled back as a whole (no row is ever half-written) and their IDs are
+// void (Add resets f.ID to 0); flows committed before are kept. The Writer
+// stays usable: to retry, Add those same flows again, all of them in order,
+// once the fault is gone; nothing is stored twice. The error wraps ErrFull,
+// ErrReadOnly or ErrLocked (errors.Is) when the cause lies outside phonehome
+// and may pass. Rollback is not needed after a failure and does no harm.
 func (w *Writer) Add(f *flow.Flow) error {
+	if err := w.add(f); err != nil {
+		f.ID = 0
+		return err
+	}
+	if w.pending >= batchSize {
+		if err := w.Flush(); err != nil {
+			f.ID = 0
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *Writer) add(f *flow.Flow) error {
+	if w.s.readOnly {
+		return w.s.fault(storeFlow(f), ErrReadOnly)
+	}
 	if w.conn == nil {
 		if err := w.begin(); err != nil {
-			return fmt.Errorf("store flow: %w", err)
+			return w.fail(storeFlow(f), err)
 		}
 	}
 	a := w.args
@@ -289,26 +485,26 @@ func (w *Writer) Add(f *flow.Flow) error {
 	set(8, f.Transport.String())
 	set(9, f.BytesUp)
 	set(10, f.BytesDown)
-	for i := 11; i < 27; i++ {
+	for i := 11; i < 29; i++ {
 		set(i, nil)
 	}
 	if r := f.Request; r != nil {
-		w.setMessage(11, r.Method, r.URL, r.Proto, r.Headers, r.Trailers, r.Body)
+		w.zreq = w.setMessage(11, r.Method, r.URL, r.Proto, r.Headers, r.Trailers, r.Body, w.zreq)
 	}
 	if r := f.Response; r != nil {
-		w.setMessage(19, int64(r.Status), r.Reason, r.Proto, r.Headers, r.Trailers, r.Body)
+		w.zresp = w.setMessage(20, int64(r.Status), r.Reason, r.Proto, r.Headers, r.Trailers, r.Body, w.zresp)
 	}
 	var dest driver.Value
 	if f.Dest != (flow.Destination{}) {
 		b, _ := json.Marshal(f.Dest)
 		dest = string(b)
 	}
-	set(27, jsonOrNil(f.TLS))
-	set(28, jsonOrNil(f.DNS))
-	set(29, jsonOrNil(f.Notes))
-	set(30, dest)
-	set(31, f.App)
-	set(32, packFindings(f.Findings))
+	set(29, jsonOrNil(f.TLS))
+	set(30, jsonOrNil(f.DNS))
+	set(31, jsonOrNil(f.Notes))
+	set(32, dest)
+	set(33, f.App)
+	set(34, packFindings(f.Findings))
 	var res driver.Result
 	err := w.conn.Raw(func(any) error {
 		var err error
@@ -316,42 +512,63 @@ func (w *Writer) Add(f *flow.Flow) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("store flow %d of %s: %w", f.Seq, f.Source, err)
+		return w.fail(storeFlow(f), err)
 	}
 	f.ID, _ = res.LastInsertId()
 	w.pending++
 	w.bytes += 512
-	if w.pending >= batchSize {
-		return w.Flush()
-	}
 	return nil
 }
 
-// setMessage fills the eight columns of a request or an answer, from i on:
-// its first line's two parts, protocol, headers, trailers and body.
-func (w *Writer) setMessage(i int, first, second driver.Value, proto string, h, trailers flow.Headers, b flow.Body) {
-	data, size, flags := bodyCols(b, w.s.opts.MaxBody)
-	w.bytes += int64(len(data))
-	for j, v := range [...]driver.Value{first, second, proto, headersJSON(h), headersJSON(trailers), data, size, int64(flags)} {
-		w.args[i+j] = driver.NamedValue{Ordinal: i + j + 1, Value: v}
+// storeFlow names the action of storing f, for errors.
+func storeFlow(f *flow.Flow) string { return fmt.Sprintf("store flow %d of %s", f.Seq, f.Source) }
+
+// fail rolls back the open batch, if any, and returns err for action with
+// the fault it is.
+func (w *Writer) fail(action string, err error) error {
+	if w.conn != nil {
+		if w.stmt != nil {
+			w.conn.Raw(func(any) error { return w.stmt.Close() })
+		}
+		discard(w.conn)
 	}
+	w.conn, w.stmt, w.pending, w.bytes = nil, nil, 0, 0
+	return w.s.fault(action, err)
 }
 
-// Flush commits the flows added so far.
+// setMessage fills the nine columns of a request or an answer, from i on:
+// its first line's two parts, protocol, headers, trailers and body (bytes,
+// size, flags, encoding). It returns buf, grown to hold the compressed body.
+func (w *Writer) setMessage(i int, first, second driver.Value, proto string, h, trailers flow.Headers, b flow.Body, buf []byte) []byte {
+	data, size, flags := bodyCols(b, w.s.opts.MaxBody)
+	enc := int64(encIdentity)
+	if !w.s.plain {
+		data, enc, buf = w.s.codec.compress(data, buf)
+	}
+	w.bytes += int64(len(data))
+	for j, v := range [...]driver.Value{first, second, proto, headersJSON(h), headersJSON(trailers), data, size, int64(flags), enc} {
+		w.args[i+j] = driver.NamedValue{Ordinal: i + j + 1, Value: v}
+	}
+	return buf
+}
+
+// Pending returns how many flows were added since the last commit: what a
+// failed Add or Flush rolls back and the caller must send again.
+func (w *Writer) Pending() int { return w.pending }
+
+// Flush commits the flows added so far. On failure they are rolled back, as
+// Add says.
 func (w *Writer) Flush() error {
 	if w.conn == nil {
 		return nil
 	}
 	w.conn.Raw(func(any) error { return w.stmt.Close() })
-	_, err := w.conn.ExecContext(w.ctx, "COMMIT")
-	if err != nil {
-		w.conn.ExecContext(w.ctx, "ROLLBACK")
+	w.stmt = nil
+	if _, err := w.conn.ExecContext(w.ctx, "COMMIT"); err != nil {
+		return w.fail(fmt.Sprintf("store %d flows: commit", w.pending), err)
 	}
 	w.conn.Close()
-	w.conn, w.stmt, w.pending = nil, nil, 0
-	if err != nil {
-		return fmt.Errorf("store flows: commit: %w", err)
-	}
+	w.conn, w.pending = nil, 0
 	if w.s.unchecked.Add(w.bytes) > checkpointAfter {
 		w.s.checkpoint()
 	}
@@ -374,9 +591,10 @@ func (w *Writer) Idle() error {
 // checkpoint starts copying the log into the database file, unless a copy
 // is under way, without waiting for readers (what a reader still needs stays
 // in the log for the next one) and without holding up the writer. An error
-// is kept for Close.
+// is kept for Close, until a later checkpoint succeeds (the flows are safe
+// in the log meanwhile).
 func (s *Store) checkpoint() {
-	if s.single || !s.checkpointing.CompareAndSwap(false, true) {
+	if s.single || s.readOnly || !s.checkpointing.CompareAndSwap(false, true) {
 		return
 	}
 	n := s.unchecked.Swap(0)
@@ -386,9 +604,11 @@ func (s *Store) checkpoint() {
 		defer s.checkpointing.Store(false)
 		if _, err := s.db.Exec("PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
 			s.unchecked.Add(n)
-			err = fmt.Errorf("store: checkpoint: %w", err)
+			err = s.fault("store: checkpoint", err)
 			s.checkpointErr.Store(&err)
+			return
 		}
+		s.checkpointErr.Store(nil)
 	}()
 }
 
@@ -490,19 +710,13 @@ type ReadOptions struct {
 }
 
 const leanColumns = `start_ns, end_ns, client, server, host, transport, bytes_up, bytes_down,
-	method, url, req_headers, req_body, req_body_size, req_body_flags, status, resp_body_size, dns, dest, app, findings`
-
-func (o ReadOptions) columns() string {
-	if o.Lean {
-		return leanColumns
-	}
-	return flowColumns
-}
+	method, url, req_headers, req_body, req_body_size, req_body_flags, req_body_enc, status, resp_body_size, dns, dest, app, findings`
 
 // scanner turns rows into flows; a lean one remembers destinations, which
 // repeat from flow to flow, instead of decoding their JSON each time.
 type scanner struct {
 	lean  bool
+	codec *codec
 	dests map[string]flow.Destination
 	dns   map[string]flow.DNS
 }
@@ -520,7 +734,7 @@ func (sc *scanner) parallel(ctx context.Context, session Session, rows *sql.Rows
 		batch := make([]leanRow, 0, batchSize)
 		for rows.Next() {
 			batch = append(batch, leanRow{})
-			if readErr = batch[len(batch)-1].read(rows); readErr != nil {
+			if readErr = batch[len(batch)-1].read(rows, sc.codec); readErr != nil {
 				return
 			}
 			if len(batch) == batchSize {
@@ -602,12 +816,12 @@ func (s *Store) readChunks(ctx context.Context, session Session, lo, hi int64, s
 			for i := range jobs {
 				from := lo + int64(i)*chunk
 				var res result
-				rows, err := s.db.QueryContext(ctx, "SELECT id, "+leanColumns+" FROM flows NOT INDEXED WHERE id BETWEEN ? AND ? AND session_id = ? ORDER BY id",
+				rows, err := s.db.QueryContext(ctx, "SELECT id, "+s.leanCols+" FROM flows NOT INDEXED WHERE id BETWEEN ? AND ? AND session_id = ? ORDER BY id",
 					from, min(from+chunk-1, hi), session.ID)
 				if err == nil {
 					for rows.Next() {
 						res.rows = append(res.rows, leanRow{})
-						if err = res.rows[len(res.rows)-1].read(rows); err != nil {
+						if err = res.rows[len(res.rows)-1].read(rows, sc.codec); err != nil {
 							break
 						}
 					}
@@ -674,17 +888,27 @@ type leanRow struct {
 	findings                            []byte
 }
 
-func (r *leanRow) read(rows *sql.Rows) error {
-	return rows.Scan(&r.f.ID, &r.start, &r.end, &r.client, &r.server, &r.f.Host, &r.transport, &r.f.BytesUp, &r.f.BytesDown,
-		&r.method, &r.url, &r.reqH, &r.reqBody, &r.reqSize, &r.reqFlags, &r.status, &r.respSize, &r.dnsJ, &r.destJ, &r.f.App, &r.findings)
+// read scans a lean row and decompresses its request body, on the reading
+// goroutine: lean reads run several readers beside the one parser.
+func (r *leanRow) read(rows *sql.Rows, c *codec) error {
+	var enc sql.NullInt64
+	err := rows.Scan(&r.f.ID, &r.start, &r.end, &r.client, &r.server, &r.f.Host, &r.transport, &r.f.BytesUp, &r.f.BytesDown,
+		&r.method, &r.url, &r.reqH, &r.reqBody, &r.reqSize, &r.reqFlags, &enc, &r.status, &r.respSize, &r.dnsJ, &r.destJ, &r.f.App, &r.findings)
+	if err != nil {
+		return err
+	}
+	if r.reqBody, err = c.decompress(r.reqBody, enc.Int64); err != nil {
+		return fmt.Errorf("flow %d: request %w", r.f.ID, err)
+	}
+	return nil
 }
 
 func (sc *scanner) scan(rows *sql.Rows) (*flow.Flow, error) {
 	if !sc.lean {
-		return scanFlow(rows)
+		return scanFlow(rows, sc.codec)
 	}
 	var r leanRow
-	if err := r.read(rows); err != nil {
+	if err := r.read(rows, sc.codec); err != nil {
 		return nil, err
 	}
 	return sc.parse(&r)
@@ -730,7 +954,7 @@ func (s *Store) Flows(ctx context.Context, session Session, fn func(*flow.Flow) 
 
 // FlowsWith is Flows with columns left out as opts say.
 func (s *Store) FlowsWith(ctx context.Context, session Session, opts ReadOptions, fn func(*flow.Flow) error) error {
-	sc := &scanner{lean: opts.Lean, dests: map[string]flow.Destination{}, dns: map[string]flow.DNS{}}
+	sc := &scanner{lean: opts.Lean, codec: s.codec, dests: map[string]flow.Destination{}, dns: map[string]flow.DNS{}}
 	// Read in rowid order, the order of writing; the index on session_id
 	// would cost a seek per row and a sort.
 	var lo, hi sql.NullInt64
@@ -743,7 +967,11 @@ func (s *Store) FlowsWith(ctx context.Context, session Session, opts ReadOptions
 	if opts.Lean && !s.single {
 		return s.readChunks(ctx, session, lo.Int64, hi.Int64, sc, fn)
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT id, "+opts.columns()+" FROM flows NOT INDEXED WHERE id BETWEEN ? AND ? AND session_id = ? ORDER BY id", lo, hi, session.ID)
+	cols := s.fullCols
+	if opts.Lean {
+		cols = s.leanCols
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT id, "+cols+" FROM flows NOT INDEXED WHERE id BETWEEN ? AND ? AND session_id = ? ORDER BY id", lo, hi, session.ID)
 	if err != nil {
 		return fmt.Errorf("read flows of %q: %w", session.Name, err)
 	}
@@ -766,7 +994,7 @@ func (s *Store) FlowsWith(ctx context.Context, session Session, opts ReadOptions
 	return nil
 }
 
-func scanFlow(rows *sql.Rows) (*flow.Flow, error) {
+func scanFlow(rows *sql.Rows, c *codec) (*flow.Flow, error) {
 	var (
 		f                                          flow.Flow
 		sessionID, start, end                      int64
@@ -775,13 +1003,20 @@ func scanFlow(rows *sql.Rows) (*flow.Flow, error) {
 		reason, respProto, respH, respT            sql.NullString
 		reqBody, respBody, findings                []byte
 		reqSize, reqFlags, status, respSize, respF sql.NullInt64
+		reqEnc, respEnc                            sql.NullInt64
 		tlsJ, dnsJ, notesJ, destJ                  sql.NullString
 	)
 	err := rows.Scan(&f.ID, &sessionID, &f.Source, &f.Seq, &start, &end, &client, &server, &f.Host, &transport,
-		&f.BytesUp, &f.BytesDown, &method, &url, &reqProto, &reqH, &reqT, &reqBody, &reqSize, &reqFlags,
-		&status, &reason, &respProto, &respH, &respT, &respBody, &respSize, &respF, &tlsJ, &dnsJ, &notesJ, &destJ, &f.App, &findings)
+		&f.BytesUp, &f.BytesDown, &method, &url, &reqProto, &reqH, &reqT, &reqBody, &reqSize, &reqFlags, &reqEnc,
+		&status, &reason, &respProto, &respH, &respT, &respBody, &respSize, &respF, &respEnc, &tlsJ, &dnsJ, &notesJ, &destJ, &f.App, &findings)
 	if err != nil {
 		return nil, err
+	}
+	if reqBody, err = c.decompress(reqBody, reqEnc.Int64); err != nil {
+		return nil, fmt.Errorf("flow %d: request %w", f.ID, err)
+	}
+	if respBody, err = c.decompress(respBody, respEnc.Int64); err != nil {
+		return nil, fmt.Errorf("flow %d: response %w", f.ID, err)
 	}
 	if err := fillCommon(&f, start, end, client, server, transport, findings); err != nil {
 		return nil, err
