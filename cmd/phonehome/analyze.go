@@ -122,6 +122,7 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 	out = bw
 	ctx := cmd.Context()
 
+	var lines timeOrdered
 	var engine *detect.Engine
 	if !o.noDetect {
 		if engine, err = newEngine(o, stderr); err != nil {
@@ -156,6 +157,9 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 	case o.format == "json":
 		jw := report.NewJSONWriter(out)
 		popts.Sinks = append(popts.Sinks, jw.Flow, jw.Findings)
+	case o.flows && len(sourceNames(o, files)) > 1:
+		// several files: their flows are listed in time order across them
+		popts.Sinks = append(popts.Sinks, lines.add)
 	case o.flows:
 		popts.Sinks = append(popts.Sinks, func(f *flow.Flow) error { return report.FlowLine(out, f) })
 	}
@@ -197,6 +201,9 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 		}
 	}
 	if err := pl.Close(); err != nil {
+		return err
+	}
+	if err := lines.write(out); err != nil {
 		return err
 	}
 	if err := finishEvidence(); err != nil {
@@ -432,4 +439,36 @@ func (p *progress) finish() {
 	if p.bar != nil {
 		_ = p.bar.Finish()
 	}
+}
+
+// timeOrdered keeps flow lines to write them in the order the flows began,
+// across files (each file's reader hands them over in its own order).
+type timeOrdered struct {
+	lines []timedLine
+	buf   bytes.Buffer
+}
+
+type timedLine struct {
+	at   time.Time
+	line string
+}
+
+func (t *timeOrdered) add(f *flow.Flow) error {
+	t.buf.Reset()
+	if err := report.FlowLine(&t.buf, f); err != nil {
+		return err
+	}
+	t.lines = append(t.lines, timedLine{f.Start, t.buf.String()})
+	return nil
+}
+
+func (t *timeOrdered) write(w io.Writer) error {
+	slices.SortStableFunc(t.lines, func(a, b timedLine) int { return a.at.Compare(b.at) })
+	for _, l := range t.lines {
+		if _, err := io.WriteString(w, l.line); err != nil {
+			return err
+		}
+	}
+	t.lines = nil
+	return nil
 }
