@@ -120,7 +120,9 @@ func openDB(ctx context.Context, cmd, db string) (*store.Store, error) {
 		}
 		return nil, fmt.Errorf("%s: no database at %s, where phonehome run stores its sessions: run it first, or name another database with --db FILE", cmd, db)
 	}
-	return store.Open(ctx, db, store.Options{})
+	// reading needs no write access: an archived evidence file, a database
+	// owned by another user
+	return store.Open(ctx, db, store.Options{ReadOnly: true})
 }
 
 // openStored opens an existing store (as openDB does) and finds a session in

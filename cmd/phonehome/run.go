@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -27,6 +28,7 @@ import (
 	"phonehome/internal/live"
 	"phonehome/internal/pipeline"
 	"phonehome/internal/report"
+	"phonehome/internal/store"
 )
 
 type runOpts struct {
@@ -42,6 +44,7 @@ type runOpts struct {
 	maxBody          int
 	maxMediaBody     int
 	keepEmpty        bool
+	timeouts         struct{ header, handshake, idle, tunnel, dial, response time.Duration }
 	debugListen      string
 	detect           analyzeOpts // --profile, --trackers, --phone-region
 	lan              lanOpts
@@ -98,6 +101,12 @@ kernel change is undone; after a crash, the next start undoes them.
 	f.IntVar(&o.maxBody, "max-body", 1<<20, "bytes of each body kept for analysis and storage")
 	f.IntVar(&o.maxMediaBody, "max-media-body", 8<<10, "bytes kept of a response body of a media or binary type (pictures, video, audio, archives); the rest is relayed and counted")
 	f.BoolVar(&o.keepEmpty, "keep-empty", false, "keep the session even when nothing was captured")
+	f.DurationVar(&o.timeouts.header, "header-timeout", 20*time.Second, "time a client has to send a request head")
+	f.DurationVar(&o.timeouts.handshake, "handshake-timeout", 10*time.Second, "time for a TLS handshake, with a client or with a server")
+	f.DurationVar(&o.timeouts.idle, "idle-timeout", 2*time.Minute, "a connection idle between requests, or a body that stops moving, is closed after this")
+	f.DurationVar(&o.timeouts.tunnel, "tunnel-idle-timeout", 10*time.Minute, "a raw or passed-through tunnel with no byte either way is closed after this")
+	f.DurationVar(&o.timeouts.dial, "dial-timeout", 15*time.Second, "time to connect to a server")
+	f.DurationVar(&o.timeouts.response, "response-timeout", 2*time.Minute, "a server that sends no answer within this is answered 504 for it")
 	f.StringVar(&o.debugListen, "debug-listen", "", "serve Go's profiles (goroutines, memory, CPU) on this loopback address, e.g. 127.0.0.1:6060")
 	f.StringVar(&o.detect.profile, "profile", "", "YAML or JSON file of your own values to find in every form (see analyze --help)")
 	f.StringArrayVar(&o.detect.trackers, "trackers", nil, "also load this tracker list (see analyze --help); repeatable")
@@ -298,6 +307,8 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 	}
 	var resolver *dnsproxy.Server
 	popts := proxy.Options{Minter: minter, Upstream: up, MaxBody: o.maxBody, MaxMediaBody: o.maxMediaBody, Handler: pl, Allow: allow,
+		HeaderTimeout: o.timeouts.header, HandshakeTimeout: o.timeouts.handshake, IdleTimeout: o.timeouts.idle,
+		TunnelIdleTimeout: o.timeouts.tunnel, DialTimer: o.timeouts.dial, ResponseHeaderTimeout: o.timeouts.response,
 		Ignore: o.ignore, Intercept: o.intercept, Name: func(a netip.Addr) string {
 			if resolver != nil {
 				return resolver.Name(a)
@@ -378,9 +389,14 @@ func showLive(sub *live.Subscription, stdout, stderr io.Writer) {
 	}
 }
 
-// storeAdvice says what to do when the store fails.
+// storeAdvice says what to do when the store fails (the store's own message
+// names the file and the fix for the causes it knows).
 func storeAdvice(err error) string {
-	return "" // TODO(store errors)
+	switch {
+	case errors.Is(err, store.ErrFull), errors.Is(err, store.ErrReadOnly), errors.Is(err, store.ErrLocked):
+		return "do as the message says; nothing needs restarting"
+	}
+	return "check the database file and the disk it is on, or restart with --db naming another file"
 }
 
 // serveDebug serves Go's profiles on addr (loopback only: they show memory).

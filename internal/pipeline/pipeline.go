@@ -544,26 +544,39 @@ func (p *Pipeline) wait(f *flow.Flow) {
 // retry sends the waiting flows again, if the store works now.
 func (p *Pipeline) retry() {
 	st := p.opts.Store
-	waiting := p.waiting
-	for _, f := range waiting {
-		if err := st.Add(f); err != nil {
+	total := len(p.waiting)
+	// in batches, each committed before the next is sent: what a failure
+	// rolls back is only the batch in hand, and nothing is stored twice
+	for len(p.waiting) > 0 {
+		n := min(len(p.waiting), flushBatch)
+		batch := p.waiting[:n]
+		var err error
+		for _, f := range batch {
+			if err = st.Add(f); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			err = st.Flush()
+		}
+		if err != nil {
 			st.Rollback()
 			p.failing = err
 			p.stats.storeErrors.Add(1)
-			return // the same flows are sent again next time
+			p.waitingN.Store(int64(len(p.waiting)))
+			return // the rest is sent again next time
 		}
+		for _, f := range batch {
+			p.wbytes -= cost(f)
+		}
+		p.stats.stored.Add(int64(n))
+		clear(batch)
+		p.waiting = p.waiting[n:]
 	}
-	if err := st.Flush(); err != nil {
-		st.Rollback()
-		p.failing = err
-		p.stats.storeErrors.Add(1)
-		return
-	}
-	p.stats.stored.Add(int64(len(waiting)))
 	p.waiting, p.wbytes, p.failing = nil, 0, nil
 	p.waitingN.Store(0)
 	p.lastFlush = p.opts.Now()
-	p.notice(NoticeStoreRecovered, fmt.Sprintf("the store works again: %d waiting flows stored", len(waiting)))
+	p.notice(NoticeStoreRecovered, fmt.Sprintf("the store works again: %d waiting flows stored", total))
 }
 
 func bodyBytes(f *flow.Flow) int64 {

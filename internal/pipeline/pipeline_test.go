@@ -197,9 +197,11 @@ func TestStoreFailsAndRecovers(t *testing.T) {
 	}
 	time.Sleep(50 * time.Millisecond)
 	w.set(true)
-	for i := 50; i < 150; i++ {
+	// more than the store commits on its own (2,000 flows): the retry must
+	// still store each once
+	for i := 50; i < 2550; i++ {
 		p.Done(tracker(i))
-		if i%10 == 0 {
+		if i%100 == 0 {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
@@ -217,7 +219,7 @@ func TestStoreFailsAndRecovers(t *testing.T) {
 		t.Errorf("flows must wait while the store fails: %+v", p.Stats())
 	}
 	w.set(false)
-	for i := 150; i < 200; i++ {
+	for i := 2550; i < 2600; i++ {
 		p.Done(tracker(i))
 	}
 	if err := p.Close(); err != nil {
@@ -226,15 +228,15 @@ func TestStoreFailsAndRecovers(t *testing.T) {
 	<-done
 	seqs := map[int]int{}
 	st.Flows(context.Background(), sess, func(f *flow.Flow) error { seqs[f.Seq]++; return nil })
-	if len(seqs) != 200 {
-		t.Errorf("%d distinct flows stored, want 200", len(seqs))
+	if len(seqs) != 2600 {
+		t.Errorf("%d distinct flows stored, want 2600", len(seqs))
 	}
 	for seq, n := range seqs {
 		if n != 1 {
 			t.Errorf("flow %d stored %d times", seq, n)
 		}
 	}
-	if s := p.Stats(); s.Stored != 200 || s.Lost != 0 || s.StoreErrors == 0 {
+	if s := p.Stats(); s.Stored != 2600 || s.Lost != 0 || s.StoreErrors == 0 {
 		t.Errorf("stats: %+v", s)
 	}
 }
