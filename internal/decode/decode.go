@@ -7,7 +7,8 @@
 //
 // It is pure: functions of bytes, no I/O, no internal package but flow's types. Limits on
 // depth, decoded size, expansion ratio and value count make a decompression bomb
-// or a deeply nested payload a recorded limit, never a crash.
+// or a deeply nested payload a recorded limit, never a crash; and the memory one
+// request costs stays within a few times the size limit (memory.go).
 package decode
 
 import (
@@ -49,11 +50,16 @@ type Result struct {
 }
 
 // Limits bound the work done on one request.
+//
+// MaxDecoded bounds the bytes decompressed and, apart from them, the bytes
+// the other layers copy out (text, strings, base64, paths, a binary leaf's
+// hex), each; so the output is at most MaxDecoded and decoding one request
+// allocates a small multiple of it at most (see memory.go).
 type Limits struct {
 	MaxDepth   int // nested layers (default 12)
-	MaxDecoded int // total bytes produced by decoding (default 16 MiB)
+	MaxDecoded int // bytes produced by decoding, see above (default 16 MiB)
 	MaxRatio   int // decompressed size may be at most this many times the compressed (default 200)
-	MaxValues  int // values kept (default 20,000)
+	MaxValues  int // values kept, and opaque payloads (default 20,000)
 }
 
 func (l *Limits) defaults() {
@@ -85,24 +91,34 @@ type Request struct {
 type state struct {
 	lim     Limits
 	res     Result
-	decoded int
-	full    bool
-	free    [][]byte // decompression buffers to reuse
-	used    [][]byte // buffers handed out during this request
+	decoded int      // bytes decompressed (at most MaxDecoded)
+	copied  int      // bytes the other layers copied out (at most MaxDecoded again): see memory.go
+	full    bool     // MaxValues reached: nothing more is kept
+	spent   bool     // the copy allowance ran out once (and that was noted)
+	free    [][]byte // buffers to reuse: small ones only (see release)
+	probe   [1]byte  // where readAll reads the byte past its room
 	strings map[string]string
 }
 
-// intern returns one string for each distinct b.
-func (s *state) intern(b []byte) string {
+// intern returns one string for each distinct b, and false when a new one
+// does not fit the copy allowance. Long strings and strings past the
+// table's size are copied, not kept.
+func (s *state) intern(b []byte) (string, bool) {
 	if v, ok := s.strings[string(b)]; ok {
-		return v
+		return v, true
+	}
+	if !s.spend(len(b) + internCost) {
+		return "", false
 	}
 	v := string(b)
+	if len(v) > maxInternLen || len(s.strings) >= maxInterned {
+		return v, true
+	}
 	if s.strings == nil {
 		s.strings = map[string]string{}
 	}
 	s.strings[v] = v
-	return v
+	return v, true
 }
 
 func (s *state) add(v Value) {
@@ -114,6 +130,18 @@ func (s *state) add(v Value) {
 		return
 	}
 	s.res.Values = append(s.res.Values, v)
+}
+
+// opaque keeps o; opaque payloads count against MaxValues as values do.
+func (s *state) opaque(o Opaque) {
+	if len(s.res.Opaque) >= s.lim.MaxValues {
+		if !s.full {
+			s.full = true
+			s.limit("values", o.Path)
+		}
+		return
+	}
+	s.res.Opaque = append(s.res.Opaque, o)
 }
 
 func (s *state) limit(what, path string) {
@@ -147,30 +175,54 @@ func Decode(r Request, lim Limits) Result {
 
 // Decoder decodes requests one after another, reusing its memory: the Result
 // of one call is valid only until the next. Not safe for concurrent use.
+//
+// What it keeps between calls is small whatever the requests held: buffers
+// of up to 256 KiB (four at most), interned strings of up to 256 bytes (8,192
+// at most), and the last result, which the next call drops (its slice too,
+// when it held more than 4,096 values).
 type Decoder struct {
 	values  []Value
+	last    int               // values of the last result
 	bufs    [][]byte          // decompression buffers, reused once the request is decoded
 	strings map[string]string // interned keys and paths, kept across requests
 }
 
-// maxInterned bounds the interned strings a Decoder keeps; past it the table
-// starts again (a flood of distinct keys costs memory once, not forever).
-const maxInterned = 8192
+const (
+	// maxInterned bounds the interned strings a Decoder keeps; past it the
+	// table starts again (a flood of distinct keys costs memory once, not
+	// forever).
+	maxInterned = 8192
+	// maxInternLen is the longest string interned: longer keys and paths are
+	// rare, and are copied instead of kept.
+	maxInternLen = 256
+	// internCost is what a table entry costs beyond its bytes.
+	internCost = 48
+	// maxKeptValues is the most values whose slice a Decoder keeps.
+	maxKeptValues = 4096
+)
 
 // Decode decodes every part of a request.
 func (d *Decoder) Decode(r Request, lim Limits) Result {
 	lim.defaults()
-	if d.strings == nil || len(d.strings) > maxInterned {
+	if d.strings == nil || len(d.strings) >= maxInterned {
 		d.strings = make(map[string]string, 256)
 	}
 	s := &state{lim: lim, free: d.bufs, strings: d.strings}
+	if cap(d.values) > maxKeptValues {
+		d.values, d.last = nil, 0
+	}
 	if d.values == nil {
 		d.values = make([]Value, 0, 128)
 	}
 	s.res.Values = d.values[:0]
 	defer func() {
-		d.values = s.res.Values[:0]
-		d.bufs = append(s.free, s.used...) // every value copied what it kept
+		// Past this result's values, the last one's would be kept alive by a
+		// decoder waiting in a pool.
+		if n := len(s.res.Values); n < d.last && d.last <= cap(s.res.Values) {
+			clear(s.res.Values[n:d.last])
+		}
+		d.values, d.last = s.res.Values[:0], len(s.res.Values)
+		d.bufs = s.free // every value copied what it kept, or owns its buffer
 	}()
 	var ctype, cenc string
 	for _, h := range r.Headers {

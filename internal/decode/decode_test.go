@@ -198,6 +198,31 @@ func BenchmarkDecodeTrackerRequest(b *testing.B) {
 	}
 }
 
+// gzipRequest is a typical compressed upload: 6 KB of JSON events, gzip by
+// its header.
+func gzipRequest() Request {
+	batch := `{"events":[` + strings.Repeat(`{"event":"page_finished","url":"https://www.example.com/news/2026/11/18/story","ts":1731916800000,"session":"9c2d4f81"},`, 48) +
+		`{"event":"search","query":"loan against salary"}],"android_id":"3b6f1e0a9c2d4f81","model":"Redmi 4A","carrier":"Jio 4G","screen":"720x1280"}`
+	return Request{URL: "https://events.example.com/v2/batch",
+		Headers: []Header{{"Content-Type", "application/json"}, {"Content-Encoding", "gzip"}},
+		Body:    gz([]byte(batch))}
+}
+
+// BenchmarkDecodeGzipBody decodes a gzip request with one Decoder, as the
+// detect engine's pooled workers do.
+func BenchmarkDecodeGzipBody(b *testing.B) {
+	req := gzipRequest()
+	var d Decoder
+	b.SetBytes(int64(len(req.Body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		r := d.Decode(req, Limits{})
+		if len(r.Values) < 200 {
+			b.Fatal(len(r.Values))
+		}
+	}
+}
+
 // TestMalformedJSON: text that only looks like JSON is kept as text, and no
 // value from the failed walk leaks out.
 func TestMalformedJSON(t *testing.T) {

@@ -5,14 +5,21 @@ import (
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // The JSON walker emits each leaf with its JSON path as it is met, without
 // building maps and without a separate validation pass. Malformed input stops
 // it; the values it emitted are then taken back, so a string that only looked
-// like JSON is decoded as something else.
+// like JSON is decoded as something else. A walk that reaches a limit stops
+// there, and what it found stands.
 
-var errJSON = errors.New("malformed JSON")
+var (
+	errJSON = errors.New("malformed JSON")
+	// errStop stops a walk at a limit: the values are full, or what is left
+	// of the copy allowance does not fit the next one.
+	errStop = errors.New("walk stopped at a limit")
+)
 
 // tryJSON walks b if it is one JSON document and reports whether it was.
 func (s *state) tryJSON(b []byte, path, key string, depth int) bool {
@@ -24,6 +31,9 @@ func (s *state) tryJSON(b []byte, path, key string, depth int) bool {
 		if w.i != len(b) {
 			err = errJSON
 		}
+	}
+	if err == errStop && (s.full || len(s.res.Values) > mark) {
+		return true // what was found before the limit stands
 	}
 	if err != nil {
 		s.res.Values, s.res.Opaque = s.res.Values[:mark], s.res.Opaque[:opaque]
@@ -70,17 +80,25 @@ func (k *keyPath) index(n int) (mark int) {
 func (k *keyPath) cut(mark int) { k.jp = k.jp[:mark] }
 
 // here is the full path of the current value, interned: the same paths come
-// back in every event of a batch and every request to an endpoint.
+// back in every event of a batch and every request to an endpoint. It is ""
+// when a new path does not fit the copy allowance (and that is noted).
 func (k *keyPath) here() string {
-	if len(k.jp) == 0 {
-		return join(k.path, k.layer)
+	if need := len(k.path) + len(Sep) + len(k.layer) + 1 + len(k.jp); cap(k.pbuf) < need {
+		k.pbuf = make([]byte, 0, need+32) // room for the next paths, which are as long
 	}
 	k.pbuf = k.pbuf[:0]
 	if k.path != "" {
 		k.pbuf = append(append(k.pbuf, k.path...), Sep...)
 	}
-	k.pbuf = append(append(append(k.pbuf, k.layer...), ':'), k.jp...)
-	return k.s.intern(k.pbuf)
+	k.pbuf = append(k.pbuf, k.layer...)
+	if len(k.jp) > 0 {
+		k.pbuf = append(append(k.pbuf, ':'), k.jp...)
+	}
+	p, ok := k.s.intern(k.pbuf)
+	if !ok {
+		k.s.overspent(join(k.path, k.layer))
+	}
+	return p
 }
 
 func (w *jsonWalker) ws() {
@@ -160,28 +178,50 @@ func (w *jsonWalker) value(key, parent string, nest int) error {
 			}
 		}
 	case c == '"':
+		if w.s.full {
+			return errStop
+		}
 		v, err := w.str()
 		if err != nil {
 			return err
 		}
-		w.s.strIn(v, w.here(), key, parent, w.depth)
+		p := w.here()
+		if p == "" {
+			return errStop
+		}
+		w.s.strIn(v, p, key, parent, w.depth)
 	case c == 't', c == 'f', c == 'n':
 		for _, lit := range []string{"true", "false", "null"} {
 			if len(w.b)-w.i >= len(lit) && string(w.b[w.i:w.i+len(lit)]) == lit {
 				w.i += len(lit)
-				if lit != "null" {
-					w.s.add(Value{Path: w.here(), Key: key, Parent: parent, Text: lit})
+				if lit == "null" {
+					return nil
 				}
+				if w.s.full {
+					return errStop
+				}
+				p := w.here()
+				if p == "" {
+					return errStop
+				}
+				w.s.add(Value{Path: p, Key: key, Parent: parent, Text: lit})
 				return nil
 			}
 		}
 		return errJSON
 	case c == '-' || c >= '0' && c <= '9':
+		if w.s.full {
+			return errStop
+		}
 		start := w.i
 		for w.i < len(w.b) && isNumChar(w.b[w.i]) {
 			w.i++
 		}
-		w.s.add(Value{Path: w.here(), Key: key, Parent: parent, Text: string(w.b[start:w.i]), Numeric: true})
+		p := w.here()
+		if p == "" || !w.s.spendAt(w.i-start, p) {
+			return errStop
+		}
+		w.s.add(Value{Path: p, Key: key, Parent: parent, Text: string(w.b[start:w.i]), Numeric: true})
 	default:
 		return errJSON
 	}
@@ -218,7 +258,11 @@ func (w *jsonWalker) key() (string, error) {
 	for j := w.i + 1; j < len(w.b); j++ {
 		switch c := w.b[j]; {
 		case c == '"':
-			k := w.s.intern(w.b[w.i+1 : j])
+			k, ok := w.s.intern(w.b[w.i+1 : j])
+			if !ok {
+				w.s.overspent(join(w.path, w.layer))
+				return "", errStop
+			}
 			w.i = j + 1
 			return k, nil
 		case c == '\\' || c < 0x20:
@@ -228,37 +272,47 @@ func (w *jsonWalker) key() (string, error) {
 	return "", errJSON
 }
 
-// str reads a JSON string at w.i, which must be at its opening quote.
+// str reads a JSON string at w.i, which must be at its opening quote. It
+// finds the string's end first, and charges its length before copying it.
 func (w *jsonWalker) str() (string, error) {
 	if w.i >= len(w.b) || w.b[w.i] != '"' {
 		return "", errJSON
 	}
-	w.i++
-	start := w.i
-	for w.i < len(w.b) {
-		switch c := w.b[w.i]; {
-		case c == '"':
-			s := string(w.b[start:w.i])
-			w.i++
-			return s, nil
+	start, escaped := w.i+1, false
+	end := start
+	for ; end < len(w.b) && w.b[end] != '"'; end++ {
+		switch c := w.b[end]; {
 		case c == '\\':
-			return w.slowStr(start)
+			escaped = true
+			end++
 		case c < 0x20:
 			return "", errJSON
 		}
-		w.i++
 	}
-	return "", errJSON
+	if end >= len(w.b) {
+		return "", errJSON
+	}
+	if !w.s.spend(end - start) {
+		w.s.overspent(join(w.path, w.layer))
+		return "", errStop
+	}
+	w.i = start
+	if escaped {
+		return w.slowStr(start, end-start)
+	}
+	w.i = end + 1
+	return string(w.b[start:end]), nil
 }
 
-func (w *jsonWalker) slowStr(start int) (string, error) {
-	out := append([]byte(nil), w.b[start:w.i]...)
+// slowStr unescapes the string of size raw bytes at start.
+func (w *jsonWalker) slowStr(start, size int) (string, error) {
+	out := make([]byte, 0, size)
 	for w.i < len(w.b) {
 		c := w.b[w.i]
 		switch {
 		case c == '"':
 			w.i++
-			return string(out), nil
+			return unsafe.String(unsafe.SliceData(out), len(out)), nil // out is the string's alone
 		case c < 0x20:
 			return "", errJSON
 		case c != '\\':

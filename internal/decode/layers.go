@@ -4,21 +4,15 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
-	"io"
 	"math"
 	"mime"
 	"mime/multipart"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"unicode/utf8"
+	"unsafe"
 
-	"github.com/andybalholm/brotli"
-	"github.com/klauspost/compress/flate"
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zlib"
-	"github.com/klauspost/compress/zstd"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -75,6 +69,7 @@ func (s *state) headers(hs []Header) {
 
 func (s *state) body(b []byte, ctype, cenc string) {
 	path := "body"
+	owned := false // b is a buffer of the state's, not the request's
 	// Content codings apply in the order listed; undo them last first.
 	codings := strings.Split(strings.ToLower(cenc), ",")
 	for i := len(codings) - 1; i >= 0; i-- {
@@ -86,100 +81,29 @@ func (s *state) body(b []byte, ctype, cenc string) {
 		if !ok {
 			break // mislabelled: let the sniffing below decide
 		}
-		b, path = out, join(path, c)
+		if owned {
+			s.release(b)
+		}
+		if out == nil {
+			return
+		}
+		b, path, owned = out, join(path, c), true
 	}
 	mt, params, _ := mime.ParseMediaType(ctype)
 	if strings.HasPrefix(mt, "multipart/") && params["boundary"] != "" {
 		if s.multipart(b, params["boundary"], path, 1) {
+			if owned {
+				s.release(b)
+			}
 			return
 		}
 	}
-	s.bytes(b, path, "", 1)
-}
-
-// decompress undoes one content coding within the limits.
-func (s *state) decompress(coding string, b []byte, path string) ([]byte, bool) {
-	var r io.Reader
-	var err error
-	switch coding {
-	case "gzip", "x-gzip":
-		zr, _ := gzipPool.Get().(*gzip.Reader)
-		if zr == nil {
-			zr, err = gzip.NewReader(bytes.NewReader(b))
-		} else {
-			err = zr.Reset(bytes.NewReader(b))
-		}
-		if err == nil {
-			defer gzipPool.Put(zr)
-		}
-		r = zr
-	case "deflate":
-		if isZlib(b) {
-			r, err = zlib.NewReader(bytes.NewReader(b))
-		} else {
-			r = flate.NewReader(bytes.NewReader(b))
-		}
-	case "zlib":
-		r, err = zlib.NewReader(bytes.NewReader(b))
-	case "br":
-		r = brotli.NewReader(bytes.NewReader(b))
-	case "zstd":
-		d, derr := zstd.NewReader(bytes.NewReader(b), zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
-		if derr != nil {
-			return nil, false
-		}
-		defer d.Close()
-		r, err = d, nil
-	default:
-		return nil, false
-	}
-	if err != nil {
-		return nil, false
-	}
-	room := s.lim.MaxDecoded - s.decoded
-	if max := s.lim.MaxRatio*len(b) + 64<<10; max < room {
-		room = max
-	}
-	out, err := s.readAll(io.LimitReader(r, int64(room)+1))
-	if len(out) > room {
-		s.limit("expansion", join(path, coding))
-		out = out[:room]
-	} else if err != nil && len(out) == 0 {
-		return nil, false
-	}
-	if !s.budget(len(out), join(path, coding)) {
-		return nil, false
-	}
-	return out, true
-}
-
-// readAll reads r to its end into a reused buffer.
-func (s *state) readAll(r io.Reader) ([]byte, error) {
-	var buf []byte
-	if n := len(s.free); n > 0 {
-		buf, s.free = s.free[n-1][:0], s.free[:n-1]
+	if owned {
+		s.owned(b, path, "", 1)
 	} else {
-		buf = make([]byte, 0, 4096)
-	}
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err != nil {
-			s.used = append(s.used, buf)
-			if err == io.EOF {
-				err = nil
-			}
-			return buf, err
-		}
+		s.bytes(b, path, "", 1)
 	}
 }
-
-// gzipPool keeps decompressors between requests: a fresh one allocates a
-// window of 32 KiB, the largest cost of decoding a small compressed body.
-var gzipPool sync.Pool
 
 func isZlib(b []byte) bool {
 	return len(b) >= 2 && b[0]&0x0f == 8 && (uint16(b[0])<<8|uint16(b[1]))%31 == 0
@@ -198,20 +122,28 @@ func sniffCoding(b []byte) string {
 	return ""
 }
 
-// bytes decodes a binary payload.
+// bytes decodes a binary payload, which it does not own: what it keeps of b
+// it copies.
 func (s *state) bytes(b []byte, path, key string, depth int) {
 	if depth > s.lim.MaxDepth {
 		s.limit("depth", path)
 		return
 	}
+	if s.full {
+		return
+	}
 	if c := sniffCoding(b); c != "" {
 		if out, ok := s.decompress(c, b, path); ok {
-			s.bytes(out, join(path, c), key, depth+1)
+			if out != nil {
+				s.owned(out, join(path, c), key, depth+1)
+			}
 			return
 		}
 	}
 	if printable(b) {
-		s.str(string(b), path, key, depth)
+		if s.spendAt(len(b), path) {
+			s.str(string(b), path, key, depth)
+		}
 		return
 	}
 	if isBplist(b) && s.bplist(b, path, depth+1) {
@@ -222,24 +154,34 @@ func (s *state) bytes(b []byte, path, key string, depth int) {
 		return
 	}
 	if e := Entropy(b); len(b) >= 32 && e > 6.0 || len(b) >= 16 && e >= 0.9*math.Log2(float64(len(b))) {
-		s.res.Opaque = append(s.res.Opaque, Opaque{Path: path, Size: len(b), Entropy: e})
+		s.opaque(Opaque{Path: path, Size: len(b), Entropy: e})
 		return
 	}
-	s.add(Value{Path: path, Key: key, Text: hex.EncodeToString(b)})
+	if s.spendAt(2*len(b), path) {
+		h := hex.AppendEncode(make([]byte, 0, 2*len(b)), b)
+		s.add(Value{Path: path, Key: key, Text: unsafe.String(unsafe.SliceData(h), len(h))})
+	}
 }
 
 // str decodes a text value, trying the layers that hide data inside strings.
 func (s *state) str(v, path, key string, depth int) { s.strIn(v, path, key, "", depth) }
 
 // strIn is str for a value inside a JSON object named parent.
+//
+// Each layer tried charges what it copies before it copies it; one that does
+// not fit is skipped, and v, which costs nothing more, is kept as it is.
 func (s *state) strIn(v, path, key, parent string, depth int) {
+	if s.full {
+		return
+	}
 	if depth > s.lim.MaxDepth {
 		s.limit("depth", path)
 		s.add(Value{Path: path, Key: key, Text: v})
 		return
 	}
 	t := strings.TrimSpace(v)
-	if len(t) >= 2 && (t[0] == '{' || t[0] == '[') && s.tryJSON([]byte(t), path, key, depth+1) {
+	// The walker reads t in place: it copies what it keeps.
+	if len(t) >= 2 && (t[0] == '{' || t[0] == '[') && s.tryJSON(unsafe.Slice(unsafe.StringData(t), len(t)), path, key, depth+1) {
 		return
 	}
 	if len(t) >= 16 && strings.Count(t, ".") == 2 {
@@ -254,25 +196,33 @@ func (s *state) strIn(v, path, key, parent string, depth int) {
 		s.form(t, path, depth+1)
 		return
 	}
-	if len(t) >= 6 && strings.Contains(t, "%") {
+	if len(t) >= 6 && strings.Contains(t, "%") && s.spendAt(len(t), path) {
 		if un, err := url.QueryUnescape(t); err == nil && un != t {
 			s.str(un, join(path, "url-decoded"), key, depth+1)
 			return
 		}
 	}
 	if len(t) >= 16 && len(t)%2 == 0 && isHex(t) {
-		if b, err := hex.DecodeString(t); err == nil && plausible(b) {
-			s.bytes(b, join(path, "hex"), key, depth+1)
-			return
+		if s.spendAt(len(t)/2, path) {
+			if b, err := hex.DecodeString(t); err == nil {
+				if plausible(b) {
+					s.owned(b, join(path, "hex"), key, depth+1)
+					return
+				}
+				s.release(b)
+			}
 		}
 	} else if len(t) >= 8 && !isHexDashed(t) && !hasUUID(t) {
-		if b, ok := decodeBase64(t); ok {
-			if plausible(b) {
-				s.bytes(b, join(path, "base64"), key, depth+1)
-				return
-			}
-			if len(b) >= 24 && Entropy(b) >= 0.8*math.Log2(float64(min(len(b), 256))) {
-				s.res.Opaque = append(s.res.Opaque, Opaque{Path: join(path, "base64"), Size: len(b), Entropy: Entropy(b)})
+		if enc, raw := base64Of(t); enc != nil && s.spendAt(enc.DecodedLen(len(raw)), path) {
+			if b, err := enc.DecodeString(raw); err == nil {
+				if plausible(b) {
+					s.owned(b, join(path, "base64"), key, depth+1)
+					return
+				}
+				if len(b) >= 24 && Entropy(b) >= 0.8*math.Log2(float64(min(len(b), 256))) {
+					s.opaque(Opaque{Path: join(path, "base64"), Size: len(b), Entropy: Entropy(b)})
+				}
+				s.release(b)
 			}
 		}
 	}
@@ -282,8 +232,8 @@ func (s *state) strIn(v, path, key, parent string, depth int) {
 // looksLikeForm reports whether t is key=value pairs joined by '&'. A single
 // pair needs a value, so that base64 padding ("YWJj=") is not taken for a form.
 func looksLikeForm(t string) bool {
-	pairs := strings.Split(t, "&")
-	for _, kv := range pairs {
+	single := !strings.Contains(t, "&")
+	for kv := range strings.SplitSeq(t, "&") {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" || len(k) > 64 {
 			return false
@@ -294,7 +244,7 @@ func looksLikeForm(t string) bool {
 				return false
 			}
 		}
-		if len(pairs) == 1 && strings.Trim(v, "=") == "" {
+		if single && strings.Trim(v, "=") == "" {
 			return false
 		}
 	}
@@ -308,9 +258,12 @@ func (s *state) form(t, path string, depth int) {
 	if path == "query" {
 		prefix, path = "query:", ""
 	}
-	for _, kv := range strings.Split(t, "&") {
+	for kv := range strings.SplitSeq(t, "&") {
 		if kv == "" {
 			continue
+		}
+		if s.full || !s.spendAt(len(kv)+len(path)+len(prefix)+len(Sep), path) { // unescaped key and value, and the path
+			return
 		}
 		k, v, _ := strings.Cut(kv, "=")
 		if uk, err := url.QueryUnescape(k); err == nil {
@@ -323,31 +276,49 @@ func (s *state) form(t, path string, depth int) {
 	}
 }
 
+// partCost is what reading one part costs beyond its bytes: its header and
+// the reader's copies of it.
+const partCost = 2 << 10
+
 func (s *state) multipart(b []byte, boundary, path string, depth int) bool {
 	r := multipart.NewReader(bytes.NewReader(b), boundary)
 	found := false
-	for {
+	for !s.full {
+		if !s.spendAt(partCost, path) {
+			return found
+		}
 		p, err := r.NextPart()
 		if err != nil {
 			return found
 		}
-		data, err := io.ReadAll(io.LimitReader(p, int64(len(b))))
+		data, over, err := s.readAll(p, s.lim.MaxDecoded-s.copied, 256)
 		if err != nil {
+			s.release(data)
 			return found
 		}
+		s.copied += len(data)
+		if over { // the part is cut where the allowance ends, and is the last
+			s.overspent(path)
+			if len(data) == 0 {
+				s.release(data)
+				return found
+			}
+		}
 		found = true
-		seg := "multipart:" + p.FormName()
+		name := p.FormName()
+		seg := "multipart:" + name
 		if fn := p.FileName(); fn != "" {
 			seg += "(" + fn + ")"
 		}
-		s.bytes(data, join(path, seg), p.FormName(), depth+1)
+		s.owned(data, join(path, seg), name, depth+1)
 	}
+	return found
 }
 
 // jwt decodes the header and claims of a JSON Web Token.
 func (s *state) jwt(t, path string, depth int) bool {
 	parts := strings.Split(t, ".")
-	if len(parts) != 3 {
+	if len(parts) != 3 || !s.spendAt(len(parts[0])+len(parts[1]), path) {
 		return false
 	}
 	head, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[0], "="))
@@ -366,7 +337,9 @@ func (s *state) jwt(t, path string, depth int) bool {
 	return true
 }
 
-func decodeBase64(t string) ([]byte, bool) {
+// base64Of returns the encoding t is written in and t without its padding;
+// nil when t is not base64.
+func base64Of(t string) (*base64.Encoding, string) {
 	urlSafe := false
 	for i := 0; i < len(t); i++ {
 		c := t[i]
@@ -376,15 +349,13 @@ func decodeBase64(t string) ([]byte, bool) {
 			urlSafe = true
 		case c == '=' && i >= len(t)-2:
 		default:
-			return nil, false
+			return nil, ""
 		}
 	}
-	enc := base64.RawStdEncoding
 	if urlSafe {
-		enc = base64.RawURLEncoding
+		return base64.RawURLEncoding, strings.TrimRight(t, "=")
 	}
-	b, err := enc.DecodeString(strings.TrimRight(t, "="))
-	return b, err == nil
+	return base64.RawStdEncoding, strings.TrimRight(t, "=")
 }
 
 // isHexDashed reports whether t is hex digits and dashes (a UUID, a hash):
@@ -457,7 +428,7 @@ func plausible(b []byte) bool {
 		}
 		return letters*10 >= len(b)*9
 	}
-	return len(b) >= 8 && protoValid(b, 0) && protoHasText(b)
+	return len(b) >= 8 && protoValid(b, 0) && protoHasText(b, 0)
 }
 
 // Entropy is the Shannon entropy of b in bits per byte.
@@ -508,9 +479,10 @@ func protoValid(b []byte, depth int) bool {
 }
 
 // protoHasText reports whether a message holds at least one readable string,
-// which random bytes that happen to parse rarely do.
-func protoHasText(b []byte) bool {
-	for len(b) > 0 {
+// which random bytes that happen to parse rarely do. It looks 8 messages deep
+// at most.
+func protoHasText(b []byte, depth int) bool {
+	for len(b) > 0 && depth <= 8 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
 			return false
@@ -521,7 +493,7 @@ func protoHasText(b []byte) bool {
 			if m < 0 {
 				return false
 			}
-			if len(v) >= 3 && printable(v) || protoValid(v, 1) && protoHasText(v) {
+			if len(v) >= 3 && printable(v) || protoValid(v, 1) && protoHasText(v, depth+1) {
 				return true
 			}
 			b = b[m:]
@@ -538,12 +510,15 @@ func protoHasText(b []byte) bool {
 
 // proto walks a protobuf message without a schema; paths name field numbers.
 func (s *state) proto(b []byte, path, fields string, depth int) {
-	for len(b) > 0 {
+	for len(b) > 0 && !s.full {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
 			return
 		}
 		b = b[n:]
+		if !s.spendAt(len(path)+2*len(fields)+24, path) { // the field's name and path
+			return
+		}
 		f := strconv.Itoa(int(num))
 		if fields != "" {
 			f = fields + "." + f
@@ -579,7 +554,9 @@ func (s *state) proto(b []byte, path, fields string, depth int) {
 			b = b[m:]
 			switch {
 			case printable(v) && len(v) > 0:
-				s.str(string(v), here, f, depth+1)
+				if s.spendAt(len(v), here) {
+					s.str(string(v), here, f, depth+1)
+				}
 			case protoValid(v, 1) && depth < s.lim.MaxDepth:
 				s.proto(v, path, f, depth+1)
 			default:

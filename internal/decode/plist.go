@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf16"
 )
 
@@ -70,6 +71,9 @@ func (s *state) xmlPlist(d *xml.Decoder, path string, depth int) error {
 		if err != nil || len(stack) > 64 {
 			return errPlist
 		}
+		if s.full || !s.spendAt(tokenCost(tok), path) {
+			return errStop
+		}
 		switch x := tok.(type) {
 		case xml.StartElement:
 			text.Reset()
@@ -116,33 +120,48 @@ func (s *state) xmlPlist(d *xml.Decoder, path string, depth int) error {
 				if err != nil {
 					return err
 				}
+				here := w.here()
+				if here == "" {
+					return errStop
+				}
 				switch kind := x.Name.Local; kind {
 				case "string":
 					if v = strings.TrimSpace(v); v != "" {
-						s.strIn(v, w.here(), key, parent, depth)
+						s.strIn(v, here, key, parent, depth)
 					}
 				case "data": // bytes, written in base64 often wrapped over lines
-					v = strings.Join(strings.Fields(v), "")
+					if !s.spendAt(len(v)+base64.StdEncoding.DecodedLen(len(v)), here) {
+						return errStop
+					}
+					v = strings.Map(dropSpace, v)
 					if b, err := base64.StdEncoding.DecodeString(v); err == nil && len(b) > 0 {
-						s.bytes(b, w.here(), key, depth+1)
+						s.owned(b, here, key, depth+1)
 					} else if v != "" {
-						s.strIn(v, w.here(), key, parent, depth)
+						s.strIn(v, here, key, parent, depth)
 					}
 				case "true", "false":
-					s.add(Value{Path: w.here(), Key: key, Parent: parent, Text: kind})
+					s.add(Value{Path: here, Key: key, Parent: parent, Text: kind})
 				case "real": // written as the binary form's are: 35, not 35.0
 					v = strings.TrimSpace(v)
 					if f, err := strconv.ParseFloat(v, 64); err == nil {
 						v = strconv.FormatFloat(f, 'g', -1, 64)
 					}
-					s.add(Value{Path: w.here(), Key: key, Parent: parent, Text: v, Numeric: true})
+					s.add(Value{Path: here, Key: key, Parent: parent, Text: v, Numeric: true})
 				default:
-					s.add(Value{Path: w.here(), Key: key, Parent: parent, Text: strings.TrimSpace(v), Numeric: kind != "date"})
+					s.add(Value{Path: here, Key: key, Parent: parent, Text: strings.TrimSpace(v), Numeric: kind != "date"})
 				}
 				w.cut(mark)
 			}
 		}
 	}
+}
+
+// dropSpace is for strings.Map: it drops white space.
+func dropSpace(r rune) rune {
+	if unicode.IsSpace(r) {
+		return -1
+	}
+	return r
 }
 
 // isBplist reports whether b starts like a binary property list.
@@ -163,13 +182,16 @@ func (s *state) bplist(b []byte, path string, depth int) bool {
 		return false
 	}
 	r.n, r.table = int(n), int(table)
+	if !s.spendAt(r.n, path) {
+		return true // a list, too big to walk
+	}
 	r.open = make([]bool, r.n)
 	// Objects may be shared; a list made to share them exponentially
 	// stops here rather than walking forever.
 	r.budget = 4*r.n + s.lim.MaxValues
 	r.keyPath = keyPath{s: s, path: path, layer: "bplist"}
 	mark, opaque := len(s.res.Values), len(s.res.Opaque)
-	if err := r.walk(int(top), "", "", 0); err != nil && err != errBudget {
+	if err := r.walk(int(top), "", "", 0); err != nil && err != errBudget && err != errStop {
 		s.res.Values, s.res.Opaque = s.res.Values[:mark], s.res.Opaque[:opaque]
 		return false
 	}
@@ -262,10 +284,19 @@ func (r *bplistReader) str(ref int) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		return r.s.intern(r.b[at:end]), nil
+		v, ok := r.s.intern(r.b[at:end])
+		if !ok {
+			r.s.overspent(join(r.path, r.layer))
+			return "", errStop
+		}
+		return v, nil
 	case 0x6:
 		if _, err := r.span(at, n, 2); err != nil {
 			return "", err
+		}
+		if !r.s.spend(9 * n) { // the UTF-16, the runes, the string
+			r.s.overspent(join(r.path, r.layer))
+			return "", errStop
 		}
 		u := make([]uint16, n)
 		for i := range u {
@@ -279,6 +310,9 @@ func (r *bplistReader) str(ref int) (string, error) {
 // walk emits the values of object ref, which is the value of key inside
 // the container named parent.
 func (r *bplistReader) walk(ref int, key, parent string, nest int) error {
+	if r.s.full {
+		return errStop
+	}
 	if r.budget--; r.budget < 0 {
 		r.s.limit("shared objects", r.here())
 		return errBudget
@@ -291,8 +325,13 @@ func (r *bplistReader) walk(ref int, key, parent string, nest int) error {
 		return err
 	}
 	s, marker := r.s, r.b[off]
+	var stop error // set when a path does not fit the copy allowance
 	add := func(text string, numeric bool) {
-		s.add(Value{Path: r.here(), Key: key, Parent: parent, Text: text, Numeric: numeric})
+		if p := r.here(); p != "" {
+			s.add(Value{Path: p, Key: key, Parent: parent, Text: text, Numeric: numeric})
+		} else {
+			stop = errStop
+		}
 	}
 	switch lo := int(marker & 0x0f); marker >> 4 {
 	case 0x0:
@@ -348,7 +387,11 @@ func (r *bplistReader) walk(ref int, key, parent string, nest int) error {
 			return err
 		}
 		if n > 0 {
-			s.bytes(r.b[at:end], r.here(), key, r.depth+1)
+			p := r.here()
+			if p == "" {
+				return errStop
+			}
+			s.bytes(r.b[at:end], p, key, r.depth+1)
 		}
 	case 0x5, 0x6:
 		v, err := r.str(ref)
@@ -356,7 +399,11 @@ func (r *bplistReader) walk(ref int, key, parent string, nest int) error {
 			return err
 		}
 		if v != "" {
-			s.strIn(v, r.here(), key, parent, r.depth)
+			p := r.here()
+			if p == "" {
+				return errStop
+			}
+			s.strIn(v, p, key, parent, r.depth)
 		}
 	case 0x8: // UID: an NSKeyedArchiver reference
 		v, err := r.uint(off+1, lo+1)
@@ -419,7 +466,7 @@ func (r *bplistReader) walk(ref int, key, parent string, nest int) error {
 	default:
 		return errPlist
 	}
-	return nil
+	return stop
 }
 
 // skipRest reads what follows a document's root element: only white space,
