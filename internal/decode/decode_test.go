@@ -162,6 +162,11 @@ func FuzzDecode(f *testing.F) {
 	f.Add("http://a.example/x?y=eyJhIjoxfQ", "gzip", gz([]byte(`{"a":"b"}`)))
 	f.Add("https://a.example/", "", []byte("data=H4sIAAAAAAAA/6tWSkosSlWyUkpKLEpVqgUAF7ry0xEAAAA%3D&x=1"))
 	f.Add("https://a.example/", "br", []byte{0x0b, 0x02, 0x80, 0x7b, 0x7d, 0x03})
+	var small bytes.Buffer // a window within the fuzzing limit of 1 MiB
+	bw := brotli.NewWriterOptions(&small, brotli.WriterOptions{Quality: 5, LGWin: 16})
+	bw.Write([]byte(`{"a":"YmFzZTY0"}`))
+	bw.Close()
+	f.Add("https://a.example/", "br", small.Bytes())
 	f.Add("https://a.example/", "", []byte{0x0a, 0x03, 'a', 'b', 'c', 0x12, 0x02, 0x08, 0x01})
 	f.Add("https://a.example/", "", []byte(`<plist><dict><key>k</key><string>dmFsdWU=</string></dict></plist>`))
 	f.Add("https://a.example/", "", []byte(`<a x="1"><b>2</b><c/></a>`))
