@@ -15,6 +15,7 @@ import (
 
 	"phonehome/internal/capture"
 	"phonehome/internal/flow"
+	goldenfile "phonehome/internal/golden"
 	"phonehome/internal/store"
 )
 
@@ -29,23 +30,7 @@ func phonehome(t *testing.T, args ...string) (stdout, stderr string, code int) {
 
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./cmd/phonehome -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from the golden file (go test ./cmd/phonehome -update rewrites it):\n%s", name, got)
-	}
+	goldenfile.Check(t, "./cmd/phonehome", name, got, *update)
 }
 
 // afterFile is the example phone the next day, after opting out: the second

@@ -3,38 +3,20 @@ package report
 import (
 	"flag"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"phonehome/internal/flow"
+	goldenfile "phonehome/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
-// golden compares got with testdata/name, or rewrites it with -update.
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test ./internal/report -update writes it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from the golden file (go test ./internal/report -update rewrites it):\n%s", name, got)
-	}
+	goldenfile.Check(t, "./internal/report", name, got, *update)
 }
 
 // onePartySummary is one party over a minute: an API host that receives an
