@@ -355,7 +355,7 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 		return err
 	}
 	if stats.Shed > 0 {
-		fmt.Fprintf(stderr, "analysis fell behind: %d flows were stored without their bulk bodies (%s not analysed); every request was analysed\n",
+		fmt.Fprintf(stderr, "analysis fell behind: %d flows were stored with part of their bodies not kept or analysed (%s); each says so in a note, and every request head was analysed\n",
 			stats.Shed, report.Bytes(stats.ShedBytes))
 	}
 	if stats.Lost > 0 {
