@@ -1,0 +1,561 @@
+package decode
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"mime"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Editing is decoding run again with a hand on the values: Edit walks the
+// request with the same layers, in the same order and under the same paths
+// as Decode, and where a path names a value it puts the replacement in its
+// place and re-encodes every layer above it, each the way it was found
+// (base64 padded or not, standard or URL-safe; hex in its case; the same
+// compression). Everything not on the way to an edited value is copied as it
+// was, byte for byte.
+
+// Change says what becomes of a value an edit names. It is given the value
+// as Decode found it (Value.Text) and returns the text to put in its place,
+// or keep false to remove the value: the field, pair, member, element,
+// header or cookie goes; where the layer has no way to drop it (the text of
+// an XML element, a whole body) it becomes empty.
+type Change func(old string) (repl string, keep bool)
+
+// LayerError says that a value could not be edited because a layer on its
+// way cannot be re-encoded (a signed token, a format not written back). The
+// request is then not edited at all: the caller decides (block it, or
+// forward it unchanged with a note).
+type LayerError struct {
+	Layer string // "jwt", "bplist", "multipart", ...
+	Path  string // the path of the layer
+	Why   string
+}
+
+func (e *LayerError) Error() string {
+	return "decode: cannot re-encode " + e.Layer + " at " + e.Path + ": " + e.Why
+}
+
+// Edit returns r with the values at the paths of changes edited, every layer
+// above them re-encoded, and Content-Length, when r has one, set to the new
+// body's length; the content codings are applied again as they were, so
+// Content-Encoding stays true. r is not changed: the result has its own
+// headers and body (the URL is a string).
+//
+// missed lists the paths of changes that named no value (sorted): nothing
+// was done for them. A layer that cannot be re-encoded gives a *LayerError
+// and a zero Request, never a half-edited one. lim bounds the decoding as it
+// does Decode's.
+//
+// Layers re-encoded: URL path segments (substituted only) and query,
+// headers (Authorization after its scheme), cookies, content codings (gzip,
+// deflate, zlib, brotli, zstd, also sniffed inside payloads), forms, JSON
+// (also inside strings), percent-encoding, base64, hex, protobuf wire
+// format. Not re-encoded: JWT (signed), binary property lists, multipart,
+// XML and XML property lists.
+func Edit(r Request, changes map[string]Change, lim Limits) (out Request, missed []string, err error) {
+	lim.defaults()
+	e := &editor{s: &state{lim: lim}, changes: changes}
+	out = Request{URL: r.URL, Body: r.Body}
+	if len(changes) == 0 {
+		out.Headers = slices.Clone(r.Headers)
+		return out, nil, nil
+	}
+	out.URL = e.url(r.URL)
+	out.Headers = e.headers(r.Headers)
+	var ctype, cenc string
+	for _, h := range r.Headers {
+		switch strings.ToLower(h.Name) {
+		case "content-type":
+			ctype = h.Value
+		case "content-encoding":
+			cenc = h.Value
+		}
+	}
+	if len(r.Body) > 0 && e.under("body") {
+		if b, ch := e.body(r.Body, ctype, cenc); ch {
+			out.Body = b
+			for i, h := range out.Headers {
+				if strings.EqualFold(h.Name, "content-length") {
+					out.Headers[i].Value = strconv.Itoa(len(b))
+				}
+			}
+		}
+	}
+	if e.err != nil {
+		return Request{}, nil, e.err
+	}
+	hit := map[string]bool{}
+	for _, p := range e.hits {
+		hit[p] = true
+	}
+	for p := range changes {
+		if !hit[p] {
+			missed = append(missed, p)
+		}
+	}
+	slices.Sort(missed)
+	return out, missed, nil
+}
+
+// editor is one Edit.
+type editor struct {
+	s       *state // the limits, decompression, and the JSON walker's interning
+	changes map[string]Change
+	hits    []string // paths whose change was applied (a log, cut back when a layer turns out not to be one)
+	err     *LayerError
+}
+
+// under reports whether a change names path or a value below it.
+func (e *editor) under(path string) bool {
+	if e.err != nil {
+		return false
+	}
+	for p := range e.changes {
+		if strings.HasPrefix(p, path) {
+			return true
+		}
+	}
+	return false
+}
+
+// deeper reports whether a change names a value below path (not path itself).
+func (e *editor) deeper(path string) bool {
+	for p := range e.changes {
+		if len(p) > len(path) && strings.HasPrefix(p, path) {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *editor) fail(layer, path, why string) {
+	if e.err == nil {
+		e.err = &LayerError{Layer: layer, Path: path, Why: why}
+	}
+}
+
+// leaf applies the change at path, if any, to the value old.
+func (e *editor) leaf(path, old string) (repl string, keep, changed bool) {
+	c, ok := e.changes[path]
+	if !ok || e.err != nil {
+		return old, true, false
+	}
+	e.hits = append(e.hits, path)
+	repl, keep = c(old)
+	return repl, keep, !keep || repl != old
+}
+
+func (e *editor) url(raw string) string {
+	if !e.under("path[") && !e.under("query:") {
+		return raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	// Where the path and the query are in raw.
+	pathStart := 0
+	if i := strings.Index(raw, "://"); i >= 0 && u.Host != "" {
+		j := strings.IndexByte(raw[i+3:], '/')
+		if j < 0 {
+			pathStart = len(raw)
+			if k := strings.IndexAny(raw[i+3:], "?#"); k >= 0 {
+				pathStart = i + 3 + k
+			}
+		} else {
+			pathStart = i + 3 + j
+		}
+	}
+	end := len(raw)
+	if k := strings.IndexByte(raw, '#'); k >= 0 {
+		end = k
+	}
+	pathEnd := end
+	if k := strings.IndexByte(raw[:end], '?'); k >= 0 {
+		pathEnd = k
+	}
+	if pathStart > pathEnd {
+		return raw
+	}
+	rawPath, query := raw[pathStart:pathEnd], ""
+	if pathEnd < end {
+		query = raw[pathEnd+1 : end]
+	}
+	newPath, changed := rawPath, false
+	if e.under("path[") {
+		trimmed := strings.Trim(rawPath, "/")
+		lead := strings.Index(rawPath, trimmed)
+		segs := strings.Split(trimmed, "/")
+		for i, seg := range segs {
+			if seg == "" {
+				continue
+			}
+			if un, err := url.PathUnescape(seg); err == nil {
+				seg = un
+			}
+			p := "path[" + strconv.Itoa(i) + "]"
+			nv, keep, ch := e.str(seg, p, 1)
+			if !keep {
+				e.fail("path", p, "a path segment cannot be removed, only replaced")
+				return raw
+			}
+			if ch {
+				segs[i], changed = url.PathEscape(nv), true
+			}
+		}
+		if changed {
+			newPath = rawPath[:lead] + strings.Join(segs, "/") + rawPath[lead+len(trimmed):]
+		}
+	}
+	newQuery := query
+	if u.RawQuery != "" && e.under("query:") {
+		if q, ch := e.form(query, "query", 1); ch {
+			newQuery, changed = q, true
+		}
+	}
+	if !changed {
+		return raw
+	}
+	out := raw[:pathStart] + newPath
+	if newQuery != "" {
+		out += "?" + newQuery
+	}
+	return out + raw[end:]
+}
+
+func (e *editor) headers(hs []Header) []Header {
+	out := make([]Header, 0, len(hs))
+	for _, h := range hs {
+		name := strings.ToLower(h.Name)
+		if plainHeaders[name] {
+			out = append(out, h)
+			continue
+		}
+		if name == "cookie" {
+			if !e.under("cookie:") {
+				out = append(out, h)
+				continue
+			}
+			var kept []string
+			for _, c := range strings.Split(h.Value, ";") {
+				k, v, ok := strings.Cut(strings.TrimSpace(c), "=")
+				if ok {
+					if nv, keep, ch := e.str(v, "cookie:"+k, 1); !keep {
+						continue
+					} else if ch {
+						lead := c[:len(c)-len(strings.TrimLeft(c, " \t"))]
+						c = lead + k + "=" + nv
+					}
+				}
+				kept = append(kept, c)
+			}
+			if len(kept) > 0 {
+				h.Value = strings.TrimLeft(strings.Join(kept, ";"), " \t")
+				out = append(out, e.headerSafe(h, "cookie"))
+			}
+			continue
+		}
+		p := "header:" + h.Name
+		if !e.under(p) {
+			out = append(out, h)
+			continue
+		}
+		v, scheme := h.Value, ""
+		if name == "authorization" {
+			if s, tok, ok := strings.Cut(v, " "); ok {
+				scheme, v = s+" ", tok
+			}
+		}
+		nv, keep, ch := e.str(v, p, 1)
+		if !keep {
+			continue
+		}
+		if ch {
+			h.Value = scheme + nv
+		}
+		out = append(out, e.headerSafe(h, p))
+	}
+	return out
+}
+
+// headerSafe refuses a header value that would end the header.
+func (e *editor) headerSafe(h Header, path string) Header {
+	if strings.ContainsAny(h.Value, "\r\n\x00") {
+		e.fail("header", path, "the new value holds a line break")
+	}
+	return h
+}
+
+// coded is a content coding undone on the way to the body's content.
+type coded struct {
+	coding string
+	orig   []byte
+}
+
+func (e *editor) body(b []byte, ctype, cenc string) ([]byte, bool) {
+	path := "body"
+	var stack []coded
+	codings := strings.Split(strings.ToLower(cenc), ",")
+	for i := len(codings) - 1; i >= 0; i-- {
+		c := strings.TrimSpace(codings[i])
+		if c == "" || c == "identity" {
+			continue
+		}
+		out, ok := e.s.decompress(c, b, path)
+		if !ok {
+			break
+		}
+		if out == nil {
+			e.fail(c, path, "over the decoding limits")
+			return nil, false
+		}
+		stack = append(stack, coded{c, b})
+		b, path = out, join(path, c)
+	}
+	mt, params, _ := mime.ParseMediaType(ctype)
+	if strings.HasPrefix(mt, "multipart/") && params["boundary"] != "" && e.under(path) && multipartParts(b, params["boundary"]) {
+		e.fail("multipart", path, "multipart bodies are not re-encoded")
+		return nil, false
+	}
+	var out []byte
+	var keep, ch bool
+	if len(stack) > 0 {
+		out, keep, ch = e.owned(b, path, 1)
+	} else {
+		out, keep, ch = e.bytes(b, path, 1)
+	}
+	if !ch || e.err != nil {
+		return nil, false
+	}
+	if !keep {
+		out = nil
+	}
+	for i := len(stack) - 1; i >= 0; i-- {
+		z, err := compress(stack[i].coding, out, stack[i].orig)
+		if err != nil {
+			e.fail(stack[i].coding, path, err.Error())
+			return nil, false
+		}
+		out = z
+	}
+	return out, true
+}
+
+// owned is state.owned's choice between text and bytes.
+func (e *editor) owned(b []byte, path string, depth int) ([]byte, bool, bool) {
+	if depth <= e.s.lim.MaxDepth && sniffCoding(b) == "" && printable(b) {
+		out, keep, ch := e.str(string(b), path, depth)
+		return []byte(out), keep, ch
+	}
+	return e.bytes(b, path, depth)
+}
+
+// bytes is state.bytes, editing.
+func (e *editor) bytes(b []byte, path string, depth int) ([]byte, bool, bool) {
+	if depth > e.s.lim.MaxDepth || !e.under(path) {
+		return b, true, false
+	}
+	if c := sniffCoding(b); c != "" {
+		if out, ok := e.s.decompress(c, b, path); ok {
+			if out == nil {
+				e.fail(c, path, "over the decoding limits")
+				return b, true, false
+			}
+			in, keep, ch := e.owned(out, join(path, c), depth+1)
+			if !ch || e.err != nil {
+				return b, true, false
+			}
+			if !keep {
+				in = nil
+			}
+			z, err := compress(c, in, b)
+			if err != nil {
+				e.fail(c, path, err.Error())
+				return b, true, false
+			}
+			return z, true, true
+		}
+	}
+	if printable(b) {
+		out, keep, ch := e.str(string(b), path, depth)
+		return []byte(out), keep, ch
+	}
+	if isBplist(b) {
+		e.fail("bplist", path, "binary property lists are not re-encoded")
+		return b, true, false
+	}
+	if protoValid(b, 0) {
+		out, ch := e.proto(b, join(path, "protobuf"), "", depth+1)
+		return out, true, ch
+	}
+	repl, keep, ch := e.leaf(path, hex.EncodeToString(b))
+	if !ch || !keep {
+		return nil, keep, ch
+	}
+	if nb, err := hex.DecodeString(repl); err == nil {
+		return nb, true, true
+	}
+	return []byte(repl), true, true
+}
+
+// str is state.strIn, editing: the same layers, tried in the same order.
+func (e *editor) str(v, path string, depth int) (string, bool, bool) {
+	if !e.under(path) {
+		return v, true, false
+	}
+	if depth > e.s.lim.MaxDepth || !e.deeper(path) {
+		return e.leaf(path, v)
+	}
+	t := strings.TrimSpace(v)
+	lead := strings.Index(v, t)
+	wrap := func(inner string) (string, bool, bool) { return v[:lead] + inner + v[lead+len(t):], true, true }
+	if len(t) >= 2 && (t[0] == '{' || t[0] == '[') {
+		if out, ok, ch := e.json([]byte(t), path, depth+1); ok {
+			if ch {
+				return wrap(string(out))
+			}
+			return v, true, false
+		}
+	}
+	if len(t) >= 16 && strings.Count(t, ".") == 2 && isJWT(t) {
+		e.fail("jwt", path, "its signature covers the payload")
+		return v, true, false
+	}
+	if len(t) >= 7 && t[0] == '<' && t[len(t)-1] == '>' && wellFormedXML(t) {
+		e.fail("xml", path, "XML is not re-encoded")
+		return v, true, false
+	}
+	if strings.Contains(t, "=") && looksLikeForm(t) {
+		if out, ch := e.form(t, path, depth+1); ch {
+			return wrap(out)
+		}
+		return v, true, false
+	}
+	if len(t) >= 6 && strings.Contains(t, "%") {
+		if un, err := url.QueryUnescape(t); err == nil && un != t {
+			in, keep, ch := e.str(un, join(path, "url-decoded"), depth+1)
+			if !ch {
+				return v, true, false
+			}
+			if !keep {
+				in = ""
+			}
+			q := url.QueryEscape(in)
+			if !strings.Contains(q, "%") && q != "" {
+				// Nothing needs escaping: escape the first byte anyway, which
+				// means the same, so the layer (and the paths below it) stay.
+				q = "%" + strings.ToUpper(hex.EncodeToString([]byte{q[0]})) + q[1:]
+			}
+			return wrap(q)
+		}
+	}
+	if len(t) >= 16 && len(t)%2 == 0 && isHex(t) {
+		if b, err := hex.DecodeString(t); err == nil && plausible(b) {
+			out, keep, ch := e.owned(b, join(path, "hex"), depth+1)
+			if !ch {
+				return v, true, false
+			}
+			if !keep {
+				out = nil
+			}
+			h := hex.EncodeToString(out)
+			if strings.ToUpper(t) == t {
+				h = strings.ToUpper(h)
+			}
+			return wrap(h)
+		}
+	} else if len(t) >= 8 && !isHexDashed(t) && !hasUUID(t) {
+		if enc, raw := base64Of(t); enc != nil {
+			if b, err := enc.DecodeString(raw); err == nil && plausible(b) {
+				out, keep, ch := e.owned(b, join(path, "base64"), depth+1)
+				if !ch {
+					return v, true, false
+				}
+				if !keep {
+					out = nil
+				}
+				// Padding as found; a string that needed none is taken for padded.
+				if strings.HasSuffix(t, "=") || len(t)%4 == 0 {
+					enc = enc.WithPadding(base64.StdPadding)
+				}
+				return wrap(enc.EncodeToString(out))
+			}
+		}
+	}
+	return e.leaf(path, v)
+}
+
+// form is state.form, editing: pairs not edited are kept as they were sent.
+func (e *editor) form(t, path string, depth int) (string, bool) {
+	prefix := "form:"
+	if path == "query" {
+		prefix, path = "query:", ""
+	}
+	var b strings.Builder
+	changed, n := false, 0
+	for kv := range strings.SplitSeq(t, "&") {
+		out := kv
+		if kv != "" {
+			k, v, _ := strings.Cut(kv, "=")
+			uk, uv := k, v
+			if x, err := url.QueryUnescape(k); err == nil {
+				uk = x
+			}
+			if x, err := url.QueryUnescape(v); err == nil {
+				uv = x
+			}
+			nv, keep, ch := e.str(uv, join(path, prefix+uk), depth)
+			if !keep {
+				changed = true
+				continue
+			}
+			if ch {
+				out, changed = k+"="+url.QueryEscape(nv), true
+			}
+		}
+		if n > 0 {
+			b.WriteByte('&')
+		}
+		n++
+		b.WriteString(out)
+	}
+	if !changed {
+		return t, false
+	}
+	return b.String(), true
+}
+
+// isJWT is the test state.jwt makes: a header naming its algorithm, and
+// claims that are JSON.
+func isJWT(t string) bool {
+	parts := strings.Split(t, ".")
+	if len(parts) != 3 {
+		return false
+	}
+	head, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[0], "="))
+	if err != nil || !bytes.Contains(head, []byte(`"alg"`)) {
+		return false
+	}
+	claims, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	return err == nil && len(claims) > 0 && (claims[0] == '{' || claims[0] == '[') && json.Valid(claims) && json.Valid(head)
+}
+
+// wellFormedXML is whether state.xml would decode t.
+func wellFormedXML(t string) bool {
+	s := &state{}
+	s.lim.defaults()
+	return s.xml(t, "", 1)
+}
+
+// multipartParts is whether state.multipart would find a part in b.
+func multipartParts(b []byte, boundary string) bool {
+	s := &state{}
+	s.lim.defaults()
+	return s.multipart(b, boundary, "body", 1)
+}
