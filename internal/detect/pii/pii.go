@@ -64,8 +64,8 @@ func New(region string) *Detector {
 var pairKeys = map[byte][]string{
 	'a': {"lat", "latitude", "geolat", "locationlat"},
 	'o': {"lng", "lon", "long", "longitude", "geolng", "geolon", "locationlng", "locationlon"},
-	'w': {"screenwidth", "displaywidth", "screenw", "sw"},
-	'h': {"screenheight", "displayheight", "screenh", "sh"},
+	'w': {"screenwidth", "displaywidth", "screenw", "sw", "widthpixels", "xpx", "screenwidthpx", "displaywidthpx"},
+	'h': {"screenheight", "displayheight", "screenh", "sh", "heightpixels", "ypx", "screenheightpx", "displayheightpx"},
 }
 
 // rule says what a field name means and how its value must look.
@@ -85,7 +85,7 @@ var (
 	reEmail    = regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}`)
 	rePackage  = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]*(\.[a-zA-Z][a-zA-Z0-9_]*)+$`)
 	reLatLng   = regexp.MustCompile(`^(-?\d{1,2}\.\d{3,}),\s*(-?\d{1,3}\.\d{3,})$`)
-	reTimezone = regexp.MustCompile(`^([A-Z][a-z]+/[A-Za-z_]+|GMT[+-]\d{1,2}(:\d\d)?|UTC[+-]?\d*|[+-]\d{2}:?\d{2}|-?\d{1,5})$`)
+	reTimezone = regexp.MustCompile(`^([A-Z][a-z]+/[A-Za-z_]+|GMT[+-]\d{1,2}(:\d\d)?|UTC[+-]?\d*|[+-]\d{2}:?\d{2}|-?\d{1,5}|[+-]?\d{1,2}\.(?:0|25|5|75))$`)
 )
 
 func text(v string, numeric bool) bool {
@@ -145,7 +145,7 @@ func validAndroidID(v string, _ bool) bool {
 }
 
 func validAdID(v string, _ bool) bool {
-	return reUUID.MatchString(v) && strings.Trim(v, "0-") != "" || hashOf(v)
+	return reUUID.MatchString(v) && strings.Trim(v, "0-") != "" || hashOf(v) || hex16(v)
 }
 
 // placeholder MACs that Android and iOS report when the app may not read the real one.
@@ -156,11 +156,14 @@ func macDigits(v string) string {
 }
 
 func validMAC(v string, _ bool) bool {
+	if hashOf(v) {
+		return true // a MAC's digest is still that MAC
+	}
 	d := macDigits(v)
 	if len(d) != 12 || !allHex(d) || placeholderMACs[d] {
 		return false
 	}
-	return reMACSep.MatchString(v) || len(v) == 12 || len(v) == 14 && strings.Count(v, ".") == 2 || hashOf(v)
+	return reMACSep.MatchString(v) || len(v) == 12 || len(v) == 14 && strings.Count(v, ".") == 2
 }
 
 func validID(v string, numeric bool) bool {
@@ -212,6 +215,26 @@ func validCoord(v string, _ bool) bool {
 	return i >= 0 && len(v)-i-1 >= 3
 }
 
+// coordPair: a latitude and a longitude named as such. Two decimals (about
+// a kilometre) are enough when both halves are there: together they are a
+// neighbourhood, where one alone is a band around the globe.
+func coordPair(lat, lng string) bool {
+	la, err1 := strconv.ParseFloat(lat, 64)
+	lo, err2 := strconv.ParseFloat(lng, 64)
+	if err1 != nil || err2 != nil || la < -90 || la > 90 || lo < -180 || lo > 180 || la == 0 && lo == 0 {
+		return false
+	}
+	return decimals(lat) >= 2 && decimals(lng) >= 2 && decimals(lat)+decimals(lng) >= 4
+}
+
+func decimals(v string) int {
+	i := strings.IndexByte(v, '.')
+	if i < 0 || strings.ContainsAny(v, "eE") {
+		return 0
+	}
+	return len(v) - i - 1
+}
+
 func validLatLng(v string, _ bool) bool {
 	m := reLatLng.FindStringSubmatch(strings.TrimSpace(v))
 	if m == nil {
@@ -248,6 +271,11 @@ func validVersion(v string, _ bool) bool {
 }
 
 func validTimezone(v string, _ bool) bool { return reTimezone.MatchString(v) }
+
+// validCarrier: a name, or a network code, which is often sent as a number.
+func validCarrier(v string, numeric bool) bool {
+	return text(v, numeric) || mccMNC(v) || len(v) == 3 && mccs[v]
+}
 
 func validSSID(v string, numeric bool) bool {
 	return text(v, numeric) && len(v) <= 32 && v != "<unknown ssid>"
@@ -290,10 +318,13 @@ func keyTable() map[string]rule {
 	add(rule{AppVersion, validVersion, 0.8}, "appversion", "versionname", "appver", "av", "browserversion", "appvername", "versioncode", "appbuild", "clientversion", "appversionname", "gameversion")
 	add(rule{Locale, validLocale, 0.85}, "locale", "language", "lang", "hl", "lc", "deviceLanguage", "ul", "systemlanguage", "country", "region", "langcode", "userdefaultlanguage", "languagecode")
 	add(rule{Timezone, validTimezone, 0.85}, "timezone", "tz", "timezoneoffset", "tzoffset", "zone", "timezoneid", "timezoneoffsetminutes")
-	add(rule{Carrier, text, 0.85}, "carrier", "operator", "carriername", "networkoperator", "simoperator", "operatorname", "isp", "mnc", "mcc", "mccmnc")
+	add(rule{Carrier, validCarrier, 0.85}, "carrier", "operator", "carriername", "networkoperator", "simoperator", "operatorname", "isp", "mnc", "mcc", "mccmnc")
 	add(rule{NetworkType, text, 0.8}, "network", "nettype", "networktype", "connectiontype", "net", "conn", "connectivity", "wifi", "radio", "ct")
 	add(rule{ScreenSize, validScreen, 0.85}, "screen", "resolution", "screensize", "sr", "screenresolution", "display", "res", "vp")
-	add(rule{SenderApp, validPackage, 0.9}, "sender", "packagename", "package", "pkg", "pkgname", "bundleid", "bundle", "apppackage", "app", "appid", "appkey", "callingpackage", "xrequestedwith", "sourcepackage", "androidpackage", "iosbundle")
+	for k := range onBehalfKeys {
+		add(rule{SenderApp, validPackage, 0.9}, k)
+	}
+	add(rule{HostApp, validPackage, 0.9}, "packagename", "package", "pkg", "pkgname", "bundleid", "bundle", "apppackage", "app", "appid", "appkey", "xrequestedwith", "androidpackage", "iosbundle", "packageid", "applicationid")
 	return keys
 }
 

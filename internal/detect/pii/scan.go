@@ -122,8 +122,12 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 			}
 			continue
 		}
+		if packageList(text) { // several apps in one field, whatever it is called
+			hit(AppList, text, v.Path, flow.MethodPattern, 0.85)
+			continue
+		}
 		if isPackageName(text) {
-			group := stripIndex(v.Path)
+			group := pathShape(v.Path)
 			if pkgs == nil {
 				pkgs = map[string][]decode.Value{}
 			}
@@ -176,7 +180,7 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 		}
 		d.patterns(v, text, hit)
 	}
-	if lat != nil && lng != nil && validCoord(lat.Text, false) && validCoord(lng.Text, false) {
+	if lat != nil && lng != nil && coordPair(lat.Text, lng.Text) {
 		// One place, not two numbers: the pair replaces its halves.
 		pair := lat.Text + "," + lng.Text
 		method, conf := flow.MethodKey, 0.9
@@ -201,16 +205,34 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 	}
 	listed := map[string]bool{}
 	for _, a := range apps {
-		listed[stripIndex(a.Path)] = true
+		listed[pathShape(a.Path)] = true
 	}
+	var inList map[string]bool // paths of package names reported as part of a list
 	for group, vs := range pkgs {
-		if len(vs) >= 3 && !listed[group] { // a list of installed apps, whatever the field is called
-			names := make([]string, len(vs))
-			for i, x := range vs {
-				names[i] = x.Text
-			}
-			hit(AppList, strings.Join(names, ","), group, flow.MethodInference, 0.8)
+		if listed[group] || !distinctTexts(vs) {
+			continue
 		}
+		// Two or more apps in the elements of one array or batch, whatever the
+		// field is called: the apps on the phone or in use, not the sender.
+		names := make([]string, len(vs))
+		if inList == nil {
+			inList = map[string]bool{}
+		}
+		for i, x := range vs {
+			names[i] = x.Text
+			inList[x.Path] = true
+		}
+		hit(AppList, strings.Join(names, ","), group, flow.MethodInference, 0.8)
+	}
+	if inList != nil {
+		kept := hits[:0]
+		for _, h := range hits {
+			if (h.Kind == SenderApp || h.Kind == HostApp) && inList[h.Path] {
+				continue
+			}
+			kept = append(kept, h)
+		}
+		hits = kept
 	}
 	if len(knownAt) > 0 { // the same value found by name or shape too: keep the known finding only
 		kept := hits[:0]
@@ -233,7 +255,7 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 		}
 		hit(AppList, strings.Join(names, ","), path, flow.MethodKey, 0.9)
 	} else if len(apps) == 1 {
-		hit(SenderApp, apps[0].Text, apps[0].Path, flow.MethodKey, 0.6)
+		hit(AppList, apps[0].Text, apps[0].Path, flow.MethodKey, 0.6)
 	}
 	return hits
 }
@@ -255,7 +277,7 @@ func (d *Detector) patterns(v decode.Value, text string, hit func(kind flow.Kind
 	// Cheap tests of length and characters guard every regular expression:
 	// this runs on every value of every request.
 	if strings.IndexByte(text, '@') > 0 {
-		if m := reEmail.FindString(text); m != "" && !strings.Contains(m, "@2x.") {
+		if m := reEmail.FindString(text); m != "" && !fileName(m) {
 			hit(Email, m, v.Path, flow.MethodPattern, 0.9)
 			return
 		}
@@ -276,7 +298,62 @@ func (d *Detector) patterns(v decode.Value, text string, hit func(kind flow.Kind
 		}
 	case n >= 11 && n <= 40 && strings.IndexByte(text, ',') > 0 && validLatLng(text, false):
 		hit(Location, text, v.Path, flow.MethodPattern, 0.8)
+	default:
+		if v.Key != "" { // a named field: a path segment or a bare list element says less
+			d.valueEvidence(v, text, hit)
+		}
 	}
+}
+
+// valueEvidence recognises identifiers and device attributes by their shape,
+// under a field whose name said nothing: the shape must be specific (real
+// language and country codes, a real MCC, a zone name) for the value to speak
+// alone, and a name that says "per request" takes an identifier's shape back.
+func (d *Detector) valueEvidence(v decode.Value, text string, hit func(kind flow.Kind, value, path string, method flow.Method, conf float64)) {
+	n := len(text)
+	switch {
+	case n == 16 && hex16(text):
+		var buf [96]byte
+		if !ephemeralKey(string(appendNorm(appendNorm(buf[:0], v.Parent), v.Key))) {
+			hit(AndroidID, text, v.Path, flow.MethodPattern, 0.6)
+		}
+	case n >= 5 && n <= 10 && localeTag(text):
+		hit(Locale, text, v.Path, flow.MethodPattern, 0.75)
+	case n >= 5 && n <= 50 && strings.IndexByte(text, '/') > 0 || n >= 5 && n <= 9 && (text[0] == 'G' || text[0] == 'U' || text[0] == '+' || text[0] == '-'):
+		if timezoneName(text) {
+			hit(Timezone, text, v.Path, flow.MethodPattern, 0.75)
+		}
+	case n >= 16 && n <= 40 && text[0] >= '1' && text[0] <= '2' && datetimeOffset(text):
+		hit(Timezone, text[strings.LastIndexAny(text, "+-"):], v.Path, flow.MethodPattern, 0.6)
+	case n <= 8 && networkTypes[strings.ToLower(text)]:
+		hit(NetworkType, text, v.Path, flow.MethodPattern, 0.6)
+	case n >= 7 && n <= 11 && validScreen(text, false) && screenText(text):
+		hit(ScreenSize, text, v.Path, flow.MethodPattern, 0.7)
+	case (n == 5 || n == 6) && mccMNC(text) && carrierKey(v):
+		hit(Carrier, text, v.Path, flow.MethodPattern, 0.6)
+	}
+}
+
+// screenText reports whether "1080x2400" (or "2400*1080") has screen-like sides.
+func screenText(v string) bool {
+	i := strings.IndexAny(v, "x*")
+	return i > 0 && screenPair(strings.TrimSpace(v[:i]), strings.TrimSpace(v[i+1:]))
+}
+
+// carrierKey: an MCC-MNC is five or six digits, as many other numbers are, so
+// it needs a field name that speaks of the network or the SIM.
+func carrierKey(v decode.Value) bool {
+	var buf [96]byte
+	k := string(appendNorm(buf[:0], v.Key))
+	if k == "op" || k == "plmn" || k == "hni" {
+		return true
+	}
+	for _, w := range []string{"mcc", "mnc", "operator", "carrier", "provider", "sim", "plmn", "network", "isp"} {
+		if strings.Contains(k, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // effectiveKey finds what the detector knows of a value's field, named with the
@@ -301,7 +378,67 @@ func (d *Detector) effectiveKey(v decode.Value) *keyInfo {
 			return ki
 		}
 	}
+	// "mac_sha1", "sha256_email", "idfa_md5": the name of what was hashed,
+	// beside the name of the hash.
+	for _, w := range hashWords {
+		if len(b) < len(w)+2 {
+			continue
+		}
+		var rest []byte
+		if string(b[len(b)-len(w):]) == w {
+			rest = b[:len(b)-len(w)]
+		} else if string(b[:len(w)]) == w {
+			rest = b[len(w):]
+		} else {
+			continue
+		}
+		if ki := d.names[string(rest)]; ki != nil && ki.hasRule && identifierKinds[ki.rule.kind] {
+			return ki
+		}
+	}
 	return nil
+}
+
+// pathShape removes every array index from a path, so that the same field of
+// the elements of one array or batch shares a shape: "events[3].pkg" → "events[].pkg".
+func pathShape(p string) string {
+	if strings.IndexByte(p, '[') < 0 {
+		return p
+	}
+	b := make([]byte, 0, len(p))
+	for i := 0; i < len(p); i++ {
+		b = append(b, p[i])
+		if p[i] == '[' {
+			j := i + 1
+			for j < len(p) && p[j] >= '0' && p[j] <= '9' {
+				j++
+			}
+			if j > i+1 && j < len(p) && p[j] == ']' {
+				i = j - 1
+			}
+		}
+	}
+	return strings.TrimSuffix(string(b), "[]")
+}
+
+func distinctTexts(vs []decode.Value) bool {
+	for _, v := range vs[1:] {
+		if v.Text != vs[0].Text {
+			return true
+		}
+	}
+	return false
+}
+
+// fileName reports whether an address-looking match is an asset's name
+// ("icon@3x.png"): its "domain" ends in a file type.
+func fileName(m string) bool {
+	i := strings.LastIndexByte(m, '.')
+	switch strings.ToLower(m[i+1:]) {
+	case "png", "jpg", "jpeg", "gif", "webp", "svg", "ico", "js", "css", "html", "htm", "json", "xml", "mp4", "mp3", "woff", "woff2", "ttf", "pdf", "zip", "apk":
+		return true
+	}
+	return false
 }
 
 var identifierKinds = map[flow.Kind]bool{IMEI: true, IMSI: true, ICCID: true, SerialNumber: true, AndroidID: true,
@@ -338,6 +475,9 @@ func refine(kind flow.Kind, v string) flow.Kind {
 	if kind == DeviceID && len(v) == 16 && allHex(v) {
 		return AndroidID // Android's ANDROID_ID is 16 hex digits, whatever the SDK calls it
 	}
+	if kind == AdvertisingID && len(v) == 16 && allHex(v) {
+		return DeviceID // an advertising ID of 16 hex digits is a vendor's OAID (Xiaomi), not Google's UUID
+	}
 	if (kind == AccountID || kind == DeviceID) && reAppsFlyerID.MatchString(v) {
 		return InstallID // AppsFlyer's install ID: install time in ms, a dash, random digits
 	}
@@ -357,7 +497,7 @@ func isPackageName(v string) bool {
 // Positional formats: SDKs that send device details as an array, not named fields.
 // Facebook's "extinfo": version, package, version code, version name, OS version,
 // model, locale, time zone, carrier, width, height, density, ...
-var extinfo = []flow.Kind{"", SenderApp, "", AppVersion, OSVersion, DeviceModel, Locale, Timezone, Carrier, ScreenSize, ScreenSize}
+var extinfo = []flow.Kind{"", HostApp, "", AppVersion, OSVersion, DeviceModel, Locale, Timezone, Carrier, ScreenSize, ScreenSize}
 
 func positional(v decode.Value) (flow.Kind, bool) {
 	if !strings.EqualFold(v.Key, "extinfo") || !strings.HasSuffix(v.Path, "]") {

@@ -1,0 +1,141 @@
+package pii
+
+import (
+	"testing"
+
+	"phonehome/internal/decode"
+	"phonehome/internal/flow"
+)
+
+// TestValueEvidence: values recognised by their shape under names that say
+// nothing, and the look-alikes that must not be.
+func TestValueEvidence(t *testing.T) {
+	d := New("IN")
+	cases := []struct {
+		key, text string
+		want      flow.Kind // "" for nothing
+	}{
+		// 16 hex digits: an ANDROID_ID or an OAID, unless the name says per request.
+		{"ai", "7d51e0f7039fb997", AndroidID},
+		{"u", "3b6f1e0a9c2d4f81", AndroidID},
+		{"oaid", "c424719882ae9590", DeviceID}, // Xiaomi's OAID: 16 hex, not a UUID
+		{"session", "5171495c5f3e3c6c", ""},
+		{"$insert_id", "b273595c75091125", ""},
+		{"traceId", "b6042d67f25923e8", ""},
+		{"x", "0000000000000abc", ""},                         // a counter in hex
+		{"x", "deadbeefdeadbeef", ""},                         // a word, no randomness
+		{"x", "1710387726786123", ""},                         // digits only: a timestamp in µs
+		{"x", "da39a3ee5e6b4b0d3255bfef95601890afd80709", ""}, // a SHA-1 under an unknown name
+		// MAC addresses in every case, with or without separators, and their digests.
+		{"x", "64:CC:2E:C6:B2:ED", MACAddress},
+		{"wifi_mac", "64CC2EC6B2ED", MACAddress},
+		{"mac", "8b0e2772a48555c8c1cd1197d94181a6", MACAddress},
+		{"mac_sha1", "F621BAFC7F9F6AD0EA9B93A2E5E15497F9932825", MACAddress},
+		{"sha1_imei", "f621bafc7f9f6ad0ea9b93a2e5e15497f9932825", IMEI},
+		// Locale tags with a real language and country.
+		{"l", "en_IN", Locale},
+		{"x", "pt-BR", Locale},
+		{"x", "en_in", Locale},
+		{"x", "zh-Hans-CN", Locale},
+		{"x", "ab_CD", ""}, // no such language
+		{"x", "en_XY", ""}, // no such country
+		{"x", "arm64-v8a", ""},
+		// Time zones: names, offsets, the offset of a local time.
+		{"x", "Asia/Kolkata", Timezone},
+		{"x", "America/Argentina/Buenos_Aires", Timezone},
+		{"x", "GMT+05:30", Timezone},
+		{"created_at", "2024-03-14T09:26:33.618+0530", Timezone},
+		{"installDate", "2024-03-10_131522+0530", Timezone},
+		{"x", "2024-03-14T03:56:33.618Z", ""}, // UTC says nothing of where
+		{"x", "image/png", ""},
+		{"x", "text/html", ""},
+		{"timezone", "5.5", Timezone},
+		// Network types, screens, MCC-MNC.
+		{"n", "WIFI", NetworkType},
+		{"x", "LTE", NetworkType},
+		{"x", "1080x2400", ScreenSize},
+		{"size", "600x600", ""}, // a square image, not a screen
+		{"x", "2400*1080", ScreenSize},
+		{"op", "40445", Carrier},
+		{"serviceProvider", "310260", Carrier},
+		{"dur", "40445", ""}, // a five-digit number under any other name
+		{"op", "99999", ""},  // no such MCC
+		{"mcc", "404", Carrier},
+		// Versions and nonces stay silent.
+		{"x", "3.8.1", ""},
+		{"x", "vmLtizoLr4U1Rq+z", ""},
+		{"icon", "partly_cloudy_day@3x.png", ""},
+	}
+	for _, c := range cases {
+		hits := d.Scan([]decode.Value{{Path: "p:" + c.key, Key: c.key, Text: c.text}})
+		var got flow.Kind
+		if len(hits) > 0 {
+			got = hits[0].Kind
+		}
+		if got != c.want {
+			t.Errorf("%s=%q: got %q, want %q (%+v)", c.key, c.text, got, c.want, hits)
+		}
+	}
+}
+
+func TestPackageLists(t *testing.T) {
+	d := New("")
+	// A launcher folder's apps in one query parameter named like a single package.
+	hits := d.Scan([]decode.Value{{Path: "query:packageName", Key: "packageName", Text: "com.dts.freefireth,com.pubg.imobile,com.king.candycrushsaga"}})
+	if len(hits) != 1 || hits[0].Kind != AppList {
+		t.Errorf("comma list: %+v", hits)
+	}
+	hits = d.Scan([]decode.Value{{Path: "q:apps", Key: "x", Text: "com.whatsapp com.phonepe.app"}})
+	if len(hits) != 1 || hits[0].Kind != AppList {
+		t.Errorf("space list: %+v", hits)
+	}
+	// A batch of usage events, one app each: the apps in use, not the sender.
+	vals := []decode.Value{
+		{Path: "body › json:events[0].pkg", Key: "pkg", Parent: "events", Text: "com.whatsapp"},
+		{Path: "body › json:events[0].dur", Key: "dur", Parent: "events", Text: "765118", Numeric: true},
+		{Path: "body › json:events[1].pkg", Key: "pkg", Parent: "events", Text: "com.google.android.youtube"},
+	}
+	hits = d.Scan(vals)
+	if len(hits) != 1 || hits[0].Kind != AppList || hits[0].Path != "body › json:events[].pkg" {
+		t.Errorf("batch: %+v", hits)
+	}
+	// The same host app in every event of a batch is one app, no list.
+	vals = []decode.Value{
+		{Path: "b › json:[0].properties.$app_id", Key: "$app_id", Parent: "properties", Text: "com.mi.globalbrowser.mini"},
+		{Path: "b › json:[1].properties.$app_id", Key: "$app_id", Parent: "properties", Text: "com.mi.globalbrowser.mini"},
+	}
+	for _, h := range d.Scan(vals) {
+		if h.Kind != HostApp {
+			t.Errorf("host app repeated: %+v", h)
+		}
+	}
+	// Negatives: host names, versions, a single package.
+	for _, v := range []string{"www.google.com,www.youtube.com", "1.2.3,4.5.6", "com.whatsapp", "com.whatsapp,com.whatsapp"} {
+		for _, h := range d.Scan([]decode.Value{{Path: "q:x", Key: "x", Text: v}}) {
+			if h.Kind == AppList {
+				t.Errorf("%q: %+v", v, h)
+			}
+		}
+	}
+}
+
+func TestSenderOrHost(t *testing.T) {
+	d := New("")
+	for key, want := range map[string]flow.Kind{"sender": SenderApp, "calling_package": SenderApp, "package_name": HostApp, "app_id": HostApp} {
+		hits := d.Scan([]decode.Value{{Path: "p", Key: key, Text: "com.miui.securitycenter"}})
+		if len(hits) != 1 || hits[0].Kind != want {
+			t.Errorf("%s: %+v, want %s", key, hits, want)
+		}
+	}
+}
+
+func TestCoordinatePairs(t *testing.T) {
+	d := New("")
+	hits := d.Scan([]decode.Value{{Path: "q:lat", Key: "lat", Text: "12.93"}, {Path: "q:lon", Key: "lon", Text: "77.63"}})
+	if len(hits) != 1 || hits[0].Kind != Location || hits[0].Value != "12.93,77.63" {
+		t.Errorf("two decimals, both halves: %+v", hits)
+	}
+	if hits := d.Scan([]decode.Value{{Path: "q:lat", Key: "lat", Text: "12.9"}, {Path: "q:lon", Key: "lon", Text: "77.6"}}); len(hits) != 0 {
+		t.Errorf("one decimal is a region: %+v", hits)
+	}
+}
