@@ -12,9 +12,11 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -24,9 +26,11 @@ import (
 	"phonehome/internal/capture/proxy"
 	"phonehome/internal/certs"
 	"phonehome/internal/detect"
+	"phonehome/internal/detect/trackers"
 	"phonehome/internal/flow"
 	"phonehome/internal/live"
 	"phonehome/internal/pipeline"
+	"phonehome/internal/policy"
 	"phonehome/internal/report"
 	"phonehome/internal/store"
 )
@@ -53,6 +57,11 @@ type runOpts struct {
 	dns              string
 	dnsUpstream      string
 	blockDoH         bool
+	block            []string // --block patterns
+	blockStatus      int
+	dnsBlockMode     string
+	policyFile       string
+	presets          []string
 }
 
 func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -78,13 +87,37 @@ TCP 80 and 443 to a transparent proxy (nftables), its DNS to a resolver that
 records every lookup, and drops its QUIC so apps fall back to TCP. On exit
 (also Ctrl-C or SIGTERM) the real addresses are announced again and every
 kernel change is undone; after a crash, the next start undoes them.
---dns ADDR alone runs the recording resolver for devices you point at it.`,
+--dns ADDR alone runs the recording resolver for devices you point at it.
+
+Blocking: --block PATTERN (repeatable) refuses what matches: a host
+("tracker.example" exactly, ".example.com" for it and its subdomains,
+"*.example.com" for its subdomains only, or a glob), owner:NAME or
+category:NAME (from the tracker knowledge), list:FILE (a hosts file, domain
+list, Adblock list or Disconnect/DuckDuckGo/Exodus JSON), kind:KIND (a
+request carrying that data), device:ADDR or CIDR, method:M, path:/P*.
+A blocked HTTP(S) request is answered by phonehome (--block-status, 403) and
+never forwarded; a blocked TLS connection is closed at its hello; a blocked
+DNS lookup is answered without asking upstream (--dns-block-mode).
+--preset NAME adds a rule set built from the tracker knowledge:
+block-trackers, block-ads, vendor-telemetry. --policy FILE reads rules
+(allow, block, passthrough) from YAML, applied before --block and the
+presets, the first match deciding; SIGHUP reloads it without dropping
+connections:
+
+  - action: passthrough      # never decrypt the bank
+    host: .bank.example
+  - action: block
+    owner: Xiaomi
+    device: 192.168.1.23     # this phone only
+    status: 451`,
 		Example: `  phonehome run
   phonehome run --listen 192.168.1.10:8080 --allow 192.168.1.0/24
   phonehome run --db phone.db --session after-opt-out --profile me.yaml
   sudo phonehome run --spoof 192.168.1.23
   sudo phonehome run --spoof 192.168.1.23 --gateway 192.168.1.1 --iface wlan0 --block-doh
-  phonehome run --dns 192.168.1.10:53`,
+  phonehome run --dns 192.168.1.10:53
+  phonehome run --preset block-trackers --block owner:Xiaomi --block .app-measurement.com
+  phonehome run --policy policy.yaml      # kill -HUP reloads it`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return runProxy(cmd.Context(), o, stdout, stderr) },
 	}
@@ -120,6 +153,11 @@ kernel change is undone; after a crash, the next start undoes them.
 	f.StringVar(&o.dns, "dns", "", "run a recording DNS resolver on this address (with --spoof: the device's DNS goes to it; default a free port)")
 	f.StringVar(&o.dnsUpstream, "dns-upstream", "", "resolver the DNS resolver forwards to (default: the first nameserver of /etc/resolv.conf)")
 	f.BoolVar(&o.blockDoH, "block-doh", false, "refuse known DNS-over-HTTPS endpoints so devices fall back to plain DNS")
+	f.StringArrayVar(&o.block, "block", nil, "block what matches: a host pattern, owner:NAME, category:NAME, list:FILE, kind:KIND, device:CIDR; repeatable")
+	f.IntVar(&o.blockStatus, "block-status", 403, "HTTP status phonehome answers a blocked request with")
+	f.StringVar(&o.dnsBlockMode, "dns-block-mode", "null", "how a blocked DNS lookup is answered: null (0.0.0.0 and ::), nxdomain, nodata or refused")
+	f.StringVar(&o.policyFile, "policy", "", "YAML file of rules (allow, block, passthrough); SIGHUP reloads it")
+	f.StringArrayVar(&o.presets, "preset", nil, "add a preset rule set: block-trackers, block-ads or vendor-telemetry; repeatable")
 	return cmd
 }
 
@@ -203,6 +241,9 @@ func liveLine(f *flow.Flow, newDest bool) string {
 	if f.Notes.Has(flow.NoteCertRefused) {
 		line += "  [not trusted / pinned: " + f.HostOrAddr() + "]"
 	}
+	if v := f.Verdict; v.Action == flow.ActionBlock {
+		line += "  STOPPED: " + v.String()
+	}
 	return line
 }
 
@@ -210,6 +251,25 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 	engine, err := newEngine(o.detect, stderr)
 	if err != nil {
 		return err
+	}
+	if _, err := dnsproxy.ParseBlockMode(o.dnsBlockMode); err != nil {
+		return fmt.Errorf("run: --dns-block-mode: %w", err)
+	}
+	if o.blockStatus < 200 || o.blockStatus > 599 {
+		return fmt.Errorf("run: --block-status %d: write an HTTP status such as 403 or 451", o.blockStatus)
+	}
+	var known *trackers.KB
+	if len(o.block) > 0 || len(o.presets) > 0 || o.policyFile != "" {
+		if known, err = trackerKB(o.detect.trackers); err != nil {
+			return err
+		}
+	}
+	pol, err := runPolicy(o, known)
+	if err != nil {
+		return err
+	}
+	if pol != nil {
+		fmt.Fprintf(stderr, "blocking: %d rules in force\n", len(pol.(*policy.Engine).Rules()))
 	}
 	var allow []netip.Prefix
 	for _, a := range o.allow {
@@ -274,7 +334,8 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 	summary := report.NewSummary()
 	pl := pipeline.New(pipeline.Options{Engine: engine, Summary: summary, Store: st.Writer(context.Background(), sess),
 		Live: broker, Queue: true, RetryStore: true, Source: "proxy", StoreAdvice: storeAdvice,
-		FlushEvery: 500 * time.Millisecond}) // a crash loses at most the last half second
+		FlushEvery: 500 * time.Millisecond, // a crash loses at most the last half second
+		Policy:     pol})
 	// What is started is closed, last first, through the same Close whether
 	// the run ends or a later part fails to start.
 	var parts stack
@@ -297,6 +358,9 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 		ln.Close()
 		parts.close()
 		return err
+	}
+	if o.policyFile != "" {
+		parts.push(reloadOnHangup(o, known, pl, stderr))
 	}
 	if o.debugListen != "" {
 		stopDebug, err := serveDebug(o.debugListen, stderr)
@@ -368,6 +432,95 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 	return pl.Err()
 }
 
+// runPolicy builds the rules the flags ask for, in the order they apply:
+// the policy file, --block, the presets. Nil when there are none: everything
+// is allowed, and nothing waits for a decision.
+func runPolicy(o runOpts, known *trackers.KB) (policy.Policy, error) {
+	var rules []policy.Rule
+	if o.policyFile != "" {
+		b, err := os.ReadFile(o.policyFile)
+		if err != nil {
+			return nil, fmt.Errorf("run: --policy: %w", err)
+		}
+		rs, err := policy.ParseFile(o.policyFile, b, nil)
+		if err != nil {
+			return nil, fmt.Errorf("run: --policy: %w", err)
+		}
+		rules = append(rules, rs...)
+	}
+	for _, p := range o.block {
+		r, err := policy.ParseRule(flow.ActionBlock, p, nil)
+		if err != nil {
+			return nil, fmt.Errorf("run: --block: %w", err)
+		}
+		rules = append(rules, r)
+	}
+	for _, name := range o.presets {
+		rs, err := policy.Preset(name)
+		if err != nil {
+			return nil, fmt.Errorf("run: --preset: %w", err)
+		}
+		rules = append(rules, rs...)
+	}
+	if len(rules) == 0 {
+		return nil, nil
+	}
+	return policy.NewEngine(rules, policy.Options{Known: known, Status: o.blockStatus}), nil
+}
+
+// trackerKB is the tracker knowledge owner: and category: rules read: the
+// built-in one and the lists of --trackers.
+func trackerKB(paths []string) (*trackers.KB, error) {
+	kb := trackers.Builtin()
+	for _, p := range paths {
+		fh, err := os.Open(p)
+		if err != nil {
+			return nil, fmt.Errorf("run: --trackers: %w", err)
+		}
+		_, err = kb.Load(fh, filepath.Base(p))
+		fh.Close()
+		if err != nil {
+			return nil, fmt.Errorf("run: --trackers %s: %w", p, err)
+		}
+	}
+	return kb, nil
+}
+
+// reloadOnHangup reads the policy file again on SIGHUP and puts it in force;
+// a file that is refused leaves the rules in force as they were. The
+// function returned stops listening.
+func reloadOnHangup(o runOpts, known *trackers.KB, pl *pipeline.Pipeline, stderr io.Writer) func() {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-hup:
+				pol, err := runPolicy(o, known)
+				if err != nil {
+					fmt.Fprintf(stderr, "phonehome: policy not reloaded, the rules in force stay: %v\n", err)
+					continue
+				}
+				pl.SetPolicy(pol)
+				n := 0
+				if pol != nil {
+					n = len(pol.(*policy.Engine).Rules())
+				}
+				fmt.Fprintf(stderr, "phonehome: policy reloaded from %s: %d rules in force\n", o.policyFile, n)
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(stop)
+		<-done
+	}
+}
+
 // showLive prints a line per new destination or finding, and the notices,
 // until the subscription ends.
 func showLive(sub *live.Subscription, stdout, stderr io.Writer) {
@@ -376,6 +529,11 @@ func showLive(sub *live.Subscription, stdout, stderr io.Writer) {
 		switch ev.Kind {
 		case live.EventFlow:
 			host := ev.Flow.HostOrAddr()
+			if ev.Flow.Verdict.Action == flow.ActionBlock {
+				// the first block of each host is shown even when nothing
+				// was found in it: the user asked for it to stop
+				host = "blocked " + host
+			}
 			if line := liveLine(ev.Flow, !seen[host]); line != "" {
 				fmt.Fprintln(stdout, line)
 			}
@@ -436,7 +594,11 @@ func startResolver(o runOpts, h capture.Handler, stderr io.Writer) (*dnsproxy.Se
 	if addr == "" {
 		addr = ":0"
 	}
-	s, err := dnsproxy.Listen(addr, dnsproxy.Options{Upstream: upstream, Handler: h, BlockDoH: o.blockDoH})
+	mode, err := dnsproxy.ParseBlockMode(o.dnsBlockMode)
+	if err != nil {
+		return nil, fmt.Errorf("run: --dns-block-mode: %w", err)
+	}
+	s, err := dnsproxy.Listen(addr, dnsproxy.Options{Upstream: upstream, Handler: h, BlockDoH: o.blockDoH, BlockMode: mode})
 	if err != nil {
 		return nil, fmt.Errorf("run: --dns %s: %w", addr, err)
 	}

@@ -282,20 +282,21 @@ func (s *stringsYS) UnmarshalYAML(n *yaml.Node) error {
 
 // ParseFile reads a policy file: a YAML list of rules, each an action
 // (allow, block, passthrough) and the fields it matches on, all of which must
-// match (a field given a list matches any of its values):
+// match (a field given a list matches any of its values). The rules may sit
+// under a top-level "rules:" key:
 //
-//	- action: block
-//	  host: ["*.doubleclick.net", ".app-measurement.com"]
-//	- action: block
-//	  owner: Xiaomi
-//	  device: 192.168.1.23
-//	  status: 451
-//	- action: passthrough
-//	  host: .bank.example
+//	rules:
+//	  - action: block
+//	    host: ["*.doubleclick.net", ".app-measurement.com"]
+//	  - action: block
+//	    owner: Xiaomi
+//	    device: 192.168.1.23
+//	    status: 451
+//	  - action: passthrough
+//	    host: .bank.example
 //
-// The rules may also sit under a top-level "rules:" key. Relative list:
-// paths are read from the file's directory. A rule phonehome cannot use is
-// a *RuleError naming the file and line.
+// Relative list: paths are read from the file's directory. A rule phonehome
+// cannot use is a *RuleError naming the file and line.
 func ParseFile(name string, b []byte, load Loader) ([]Rule, error) {
 	if load == nil {
 		load = os.ReadFile

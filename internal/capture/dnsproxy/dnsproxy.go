@@ -30,7 +30,9 @@ type Options struct {
 	// nothing.
 	Handler  capture.Handler
 	BlockDoH bool // answer NXDOMAIN for known DNS-over-HTTPS endpoints
-	Now      func() time.Time
+	// BlockMode is how a blocked lookup is answered (default BlockNull).
+	BlockMode BlockMode
+	Now       func() time.Time
 }
 
 // Server forwards and records DNS.
@@ -112,8 +114,8 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	f.Verdict = v
 	switch {
 	case v.Action == flow.ActionBlock:
-		resp = blocked(r)
-		f.Note(flow.NoteBlocked, "answered with no address: blocked by "+v.String())
+		resp = blocked(r, s.opts.BlockMode)
+		f.Note(flow.NoteBlocked, "answered "+s.opts.BlockMode.String()+" without asking upstream: blocked by "+v.String())
 	case len(r.Question) == 1 && IsDoH(r.Question[0].Name) && s.opts.BlockDoH:
 		f.Note(flow.NoteDoHRefused, "DNS-over-HTTPS endpoint: refused so the device uses plain DNS (--block-doh)")
 		resp = new(dns.Msg)
@@ -160,12 +162,55 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	w.WriteMsg(resp)
 }
 
-// blocked is the answer to a blocked lookup, as DNS sinkholes give it: the
-// unspecified address for A and AAAA (the app fails at once, without
-// retrying elsewhere), NXDOMAIN for other types.
-func blocked(r *dns.Msg) *dns.Msg {
+// BlockMode is how a blocked lookup is answered.
+type BlockMode uint8
+
+const (
+	// BlockNull answers the unspecified address for A and AAAA, as DNS
+	// sinkholes do (Pi-hole's NULL mode): the app fails at once, without
+	// retrying elsewhere; other types get NXDOMAIN.
+	BlockNull BlockMode = iota
+	// BlockNXDomain answers that the name does not exist.
+	BlockNXDomain
+	// BlockNoData answers that the name has no record of the type asked.
+	BlockNoData
+	// BlockRefused answers that the resolver refuses to answer.
+	BlockRefused
+)
+
+var blockModeNames = [...]string{"null", "nxdomain", "nodata", "refused"}
+
+func (m BlockMode) String() string {
+	if int(m) < len(blockModeNames) {
+		return blockModeNames[m]
+	}
+	return "null"
+}
+
+// ParseBlockMode reads a mode by its name (null, nxdomain, nodata, refused).
+func ParseBlockMode(s string) (BlockMode, error) {
+	for i, n := range blockModeNames {
+		if strings.EqualFold(s, n) {
+			return BlockMode(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown DNS block mode %q: write null, nxdomain, nodata or refused", s)
+}
+
+// blocked is the answer to a blocked lookup, in the mode asked for.
+func blocked(r *dns.Msg, mode BlockMode) *dns.Msg {
 	m := new(dns.Msg)
 	m.SetReply(r)
+	switch mode {
+	case BlockNXDomain:
+		m.SetRcode(r, dns.RcodeNameError)
+		return m
+	case BlockRefused:
+		m.SetRcode(r, dns.RcodeRefused)
+		return m
+	case BlockNoData:
+		return m
+	}
 	if len(r.Question) != 1 {
 		m.SetRcode(r, dns.RcodeNameError)
 		return m

@@ -4,7 +4,9 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -76,5 +78,93 @@ func TestResolverRecordsAndNames(t *testing.T) {
 	if len(flows) != 3 || flows[0].DNS.Name != "tracking.intl.miui.com" || flows[0].DNS.Answers[0] != "192.0.2.7" ||
 		flows[0].Client.Addr != netip.MustParseAddr("127.0.0.1") || flows[2].DNS.RCode != "NXDOMAIN" || len(flows[2].Notes) == 0 {
 		t.Errorf("flows: %+v", flows)
+	}
+}
+
+// blockHost blocks one name, as a policy would.
+type blockHost struct {
+	capture.Observer
+	name string
+}
+
+func (b blockHost) Request(_ context.Context, f *flow.Flow) (flow.Verdict, *flow.Request) {
+	if f.Host == b.name {
+		return flow.Verdict{Action: flow.ActionBlock, Rule: b.name}, nil
+	}
+	return flow.Verdict{}, nil
+}
+
+// TestBlockModes: a blocked lookup is answered without asking upstream, in
+// each mode.
+func TestBlockModes(t *testing.T) {
+	var asked atomic.Int64
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		asked.Add(1)
+		m := new(dns.Msg)
+		m.SetReply(r)
+		w.WriteMsg(m)
+	})}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+	for _, c := range []struct {
+		mode  string
+		qtype uint16
+		rcode int
+		addr  string
+	}{
+		{"null", dns.TypeA, dns.RcodeSuccess, "0.0.0.0"},
+		{"null", dns.TypeAAAA, dns.RcodeSuccess, "::"},
+		{"nxdomain", dns.TypeA, dns.RcodeNameError, ""},
+		{"nodata", dns.TypeA, dns.RcodeSuccess, ""},
+		{"refused", dns.TypeAAAA, dns.RcodeRefused, ""},
+	} {
+		mode, err := ParseBlockMode(c.mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []*flow.Flow
+		s := New(Options{Upstream: pc.LocalAddr().String(), BlockMode: mode,
+			Handler: blockHost{Observer: func(f *flow.Flow) { got = append(got, f) }, name: "tracker.example"}})
+		lpc, _ := net.ListenPacket("udp", "127.0.0.1:0")
+		lln, _ := net.Listen("tcp", "127.0.0.1:0")
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- s.ServeOn(ctx, lpc, lln) }()
+		m := new(dns.Msg)
+		m.SetQuestion("tracker.example.", c.qtype)
+		r, _, err := (&dns.Client{}).Exchange(m, lpc.LocalAddr().String())
+		cancel()
+		<-done
+		if err != nil {
+			t.Fatalf("%s: %v", c.mode, err)
+		}
+		if r.Rcode != c.rcode {
+			t.Errorf("%s: rcode %s", c.mode, dns.RcodeToString[r.Rcode])
+		}
+		var addr string
+		for _, rr := range r.Answer {
+			switch v := rr.(type) {
+			case *dns.A:
+				addr = v.A.String()
+			case *dns.AAAA:
+				addr = v.AAAA.String()
+			}
+		}
+		if addr != c.addr || (c.addr == "" && len(r.Answer) != 0) {
+			t.Errorf("%s: answer %v", c.mode, r.Answer)
+		}
+		if len(got) != 1 || !got[0].Notes.Has(flow.NoteBlocked) {
+			t.Errorf("%s: flows %+v", c.mode, got)
+		}
+	}
+	if n := asked.Load(); n != 0 {
+		t.Errorf("upstream asked %d times about a blocked name", n)
+	}
+	if _, err := ParseBlockMode("sinkhole"); err == nil || !strings.Contains(err.Error(), "nxdomain") {
+		t.Errorf("bad mode: %v", err)
 	}
 }

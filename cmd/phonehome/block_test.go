@@ -1,0 +1,267 @@
+//go:build unix
+
+package main
+
+import (
+	"context"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// runningProxy is phonehome run, in-process, until stop.
+type runningProxy struct {
+	addr, dnsAddr, caPEM string
+	stdout, stderr       *syncBuffer
+	stop                 func() int
+}
+
+func startRun(t *testing.T, args ...string) *runningProxy {
+	t.Helper()
+	dir := t.TempDir()
+	caDir := filepath.Join(dir, "ca")
+	ctx, cancel := context.WithCancel(context.Background())
+	rp := &runningProxy{caPEM: filepath.Join(caDir, "ca.pem"), stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	done := make(chan int, 1)
+	all := append([]string{"run", "--listen", "127.0.0.1:0", "--db", filepath.Join(dir, "run.db"), "--session", "blocking", "--ca-dir", caDir}, args...)
+	go func() { done <- run(ctx, all, strings.NewReader(""), rp.stdout, rp.stderr) }()
+	addrRE := regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
+	dnsRE := regexp.MustCompile(`DNS resolver on (127\.0\.0\.1:\d+)`)
+	wantDNS := strings.Contains(strings.Join(args, " "), "--dns ")
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if m := addrRE.FindStringSubmatch(rp.stderr.String()); m != nil {
+			rp.addr = m[1]
+		}
+		if m := dnsRE.FindStringSubmatch(rp.stderr.String()); m != nil {
+			rp.dnsAddr = m[1]
+		}
+		if rp.addr != "" && (!wantDNS || rp.dnsAddr != "") {
+			break
+		}
+	}
+	stopped := false
+	var code int
+	rp.stop = func() int {
+		if !stopped {
+			stopped = true
+			cancel()
+			code = <-done
+		}
+		return code
+	}
+	t.Cleanup(func() { rp.stop() })
+	if rp.addr == "" {
+		rp.stop()
+		t.Fatalf("the proxy did not start: %s", rp.stderr.String())
+	}
+	return rp
+}
+
+// countingUpstream is a server that counts what reaches it, by host.
+type countingUpstream struct {
+	*httptest.Server
+	hits atomic.Int64
+}
+
+func newCountingUpstream(tls bool) *countingUpstream {
+	u := &countingUpstream{}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.hits.Add(1)
+		fmt.Fprint(w, "upstream answered")
+	})
+	u.Server = httptest.NewUnstartedServer(h)
+	if tls {
+		u.StartTLS()
+	} else {
+		u.Start()
+	}
+	return u
+}
+
+func curl(args ...string) (string, error) {
+	out, err := exec.Command("curl", append([]string{"-sS", "--max-time", "10"}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// TestRunBlocks: a blocked host never reaches the server; the client gets
+// phonehome's answer naming the rule; other hosts pass.
+func TestRunBlocks(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl is not installed")
+	}
+	plain, secure := newCountingUpstream(false), newCountingUpstream(true)
+	defer plain.Close()
+	defer secure.Close()
+	upCA := filepath.Join(t.TempDir(), "upstream.pem")
+	os.WriteFile(upCA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: secure.Certificate().Raw}), 0o644)
+	rp := startRun(t, "--upstream-ca", upCA, "--block", "localhost", "--block", "path:/track/*", "--block-status", "451")
+
+	_, plainPort, _ := net.SplitHostPort(plain.Listener.Addr().String())
+	out, err := curl("-x", "http://"+rp.addr, "-w", "\n%{http_code}", "http://localhost:"+plainPort+"/x")
+	if err != nil || !strings.Contains(out, "blocked by phonehome: block (localhost)") || !strings.HasSuffix(out, "451") {
+		t.Errorf("blocked host: %v %q", err, out)
+	}
+	out, err = curl("-x", "http://"+rp.addr, "-w", "\n%{http_code}", "-d", "a=1", "http://127.0.0.1:"+plainPort+"/track/v1")
+	if err != nil || !strings.Contains(out, "block (path:/track/*)") {
+		t.Errorf("blocked path: %v %q", err, out)
+	}
+	if n := plain.hits.Load(); n != 0 {
+		t.Errorf("the server received %d blocked requests", n)
+	}
+	out, err = curl("-x", "http://"+rp.addr, "http://127.0.0.1:"+plainPort+"/ok")
+	if err != nil || out != "upstream answered" || plain.hits.Load() != 1 {
+		t.Errorf("allowed host: %v %q, %d hits", err, out, plain.hits.Load())
+	}
+
+	// HTTPS: a blocked name is refused at its hello, before any certificate
+	_, securePort, _ := net.SplitHostPort(secure.Listener.Addr().String())
+	if out, err := curl("-x", "http://"+rp.addr, "--cacert", rp.caPEM, "https://localhost:"+securePort+"/"); err == nil {
+		t.Errorf("blocked TLS host answered: %q", out)
+	}
+	out, err = curl("-x", "http://"+rp.addr, "--cacert", rp.caPEM, "https://127.0.0.1:"+securePort+"/ok")
+	if err != nil || out != "upstream answered" {
+		t.Errorf("allowed TLS host: %v %q", err, out)
+	}
+	if n := secure.hits.Load(); n != 1 {
+		t.Errorf("the TLS server received %d requests, want the allowed one", n)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if code := rp.stop(); code != 0 {
+		t.Fatalf("exit %d: %s", code, rp.stderr.String())
+	}
+	if live := rp.stdout.String(); !strings.Contains(live, "STOPPED: block (localhost)") {
+		t.Errorf("the live line must say what was stopped:\n%s", live)
+	}
+}
+
+// TestRunBlocksDNS: a blocked name is answered by phonehome's resolver,
+// which never asks upstream about it.
+func TestRunBlocksDNS(t *testing.T) {
+	var asked atomic.Int64
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		asked.Add(1)
+		m := new(dns.Msg)
+		m.SetReply(r)
+		m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(192, 0, 2, 7)})
+		w.WriteMsg(m)
+	})}
+	go srv.ActivateAndServe()
+	defer srv.Shutdown()
+	for _, c := range []struct {
+		mode  string
+		rcode int
+		addr  string
+	}{{"null", dns.RcodeSuccess, "0.0.0.0"}, {"nxdomain", dns.RcodeNameError, ""}, {"refused", dns.RcodeRefused, ""}} {
+		asked.Store(0)
+		rp := startRun(t, "--dns", "127.0.0.1:0", "--dns-upstream", pc.LocalAddr().String(), "--dns-block-mode", c.mode,
+			"--block", ".tracker.example", "--preset", "vendor-telemetry")
+		for _, name := range []string{"a.tracker.example", "tracking.intl.miui.com"} {
+			var got string
+			var rcode int
+			if path, err := exec.LookPath("dig"); err == nil {
+				out, err := exec.Command(path, "+tries=1", "+time=5", "-p", portOf(rp.dnsAddr), "@127.0.0.1", name, "A").CombinedOutput()
+				if err != nil {
+					t.Fatalf("dig: %v %s", err, out)
+				}
+				m := regexp.MustCompile(`status: ([A-Z]+)`).FindStringSubmatch(string(out))
+				rcode = dns.StringToRcode[m[1]]
+				if a := regexp.MustCompile(`IN\s+A\s+(\S+)`).FindStringSubmatch(string(out)); a != nil {
+					got = a[1]
+				}
+			} else {
+				t.Log("dig is not installed: asking with a DNS client library")
+				q := new(dns.Msg)
+				q.SetQuestion(dns.Fqdn(name), dns.TypeA)
+				r, _, err := (&dns.Client{}).Exchange(q, rp.dnsAddr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rcode = r.Rcode
+				for _, rr := range r.Answer {
+					if a, ok := rr.(*dns.A); ok {
+						got = a.A.String()
+					}
+				}
+			}
+			if rcode != c.rcode || got != c.addr {
+				t.Errorf("%s %s: %s %q", c.mode, name, dns.RcodeToString[rcode], got)
+			}
+		}
+		if n := asked.Load(); n != 0 {
+			t.Errorf("%s: upstream asked %d times about blocked names", c.mode, n)
+		}
+		q := new(dns.Msg)
+		q.SetQuestion("allowed.example.", dns.TypeA)
+		if r, _, err := (&dns.Client{}).Exchange(q, rp.dnsAddr); err != nil || len(r.Answer) != 1 || asked.Load() != 1 {
+			t.Errorf("%s: allowed name: %v %v", c.mode, err, r)
+		}
+		rp.stop()
+	}
+}
+
+func portOf(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
+
+// TestRunPolicyFile: a policy file is refused at start with its line and
+// what to write instead; SIGHUP reloads it.
+func TestRunPolicyFile(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("- action: block\n  host: .ok.example\n- action: block\n  kind: imie\n"), 0o644)
+	_, errOut, code := phonehome(t, "run", "--policy", bad, "--db", filepath.Join(dir, "x.db"), "--ca-dir", filepath.Join(dir, "ca"))
+	if code != 1 || !strings.Contains(errOut, "bad.yaml:4") || !strings.Contains(errOut, "write a kind phonehome reports") {
+		t.Errorf("bad policy: %d %s", code, errOut)
+	}
+	_, errOut, code = phonehome(t, "run", "--preset", "block-all", "--db", filepath.Join(dir, "x.db"))
+	if code != 1 || !strings.Contains(errOut, "block-trackers") {
+		t.Errorf("bad preset: %d %s", code, errOut)
+	}
+
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl is not installed")
+	}
+	plain := newCountingUpstream(false)
+	defer plain.Close()
+	pol := filepath.Join(dir, "policy.yaml")
+	os.WriteFile(pol, []byte("- action: block\n  host: localhost\n  name: no-localhost\n"), 0o644)
+	rp := startRun(t, "--policy", pol)
+	url := "http://localhost:" + portOf(plain.Listener.Addr().String()) + "/x"
+	if out, _ := curl("-x", "http://"+rp.addr, url); !strings.Contains(out, "block (no-localhost)") {
+		t.Fatalf("before reload: %q", out)
+	}
+	os.WriteFile(pol, []byte("- action: allow\n  host: localhost\n"), 0o644)
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(rp.stderr.String(), "policy reloaded") && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if out, err := curl("-x", "http://"+rp.addr, url); err != nil || out != "upstream answered" {
+		t.Errorf("after reload: %v %q", err, out)
+	}
+	os.WriteFile(pol, []byte("- action: block\n  hots: localhost\n"), 0o644)
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(rp.stderr.String(), "not reloaded") && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(rp.stderr.String(), "policy.yaml:2") {
+		t.Errorf("a refused reload names the line: %s", rp.stderr.String())
+	}
+	if out, err := curl("-x", "http://"+rp.addr, url); err != nil || out != "upstream answered" {
+		t.Errorf("a refused reload keeps the rules in force: %v %q", err, out)
+	}
+}
