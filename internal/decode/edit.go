@@ -161,15 +161,14 @@ func (e *editor) url(raw string) string {
 	}
 	// Where the path and the query are in raw.
 	pathStart := 0
-	if i := strings.Index(raw, "://"); i >= 0 && u.Host != "" {
-		j := strings.IndexByte(raw[i+3:], '/')
-		if j < 0 {
+	if u.Scheme != "" {
+		pathStart = len(u.Scheme) + 1
+	}
+	if strings.HasPrefix(raw[pathStart:], "//") {
+		if k := strings.IndexAny(raw[pathStart+2:], "/?#"); k < 0 {
 			pathStart = len(raw)
-			if k := strings.IndexAny(raw[i+3:], "?#"); k >= 0 {
-				pathStart = i + 3 + k
-			}
 		} else {
-			pathStart = i + 3 + j
+			pathStart += 2 + k
 		}
 	}
 	end := len(raw)
@@ -189,6 +188,11 @@ func (e *editor) url(raw string) string {
 	}
 	newPath, changed := rawPath, false
 	if e.under("path[") {
+		if u.Opaque != "" {
+			e.fail("path", "path[", "an opaque URL has no path to edit")
+			return raw
+		}
+		rawPath = u.EscapedPath() // what Decode split
 		trimmed := strings.Trim(rawPath, "/")
 		lead := strings.Index(rawPath, trimmed)
 		segs := strings.Split(trimmed, "/")

@@ -26,6 +26,9 @@ type jsonEdit struct {
 	e       *editor
 	out     []byte
 	changed bool
+	// skip: a change names a value in the document, so Decode took it for
+	// JSON: what no change is under is copied without being walked.
+	skip bool
 }
 
 // json edits the document b; ok is false when b is not one JSON document
@@ -33,7 +36,7 @@ type jsonEdit struct {
 func (e *editor) json(b []byte, path string, depth int) (out []byte, ok, changed bool) {
 	mark := len(e.hits)
 	w := jsonEdit{jsonWalker: jsonWalker{keyPath: keyPath{s: e.s, path: path, layer: "json"}, b: b, depth: depth}, e: e,
-		out: make([]byte, 0, len(b)+16)}
+		out: make([]byte, 0, len(b)+16), skip: e.under(join(path, "json"))}
 	del, err := w.value(0)
 	if err == nil {
 		end := w.i
@@ -63,6 +66,11 @@ func (w *jsonEdit) value(nest int) (del bool, err error) {
 		return false, errJSON
 	}
 	start := w.i
+	if w.skip && !w.e.underBytes(w.pathBytes()) {
+		w.i = skipJSON(w.b, w.i)
+		w.out = append(w.out, w.b[start:w.i]...)
+		return false, nil
+	}
 	switch c := w.b[w.i]; {
 	case c == '{':
 		w.i++
@@ -187,6 +195,64 @@ func (w *jsonEdit) value(nest int) (del bool, err error) {
 		return w.scalar(string(w.b[start:w.i]), isJSONNumber)
 	}
 	return false, errJSON
+}
+
+// pathBytes is keyPath.here, not interned: valid until the next call.
+func (k *keyPath) pathBytes() []byte {
+	k.pbuf = k.pbuf[:0]
+	if k.path != "" {
+		k.pbuf = append(append(k.pbuf, k.path...), Sep...)
+	}
+	k.pbuf = append(k.pbuf, k.layer...)
+	if len(k.jp) > 0 {
+		k.pbuf = append(append(k.pbuf, ':'), k.jp...)
+	}
+	return k.pbuf
+}
+
+// underBytes is under for a path in bytes.
+func (e *editor) underBytes(p []byte) bool {
+	if e.err != nil {
+		return false
+	}
+	for c := range e.changes {
+		if len(c) >= len(p) && c[:len(p)] == string(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// skipJSON returns the end of the value at i in valid JSON.
+func skipJSON(b []byte, i int) int {
+	depth := 0
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+			if depth == 0 {
+				return i + 1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth--; depth == 0 {
+				return i + 1
+			}
+			if depth < 0 {
+				return i
+			}
+		case ',', ' ', '\t', '\n', '\r':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return i
 }
 
 // scalar writes a number or a boolean, edited: raw when the replacement is
@@ -391,7 +457,7 @@ func compress(coding string, b, orig []byte) ([]byte, error) {
 	case "gzip", "x-gzip":
 		zw, _ := gzipWriters.Get().(*gzip.Writer)
 		if zw == nil {
-			zw, _ = gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
+			zw, _ = gzip.NewWriterLevel(&buf, gzip.BestSpeed)
 		} else {
 			zw.Reset(&buf)
 		}
@@ -408,7 +474,7 @@ func compress(coding string, b, orig []byte) ([]byte, error) {
 		}
 		fw, _ := flateWriters.Get().(*flate.Writer)
 		if fw == nil {
-			fw, _ = flate.NewWriter(&buf, flate.DefaultCompression)
+			fw, _ = flate.NewWriter(&buf, flate.BestSpeed)
 		} else {
 			fw.Reset(&buf)
 		}
@@ -453,7 +519,7 @@ func windowBits(n, least, most int) int {
 func zlibTo(buf *bytes.Buffer, b []byte) error {
 	zw, _ := zlibWriters.Get().(*zlib.Writer)
 	if zw == nil {
-		zw, _ = zlib.NewWriterLevel(buf, zlib.DefaultCompression)
+		zw, _ = zlib.NewWriterLevel(buf, zlib.BestSpeed)
 	} else {
 		zw.Reset(buf)
 	}

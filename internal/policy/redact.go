@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"phonehome/internal/decode"
 	"phonehome/internal/detect/pii"
@@ -86,19 +87,64 @@ func Redact(f *flow.Flow, kinds []flow.Kind, fake bool) (*flow.Request, []flow.R
 	if len(redactions) == 0 {
 		return CopyRequest(r), nil, nil
 	}
-	// The same values at other paths.
-	var dec decode.Decoder
-	for _, v := range dec.Decode(decode.FromFlow(r), decode.Limits{}).Values {
-		for i, s := range secrets {
-			if v.Text == s.value || len(s.value) >= redactMinSearch && strings.Contains(v.Text, s.value) {
-				addPath(v.Path, i)
+	dec, _ := redactDecoders.Get().(*decode.Decoder)
+	if dec == nil {
+		dec = new(decode.Decoder)
+	}
+	defer redactDecoders.Put(dec)
+	holds := func(text string, s redactSecret) bool {
+		return text == s.value || len(s.value) >= redactMinSearch && strings.Contains(text, s.value)
+	}
+	// Edit the paths of the findings and decode the copy. Where a real value
+	// is still there (the same value at a path detection did not name), find
+	// every path the values are at in the observed request, edit them all,
+	// and check again.
+	var edited decode.Request
+	for round := 0; ; round++ {
+		var err error
+		if edited, err = redactEdit(r, paths, secrets, device, fake); err != nil {
+			return nil, nil, err
+		}
+		left := ""
+		for _, v := range dec.Decode(edited, decode.Limits{}).Values {
+			for _, s := range secrets {
+				if left == "" && holds(v.Text, s) {
+					left = v.Path + " still holds a " + string(s.kind)
+				}
+			}
+		}
+		if left == "" {
+			break
+		}
+		if round > 0 {
+			return nil, nil, fmt.Errorf("%w: %s", ErrNotRedacted, left)
+		}
+		for _, v := range dec.Decode(decode.FromFlow(r), decode.Limits{}).Values {
+			for i, s := range secrets {
+				if holds(v.Text, s) {
+					addPath(v.Path, i)
+				}
 			}
 		}
 	}
+	out := CopyRequest(r)
+	out.URL = edited.URL
+	out.Headers = make(flow.Headers, 0, len(edited.Headers))
+	for _, h := range edited.Headers {
+		out.Headers = append(out.Headers, flow.Header{Name: h.Name, Value: h.Value})
+	}
+	out.Body.Data = append(out.Body.Data[:0], edited.Body...)
+	out.Body.Size = int64(len(out.Body.Data))
+	return out, redactions, nil
+}
+
+// redactEdit edits r at paths: there, the secrets named are removed, or
+// replaced by their fakes.
+func redactEdit(r *flow.Request, paths map[string][]int, secrets []redactSecret, device string, fake bool) (decode.Request, error) {
 	if r.Body.Truncated || r.Body.Incomplete {
 		for p := range paths {
 			if strings.HasPrefix(p, "body") {
-				return nil, nil, fmt.Errorf("%w: the body was not captured whole (%s)", ErrNotRedacted, p)
+				return decode.Request{}, fmt.Errorf("%w: the body was not captured whole (%s)", ErrNotRedacted, p)
 			}
 		}
 	}
@@ -135,28 +181,16 @@ func Redact(f *flow.Flow, kinds []flow.Kind, fake bool) (*flow.Request, []flow.R
 	}
 	edited, missed, err := decode.Edit(decode.FromFlow(r), changes, decode.Limits{})
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", ErrNotRedacted, err)
+		return decode.Request{}, fmt.Errorf("%w: %w", ErrNotRedacted, err)
 	}
 	if len(missed) > 0 {
-		return nil, nil, fmt.Errorf("%w: no value at %s", ErrNotRedacted, strings.Join(missed, ", "))
+		return decode.Request{}, fmt.Errorf("%w: no value at %s", ErrNotRedacted, strings.Join(missed, ", "))
 	}
-	for _, v := range dec.Decode(edited, decode.Limits{}).Values {
-		for _, s := range secrets {
-			if v.Text == s.value || len(s.value) >= redactMinSearch && strings.Contains(v.Text, s.value) {
-				return nil, nil, fmt.Errorf("%w: %s still holds a %s", ErrNotRedacted, v.Path, s.kind)
-			}
-		}
-	}
-	out := CopyRequest(r)
-	out.URL = edited.URL
-	out.Headers = make(flow.Headers, 0, len(edited.Headers))
-	for _, h := range edited.Headers {
-		out.Headers = append(out.Headers, flow.Header{Name: h.Name, Value: h.Value})
-	}
-	out.Body.Data = append(out.Body.Data[:0], edited.Body...)
-	out.Body.Size = int64(len(out.Body.Data))
-	return out, redactions, nil
+	return edited, nil
 }
+
+// redactDecoders keep the decoders Redact checks its copies with.
+var redactDecoders sync.Pool
 
 // redactMinSearch is the shortest value looked for inside other values:
 // shorter ones ("1.5") would match by chance.
