@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -263,5 +264,36 @@ func TestRunPolicyFile(t *testing.T) {
 	}
 	if out, err := curl("-x", "http://"+rp.addr, url); err != nil || out != "upstream answered" {
 		t.Errorf("a refused reload keeps the rules in force: %v %q", err, out)
+	}
+}
+
+// TestRunRedacts: --redact takes the IMEI out of what the server receives
+// and leaves the rest of the form; --fake puts a fake of the same shape.
+func TestRunRedacts(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl is not installed")
+	}
+	const imei = "356938035643809"
+	var got atomic.Value
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		got.Store(r.Form)
+		fmt.Fprint(w, "ok")
+	}))
+	defer up.Close()
+	for _, flag := range []string{"--redact", "--fake"} {
+		rp := startRun(t, flag, "imei")
+		out, err := curl("-x", "http://"+rp.addr, "-d", "imei="+imei+"&v=1", up.URL+"/batch")
+		if err != nil || out != "ok" {
+			t.Fatalf("%s: %v %q", flag, err, out)
+		}
+		form, _ := got.Load().(url.Values)
+		if form.Get("v") != "1" || strings.Contains(fmt.Sprint(form), imei) {
+			t.Errorf("%s: the server received %v", flag, form)
+		}
+		if fake := form.Get("imei"); (flag == "--fake") != (len(fake) == 15 && fake != imei) {
+			t.Errorf("%s: imei=%q", flag, fake)
+		}
+		rp.stop()
 	}
 }

@@ -62,6 +62,7 @@ type runOpts struct {
 	dnsBlockMode     string
 	policyFile       string
 	presets          []string
+	redact, fake     []string // kinds
 }
 
 func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -98,18 +99,24 @@ request carrying that data), device:ADDR or CIDR, method:M, path:/P*.
 A blocked HTTP(S) request is answered by phonehome (--block-status, 403) and
 never forwarded; a blocked TLS connection is closed at its hello; a blocked
 DNS lookup is answered without asking upstream (--dns-block-mode).
---preset NAME adds a rule set built from the tracker knowledge:
-block-trackers, block-ads, vendor-telemetry. --policy FILE reads rules
-(allow, block, passthrough) from YAML, applied before --block and the
-presets, the first match deciding; SIGHUP reloads it without dropping
-connections:
+--redact KIND takes that kind of data out of every request that carries it
+(wherever it sits and however it is wrapped; a request that cannot be
+re-encoded is blocked instead), --fake KIND replaces it with a fake of the
+same shape, the same for each device. --preset NAME adds a rule set built
+from the tracker knowledge: block-trackers, block-ads, vendor-telemetry, or
+strip-identifiers (redact device and advertising identifiers, phone numbers,
+location). --policy FILE reads rules (allow, block, passthrough, redact
+KIND, fake KIND) from YAML, applied before the flags' rules and the presets,
+the first match deciding; SIGHUP reloads it without dropping connections:
 
   - action: passthrough      # never decrypt the bank
     host: .bank.example
   - action: block
     owner: Xiaomi
     device: 192.168.1.23     # this phone only
-    status: 451`,
+    status: 451
+  - action: fake imei advertising_id
+    category: analytics`,
 		Example: `  phonehome run
   phonehome run --listen 192.168.1.10:8080 --allow 192.168.1.0/24
   phonehome run --db phone.db --session after-opt-out --profile me.yaml
@@ -157,7 +164,9 @@ connections:
 	f.IntVar(&o.blockStatus, "block-status", 403, "HTTP status phonehome answers a blocked request with")
 	f.StringVar(&o.dnsBlockMode, "dns-block-mode", "null", "how a blocked DNS lookup is answered: null (0.0.0.0 and ::), nxdomain, nodata or refused")
 	f.StringVar(&o.policyFile, "policy", "", "YAML file of rules (allow, block, passthrough); SIGHUP reloads it")
-	f.StringArrayVar(&o.presets, "preset", nil, "add a preset rule set: block-trackers, block-ads or vendor-telemetry; repeatable")
+	f.StringArrayVar(&o.presets, "preset", nil, "add a preset rule set: block-trackers, block-ads, vendor-telemetry or strip-identifiers; repeatable")
+	f.StringArrayVar(&o.redact, "redact", nil, "take this kind of data (imei, advertising_id, location, ...) out of every request that carries it; repeatable")
+	f.StringArrayVar(&o.fake, "fake", nil, "replace this kind of data with a consistent fake of the same shape; repeatable")
 	return cmd
 }
 
@@ -259,7 +268,7 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 		return fmt.Errorf("run: --block-status %d: write an HTTP status such as 403 or 451", o.blockStatus)
 	}
 	var known *trackers.KB
-	if len(o.block) > 0 || len(o.presets) > 0 || o.policyFile != "" {
+	if len(o.block) > 0 || len(o.presets) > 0 || o.policyFile != "" || len(o.redact) > 0 || len(o.fake) > 0 {
 		if known, err = trackerKB(o.detect.trackers); err != nil {
 			return err
 		}
@@ -433,7 +442,7 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 }
 
 // runPolicy builds the rules the flags ask for, in the order they apply:
-// the policy file, --block, the presets. Nil when there are none: everything
+// the policy file, --block, --redact, --fake, the presets. Nil when there are none: everything
 // is allowed, and nothing waits for a decision.
 func runPolicy(o runOpts, known *trackers.KB) (policy.Policy, error) {
 	var rules []policy.Rule
@@ -452,6 +461,20 @@ func runPolicy(o runOpts, known *trackers.KB) (policy.Policy, error) {
 		r, err := policy.ParseRule(flow.ActionBlock, p, nil)
 		if err != nil {
 			return nil, fmt.Errorf("run: --block: %w", err)
+		}
+		rules = append(rules, r)
+	}
+	for _, k := range []struct {
+		kinds []string
+		fake  bool
+		flag  string
+	}{{o.redact, false, "--redact"}, {o.fake, true, "--fake"}} {
+		if len(k.kinds) == 0 {
+			continue
+		}
+		r, err := policy.RedactRule(k.kinds, k.fake)
+		if err != nil {
+			return nil, fmt.Errorf("run: %s: %w", k.flag, err)
 		}
 		rules = append(rules, r)
 	}

@@ -29,6 +29,10 @@ type Rule struct {
 	methods  []string // upper case
 	paths    []string // path.Match patterns or prefixes ending in '*'
 	fromList string   // the preset or list the rule came from
+
+	// with ActionRedact: the kinds taken out, or faked
+	redact []flow.Kind
+	fake   bool
 }
 
 type namedList struct {
@@ -40,7 +44,7 @@ type namedList struct {
 // what it reads is the host, a list, the device, or (with the tracker
 // knowledge at hand) the owner and category the host is known by.
 func (r *Rule) helloDecidable(known bool) bool {
-	if len(r.kinds) > 0 || len(r.methods) > 0 || len(r.paths) > 0 {
+	if len(r.kinds) > 0 || r.Action == flow.ActionRedact || len(r.methods) > 0 || len(r.paths) > 0 {
 		return false
 	}
 	return known || (len(r.owners) == 0 && len(r.cats) == 0)
@@ -48,7 +52,7 @@ func (r *Rule) helloDecidable(known bool) bool {
 
 // needsFindings reports whether the rule reads what detection attaches.
 func (r *Rule) needsFindings(known bool) bool {
-	return len(r.kinds) > 0 || (!known && (len(r.owners) > 0 || len(r.cats) > 0))
+	return len(r.kinds) > 0 || r.Action == flow.ActionRedact || (!known && (len(r.owners) > 0 || len(r.cats) > 0))
 }
 
 // Options configure an Engine.
@@ -60,6 +64,12 @@ type Options struct {
 	Known *trackers.KB
 	// Status answers blocked HTTP requests whose rule names none (0: 403).
 	Status int
+	// RedactFallback is what happens to a request a redact rule matched but
+	// whose values cannot all be taken out (a layer that cannot be
+	// re-encoded, a body not captured whole): ActionBlock (the default) or
+	// ActionAllow, forwarded unchanged with a note. Never a half-redacted
+	// request.
+	RedactFallback flow.Action
 }
 
 // Engine is a Policy made of rules, evaluated in their declared order: the
@@ -135,9 +145,37 @@ func (e *Engine) Hello(h flow.Hello) flow.Verdict {
 	return flow.Verdict{}
 }
 
-// RequestBody is 0: no rule reads the body itself; kinds are found by
-// detection in what the proxy keeps anyway.
-func (e *Engine) RequestBody(*flow.Flow) int { return 0 }
+// bodyNeeded is what RequestBody asks for when a rule reads the body's
+// findings: all of it (the source caps it at its own body limit).
+const bodyNeeded = 1 << 30
+
+// RequestBody asks for the body when a rule that reads what it carries
+// (kind:, redact, fake) could match the request; otherwise the request is
+// decided on its head and the body streams.
+func (e *Engine) RequestBody(f *flow.Flow) int {
+	if !e.needs {
+		return 0
+	}
+	s := subject{host: requestHost(f), client: f.Client.Addr}
+	for i := range e.rules {
+		r := &e.rules[i]
+		if (len(r.kinds) > 0 || r.Action == flow.ActionRedact) && e.couldMatch(r, &s) {
+			return bodyNeeded
+		}
+	}
+	return 0
+}
+
+func requestHost(f *flow.Flow) string {
+	h := normHost(f.Host)
+	if h == "" && f.Request != nil {
+		h = normHost(hostOfURL(f.Request.URL))
+	}
+	if h == "" && f.Server.Addr.IsValid() {
+		h = f.Server.Addr.String()
+	}
+	return h
+}
 
 // NeedsFindings reports whether some rule reads what detection finds (kinds,
 // or owner and category without the tracker knowledge at hand).
@@ -145,21 +183,39 @@ func (e *Engine) NeedsFindings() bool { return e.needs }
 
 // Request decides on a request or a DNS lookup.
 func (e *Engine) Request(f *flow.Flow) (flow.Verdict, *flow.Request) {
-	s := subject{host: normHost(f.Host), client: f.Client.Addr, f: f}
-	if s.host == "" && f.Request != nil {
-		s.host = normHost(hostOfURL(f.Request.URL))
-	}
-	if s.host == "" && f.Server.Addr.IsValid() {
-		s.host = f.Server.Addr.String()
-	}
+	s := subject{host: requestHost(f), client: f.Client.Addr, f: f}
 	for i := range e.rules {
-		if v, ok := e.match(&e.rules[i], &s); ok {
-			if v.Action == flow.ActionPassthrough {
-				// too late to leave the connection encrypted: forwarded as is
-				v.Action = flow.ActionAllow
-			}
-			return v, nil
+		r := &e.rules[i]
+		v, ok := e.match(r, &s)
+		if !ok {
+			continue
 		}
+		switch v.Action {
+		case flow.ActionPassthrough:
+			// too late to leave the connection encrypted: forwarded as is
+			v.Action = flow.ActionAllow
+		case flow.ActionRedact:
+			if f.Request == nil {
+				continue // a lookup has nothing to redact
+			}
+			out, red, err := Redact(f, r.redact, r.fake)
+			if err != nil {
+				fb := flow.Verdict{Action: flow.ActionBlock, Rule: v.Rule, List: v.List, Status: e.opts.Status}
+				if e.opts.RedactFallback == flow.ActionAllow {
+					fb = flow.Verdict{}
+					f.Notef(flow.NotePolicy, "%s could not redact this request (%v): forwarded unchanged", r.Text, err)
+				} else {
+					f.Notef(flow.NotePolicy, "%s could not redact this request (%v): blocked instead", r.Text, err)
+				}
+				return fb, nil
+			}
+			if len(red) == 0 {
+				continue // none of its kinds is here: the next rule decides
+			}
+			v.Redactions = red
+			return v, out
+		}
+		return v, nil
 	}
 	return flow.Verdict{}, nil
 }
@@ -232,6 +288,9 @@ func (e *Engine) match(r *Rule, s *subject) (flow.Verdict, bool) {
 		if s.f == nil || !carries(s.f, r.kinds) {
 			return v, false
 		}
+	}
+	if r.Action == flow.ActionRedact && (s.f == nil || !carries(s.f, r.redact)) {
+		return v, false
 	}
 	return v, true
 }

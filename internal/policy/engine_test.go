@@ -198,8 +198,11 @@ func TestBadRules(t *testing.T) {
 			t.Errorf("%s: %v, want %q", c.pat, err, c.want)
 		}
 	}
-	if _, err := ParseAction("redact imei"); !errors.Is(err, ErrNotSupported) {
-		t.Errorf("redact: %v", err)
+	for _, a := range []string{"redact", "redact imie", "fake", "block imei", "drop"} {
+		var r Rule
+		if err := r.parseAction(a); err == nil {
+			t.Errorf("action %q accepted", a)
+		}
 	}
 	if _, err := ParseRule(flow.ActionPassthrough, "kind:imei", nil); err == nil {
 		t.Error("passthrough cannot read kinds")
@@ -233,8 +236,8 @@ func TestParseFile(t *testing.T) {
 	for _, c := range []struct{ src, want string }{
 		{"- action: block\n  hots: x.example\n", "policy.yaml:2: \"hots\": unknown field"},
 		{"- action: block\n  kind: imie\n", "policy.yaml:2: \"kind:imie\": unknown kind"},
-		{"- action: redact imei\n  host: x.example\n", "policy.yaml:1: \"redact imei\": the redact action: not yet supported"},
-		{"- action: drop\n", "unknown action; write allow, block or passthrough"},
+		{"- action: redact imie\n  host: x.example\n", "policy.yaml:1: \"imie\": unknown kind of data"},
+		{"- action: drop\n", "unknown action; write allow, block, passthrough"},
 		{"- host: x.example\n", "policy.yaml:1: no action"},
 		{"- action: block\n  host: [x\n", "policy.yaml:1: not YAML"},
 		{"- action: allow\n  status: 403\n", "status applies to block only"},
@@ -318,5 +321,46 @@ func TestHostDecisionSpeed(t *testing.T) {
 	}
 	if p50 > limit {
 		t.Errorf("p50 %v, want under %v", p50, limit)
+	}
+}
+
+// TestRedactRule: a redact rule forwards a copy without the kinds, and
+// leaves requests that carry none of them to the next rule.
+func TestRedactRule(t *testing.T) {
+	de := redactEngine()
+	rs, err := ParseFile("p.yaml", []byte("- action: redact imei advertising_id\n  host: .example.com\n- action: block\n  host: tracking.example.com\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewEngine(rs, Options{})
+	if !e.NeedsFindings() {
+		t.Error("redact reads findings")
+	}
+	if v := e.Hello(flow.Hello{SNI: "tracking.example.com"}); v.Action != flow.ActionAllow {
+		t.Errorf("a redact rule first: the hello must intercept, %v", v)
+	}
+	r := &flow.Request{Method: "GET", URL: "https://tracking.example.com/p?imei=" + redactIMEI + "&v=1"}
+	f := redactFlow(de, r, "192.168.1.20")
+	if e.RequestBody(f) == 0 {
+		t.Error("a redact rule needs the body")
+	}
+	v, out := e.Request(f)
+	if v.Action != flow.ActionRedact || out == nil || len(v.Redactions) == 0 || v.Rule != "p.yaml:1" {
+		t.Fatalf("verdict %+v", v)
+	}
+	if strings.Contains(out.URL, redactIMEI) || !strings.Contains(r.URL, redactIMEI) {
+		t.Errorf("forwarded %s, observed %s", out.URL, r.URL)
+	}
+	clean := redactFlow(de, &flow.Request{Method: "GET", URL: "https://tracking.example.com/p?v=1"}, "192.168.1.20")
+	if v, out := e.Request(clean); v.Action != flow.ActionBlock || out != nil {
+		t.Errorf("nothing to redact: the next rule decides, got %v", v)
+	}
+	fk, err := RedactRule([]string{"imei"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, out = NewEngine([]Rule{fk}, Options{}).Request(redactFlow(de, CopyRequest(r), "192.168.1.20"))
+	if v.Action != flow.ActionRedact || out == nil || strings.Contains(out.URL, redactIMEI) || !strings.Contains(out.URL, "imei=") {
+		t.Errorf("fake: %v %v", v, out)
 	}
 }

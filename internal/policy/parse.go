@@ -50,29 +50,81 @@ func (e *RuleError) Error() string {
 
 func (e *RuleError) Unwrap() error { return e.Err }
 
-// ErrNotSupported is the cause of a RuleError for an action phonehome knows
-// of but cannot take yet (redact, fake).
-var ErrNotSupported = errors.New("not yet supported")
-
 // Loader reads the files list: rules name. Nil reads them from disk.
 type Loader func(name string) ([]byte, error)
 
-// ParseAction reads an action as a policy file writes it.
-func ParseAction(s string) (flow.Action, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "allow":
-		return flow.ActionAllow, nil
-	case "block":
-		return flow.ActionBlock, nil
-	case "passthrough":
-		return flow.ActionPassthrough, nil
-	}
+// ParseAction reads an action as a policy file writes it: allow, block,
+// passthrough, "redact KIND..." or "fake KIND...". The rule gets the action
+// (and the kinds to redact or fake).
+func (r *Rule) parseAction(s string) error {
 	f := strings.Fields(strings.ToLower(s))
-	if len(f) > 0 && (f[0] == "redact" || f[0] == "fake") {
-		return 0, &RuleError{Text: s, Problem: "the " + f[0] + " action", Err: ErrNotSupported,
-			Instead: "block to stop these requests for now, or allow"}
+	if len(f) == 0 {
+		return &RuleError{Text: s, Problem: "no action", Instead: "allow, block, passthrough, redact KIND or fake KIND"}
 	}
-	return 0, &RuleError{Text: s, Problem: "unknown action", Instead: "allow, block or passthrough"}
+	switch f[0] {
+	case "allow", "block", "passthrough":
+		if len(f) > 1 {
+			return &RuleError{Text: s, Problem: f[0] + " takes no kinds", Instead: f[0] + ", and kind: to match requests carrying a kind"}
+		}
+		r.Action = map[string]flow.Action{"allow": flow.ActionAllow, "block": flow.ActionBlock, "passthrough": flow.ActionPassthrough}[f[0]]
+		return nil
+	case "redact", "fake":
+		if len(f) == 1 {
+			return &RuleError{Text: s, Problem: f[0] + " needs the kinds of data to take out", Instead: f[0] + " imei android_id"}
+		}
+		kinds, err := parseKinds(f[1:])
+		if err != nil {
+			return err
+		}
+		r.Action, r.redact, r.fake = flow.ActionRedact, kinds, f[0] == "fake"
+		return nil
+	}
+	return &RuleError{Text: s, Problem: "unknown action", Instead: "allow, block, passthrough, redact KIND or fake KIND"}
+}
+
+// ParseAction reads an action that takes no kinds: allow, block or
+// passthrough.
+func ParseAction(s string) (flow.Action, error) {
+	var r Rule
+	if err := r.parseAction(s); err != nil {
+		return 0, err
+	}
+	if r.Action == flow.ActionRedact {
+		return 0, &RuleError{Text: s, Problem: "redact and fake take kinds", Instead: "a policy file rule \"action: redact imei\", or --redact imei"}
+	}
+	return r.Action, nil
+}
+
+func parseKinds(names []string) ([]flow.Kind, error) {
+	var kinds []flow.Kind
+	for _, n := range names {
+		for _, x := range strings.Split(n, ",") {
+			if x == "" {
+				continue
+			}
+			k := flow.Kind(strings.ToLower(strings.TrimSpace(x)))
+			if !knownKind(k) {
+				return nil, &RuleError{Text: x, Problem: "unknown kind of data",
+					Instead: "a kind phonehome reports, such as imei, advertising_id, location"}
+			}
+			kinds = append(kinds, k)
+		}
+	}
+	return kinds, nil
+}
+
+// RedactRule is the rule of --redact (fake false) or --fake: take the kinds
+// out of every request that carries them, or replace them with fakes.
+func RedactRule(kinds []string, fake bool) (Rule, error) {
+	ks, err := parseKinds(kinds)
+	if err != nil {
+		return Rule{}, err
+	}
+	verb := "redact"
+	if fake {
+		verb = "fake"
+	}
+	return Rule{Action: flow.ActionRedact, Text: verb + " " + strings.Join(kinds, ","), redact: ks, fake: fake}, nil
 }
 
 // ParseRule reads one pattern of --block (or another action's flag): a host
@@ -281,7 +333,7 @@ func (s *stringsYS) UnmarshalYAML(n *yaml.Node) error {
 }
 
 // ParseFile reads a policy file: a YAML list of rules, each an action
-// (allow, block, passthrough) and the fields it matches on, all of which must
+// (allow, block, passthrough, "redact KIND...", "fake KIND...") and the fields it matches on, all of which must
 // match (a field given a list matches any of its values). The rules may sit
 // under a top-level "rules:" key:
 //
@@ -294,6 +346,8 @@ func (s *stringsYS) UnmarshalYAML(n *yaml.Node) error {
 //	    status: 451
 //	  - action: passthrough
 //	    host: .bank.example
+//	  - action: fake imei advertising_id
+//	    category: analytics
 //
 // Relative list: paths are read from the file's directory. A rule phonehome
 // cannot use is a *RuleError naming the file and line.
@@ -384,15 +438,15 @@ func fileRuleOf(n *yaml.Node, load Loader) (Rule, error) {
 	if x.Action == "" {
 		return Rule{}, &RuleError{Line: n.Line, Problem: "no action", Instead: "action: allow, block or passthrough"}
 	}
-	a, err := ParseAction(x.Action)
-	if err != nil {
+	r := Rule{Status: x.Status}
+	if err := r.parseAction(x.Action); err != nil {
 		var re *RuleError
 		if errors.As(err, &re) {
 			re.Line = fieldLine(n, "action")
 		}
 		return Rule{}, err
 	}
-	r := Rule{Action: a, Status: x.Status}
+	a := r.Action
 	for _, f := range []struct {
 		name string
 		vals []string

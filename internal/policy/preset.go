@@ -19,19 +19,37 @@ var presets = map[string][]string{
 	"vendor-telemetry": {"category:telemetry"},
 }
 
+// redactPresets take kinds out of every request instead of blocking.
+var redactPresets = map[string][]string{
+	// device and advertising identifiers, phone numbers and location
+	"strip-identifiers": {"imei", "imsi", "iccid", "serial_number", "android_id", "advertising_id", "mac_address",
+		"install_id", "device_id", "phone_number", "location"},
+}
+
 // PresetNames lists the presets, sorted.
 func PresetNames() []string {
 	var n []string
 	for k := range presets {
 		n = append(n, k)
 	}
+	for k := range redactPresets {
+		n = append(n, k)
+	}
 	sort.Strings(n)
 	return n
 }
 
-// Preset returns the block rules of a preset; each verdict names the preset
+// Preset returns the rules of a preset; each verdict names the preset
 // as its list.
 func Preset(name string) ([]Rule, error) {
+	if kinds, ok := redactPresets[name]; ok {
+		r, err := RedactRule(kinds, false)
+		if err != nil {
+			return nil, err
+		}
+		r.Text, r.fromList = "redact identifiers", "preset "+name
+		return []Rule{r}, nil
+	}
 	pats, ok := presets[name]
 	if !ok {
 		return nil, &RuleError{Text: name, Problem: "unknown preset", Instead: strings.Join(PresetNames(), ", ")}
