@@ -119,6 +119,28 @@ func TestPackageLists(t *testing.T) {
 	}
 }
 
+func TestVersionOfParent(t *testing.T) {
+	d := New("")
+	for _, c := range []struct {
+		parent, key, text string
+		want              flow.Kind
+	}{
+		{"appInfo", "version", "4.1.3.7i", AppVersion},
+		{"os", "version", "11", OSVersion},
+		{"", "version", "3.0", ""},
+		{"sdk", "version", "9.6.1", ""}, // the SDK's, not the app's
+	} {
+		hits := d.Scan([]decode.Value{{Path: "p", Key: c.key, Parent: c.parent, Text: c.text}})
+		var got flow.Kind
+		if len(hits) > 0 {
+			got = hits[0].Kind
+		}
+		if got != c.want {
+			t.Errorf("%s.%s=%q: %+v, want %q", c.parent, c.key, c.text, hits, c.want)
+		}
+	}
+}
+
 func TestSenderOrHost(t *testing.T) {
 	d := New("")
 	for key, want := range map[string]flow.Kind{"sender": SenderApp, "calling_package": SenderApp, "package_name": HostApp, "app_id": HostApp} {
@@ -137,5 +159,33 @@ func TestCoordinatePairs(t *testing.T) {
 	}
 	if hits := d.Scan([]decode.Value{{Path: "q:lat", Key: "lat", Text: "12.9"}, {Path: "q:lon", Key: "lon", Text: "77.6"}}); len(hits) != 0 {
 		t.Errorf("one decimal is a region: %+v", hits)
+	}
+	// Names of their own, and integers scaled by 1e6.
+	hits = d.Scan([]decode.Value{{Path: "j:userLat", Key: "userLat", Text: "12.934533", Numeric: true}, {Path: "j:userLng", Key: "userLng", Text: "77.626579", Numeric: true}})
+	if len(hits) != 1 || hits[0].Kind != Location {
+		t.Errorf("userLat/userLng: %+v", hits)
+	}
+	hits = d.Scan([]decode.Value{{Path: "j:lat_e6", Key: "lat_e6", Text: "12934533", Numeric: true}, {Path: "j:lng_e6", Key: "lng_e6", Text: "77626579", Numeric: true}})
+	if len(hits) != 1 || hits[0].Kind != Location || hits[0].Value != "12.934533,77.626579" {
+		t.Errorf("scaled: %+v", hits)
+	}
+	// Combined in one string, whatever the field.
+	for _, v := range []string{"12.934533,77.626579", "12.934533;77.626579", "geo:12.934533,77.626579"} {
+		hits = d.Scan([]decode.Value{{Path: "j:x", Key: "x", Text: v}})
+		if len(hits) != 1 || hits[0].Kind != Location {
+			t.Errorf("%q: %+v", v, hits)
+		}
+	}
+	// Not coordinates: latency and a translated text, prices, a version pair.
+	for _, vals := range [][]decode.Value{
+		{{Path: "a", Key: "latency", Text: "12.934533"}, {Path: "b", Key: "salon", Text: "77.626579"}},
+		{{Path: "a", Key: "x", Text: "1.25,3.50"}},
+		{{Path: "a", Key: "lat", Text: "1710387726"}, {Path: "b", Key: "lng", Text: "1710387727"}},
+	} {
+		for _, h := range d.Scan(vals) {
+			if h.Kind == Location {
+				t.Errorf("%+v: %+v", vals, h)
+			}
+		}
 	}
 }

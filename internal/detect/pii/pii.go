@@ -84,7 +84,7 @@ var (
 	reMACSep   = regexp.MustCompile(`^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(?:[:-][0-9a-fA-F]{2}){4}$`)
 	reEmail    = regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}`)
 	rePackage  = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]*(\.[a-zA-Z][a-zA-Z0-9_]*)+$`)
-	reLatLng   = regexp.MustCompile(`^(-?\d{1,2}\.\d{3,}),\s*(-?\d{1,3}\.\d{3,})$`)
+	reLatLng   = regexp.MustCompile(`^(?:geo:)?(-?\d{1,2}\.\d{3,})(?:,\s*|;\s*| )(-?\d{1,3}\.\d{3,})$`)
 	reTimezone = regexp.MustCompile(`^([A-Z][a-z]+/[A-Za-z_]+|GMT[+-]\d{1,2}(:\d\d)?|UTC[+-]?\d*|[+-]\d{2}:?\d{2}|-?\d{1,5}|[+-]?\d{1,2}\.(?:0|25|5|75))$`)
 )
 
@@ -215,17 +215,33 @@ func validCoord(v string, _ bool) bool {
 	return i >= 0 && len(v)-i-1 >= 3
 }
 
-// coordPair: a latitude and a longitude named as such. Two decimals (about
-// a kilometre) are enough when both halves are there: together they are a
+// coordPair: a latitude and a longitude named as such, in degrees or in
+// integer degrees scaled by 1e5, 1e6 or 1e7. Two decimals (about a
+// kilometre) are enough when both halves are there: together they are a
 // neighbourhood, where one alone is a band around the globe.
-func coordPair(lat, lng string) bool {
+func coordPair(lat, lng string) (float64, float64, bool) {
 	la, err1 := strconv.ParseFloat(lat, 64)
 	lo, err2 := strconv.ParseFloat(lng, 64)
-	if err1 != nil || err2 != nil || la < -90 || la > 90 || lo < -180 || lo > 180 || la == 0 && lo == 0 {
-		return false
+	if err1 != nil || err2 != nil || la == 0 && lo == 0 {
+		return 0, 0, false
 	}
-	return decimals(lat) >= 2 && decimals(lng) >= 2 && decimals(lat)+decimals(lng) >= 4
+	if allDigitsSigned(lat) && allDigitsSigned(lng) {
+		// The same scale for both, the smallest that makes them degrees.
+		for _, scale := range []float64{1e5, 1e6, 1e7} {
+			a, o := la/scale, lo/scale
+			if a >= -90 && a <= 90 && o >= -180 && o <= 180 && (abs(a) >= 1 || abs(o) >= 1) {
+				return a, o, len(strings.TrimLeft(lat, "-")) >= 6 && len(strings.TrimLeft(lng, "-")) >= 6
+			}
+		}
+		return 0, 0, false
+	}
+	if la < -90 || la > 90 || lo < -180 || lo > 180 {
+		return 0, 0, false
+	}
+	return la, lo, decimals(lat) >= 2 && decimals(lng) >= 2 && decimals(lat)+decimals(lng) >= 4
 }
+
+func allDigitsSigned(v string) bool { return allDigits(strings.TrimPrefix(v, "-")) }
 
 func decimals(v string) int {
 	i := strings.IndexByte(v, '.')
@@ -433,7 +449,7 @@ func isVersion(v string) bool {
 		}
 		i, dots = j, dots+1
 	}
-	if i == len(v) {
+	if i == len(v) || dots > 0 && letters(v[i:], 1, 3) { // "4.1.3.7i", "1.0b"
 		return true
 	}
 	if c := v[i]; c != '.' && c != '_' && c != '-' || i+1 == len(v) {

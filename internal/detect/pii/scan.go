@@ -91,6 +91,20 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 			}
 		}
 		ki := d.effectiveKey(v)
+		if ki == nil && v.Key != "" {
+			// "userLat", "geo_longitude", "mLng": a coordinate's half under a
+			// name of its own, paired below like the names the detector knows.
+			switch coordKey(v.Key) {
+			case 'a':
+				if lat == nil {
+					lat = &vals[i]
+				}
+			case 'o':
+				if lng == nil {
+					lng = &vals[i]
+				}
+			}
+		}
 		if ki != nil {
 			switch ki.pair {
 			case 'a':
@@ -180,25 +194,8 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 		}
 		d.patterns(v, text, hit)
 	}
-	if lat != nil && lng != nil && coordPair(lat.Text, lng.Text) {
-		// One place, not two numbers: the pair replaces its halves.
-		pair := lat.Text + "," + lng.Text
-		method, conf := flow.MethodKey, 0.9
-		if d.Known != nil {
-			la, _ := strconv.ParseFloat(lat.Text, 64)
-			lo, _ := strconv.ParseFloat(lng.Text, 64)
-			if home, ok := d.Known.NearKnownLocation(la, lo); ok {
-				pair, method, conf = home, flow.MethodKnown, 0.95
-			}
-		}
-		kept := hits[:0]
-		for _, h := range hits {
-			if h.Kind == Location && (h.Path == lat.Path || h.Path == lng.Path) && h.Method == flow.MethodKey {
-				continue
-			}
-			kept = append(kept, h)
-		}
-		hits = append(kept, Hit{Kind: Location, Value: pair, Path: lat.Path, Method: method, Confidence: conf})
+	if lat != nil && lng != nil && lat.Parent == lng.Parent {
+		d.coordinates(lat, lng, &hits)
 	}
 	if sw != nil && sh != nil && allDigits(sw.Text) && allDigits(sh.Text) {
 		hit(ScreenSize, sw.Text+"x"+sh.Text, sw.Path, flow.MethodKey, 0.85)
@@ -296,7 +293,7 @@ func (d *Detector) patterns(v decode.Value, text string, hit func(kind flow.Kind
 		if n, ok := d.phone(text, false); ok {
 			hit(PhoneNumber, n, v.Path, flow.MethodPattern, 0.85)
 		}
-	case n >= 11 && n <= 40 && strings.IndexByte(text, ',') > 0 && validLatLng(text, false):
+	case n >= 11 && n <= 44 && strings.IndexAny(text, ",; ") > 0 && validLatLng(text, false):
 		hit(Location, text, v.Path, flow.MethodPattern, 0.8)
 	default:
 		if v.Key != "" { // a named field: a path segment or a bare list element says less
@@ -367,6 +364,19 @@ func (d *Detector) effectiveKey(v decode.Value) *keyInfo {
 		}
 	}
 	b := appendNorm(buf[:0], v.Key)
+	if v.Parent != "" && versionKeys[string(b)] {
+		// "appInfo.version", "os.ver": a bare version is the version of the
+		// object around it.
+		var pb [64]byte
+		if len(v.Parent) <= len(pb) {
+			switch p := string(appendNorm(pb[:0], v.Parent)); {
+			case strings.Contains(p, "app") || strings.Contains(p, "client") || strings.Contains(p, "application"):
+				return &appVersionKey
+			case p == "os" || strings.Contains(p, "system") || strings.Contains(p, "android") || strings.Contains(p, "platform") || strings.Contains(p, "rom"):
+				return &osVersionKey
+			}
+		}
+	}
 	if ki := d.names[string(b)]; ki != nil {
 		return ki
 	}
@@ -441,6 +451,12 @@ func fileName(m string) bool {
 	return false
 }
 
+var (
+	versionKeys   = set("version ver v versionname vn")
+	appVersionKey = keyInfo{rule: rule{AppVersion, validVersion, 0.8}, hasRule: true}
+	osVersionKey  = keyInfo{rule: rule{OSVersion, validVersion, 0.8}, hasRule: true}
+)
+
 var identifierKinds = map[flow.Kind]bool{IMEI: true, IMSI: true, ICCID: true, SerialNumber: true, AndroidID: true,
 	AdvertisingID: true, MACAddress: true, InstallID: true, DeviceID: true, Email: true}
 
@@ -509,4 +525,55 @@ func positional(v decode.Value) (flow.Kind, bool) {
 		return "", true
 	}
 	return extinfo[n], true
+}
+
+// coordinates reports a latitude and a longitude as one place: the pair
+// replaces its halves. Integers are degrees scaled by 1e5 to 1e7, as
+// location SDKs send them to save bytes.
+func (d *Detector) coordinates(lat, lng *decode.Value, hits *[]Hit) {
+	la, lo, ok := coordPair(lat.Text, lng.Text)
+	if !ok {
+		return
+	}
+	pair := lat.Text + "," + lng.Text
+	if allDigitsSigned(lat.Text) { // scaled: written back in degrees
+		pair = strconv.FormatFloat(la, 'f', -1, 64) + "," + strconv.FormatFloat(lo, 'f', -1, 64)
+	}
+	method, conf := flow.MethodKey, 0.9
+	if d.Known != nil {
+		if home, ok := d.Known.NearKnownLocation(la, lo); ok {
+			pair, method, conf = home, flow.MethodKnown, 0.95
+		}
+	}
+	kept := (*hits)[:0]
+	for _, h := range *hits {
+		if h.Kind == Location && (h.Path == lat.Path || h.Path == lng.Path) && h.Method == flow.MethodKey {
+			continue
+		}
+		kept = append(kept, h)
+	}
+	*hits = append(kept, Hit{Kind: Location, Value: pair, Path: lat.Path, Method: method, Confidence: conf})
+}
+
+// coordKey says whether an unknown field name names a latitude ('a') or a
+// longitude ('o') by its first or last word: "userLat", "geo_longitude",
+// "lng_e6". Words that only contain the letters ("latency", "latest",
+// "plate", "salon") do not.
+func coordKey(k string) byte {
+	var buf [64]byte
+	if len(k) > len(buf) {
+		return 0
+	}
+	b := appendNorm(buf[:0], k)
+	n := string(b)
+	for _, suffix := range []string{"e5", "e6", "e7"} {
+		n = strings.TrimSuffix(n, suffix)
+	}
+	switch {
+	case strings.HasSuffix(n, "latitude") || strings.HasPrefix(n, "latitude") || strings.HasSuffix(n, "lat") && !strings.HasSuffix(n, "plat"):
+		return 'a'
+	case strings.HasSuffix(n, "longitude") || strings.HasPrefix(n, "longitude") || strings.HasSuffix(n, "lng") || strings.HasSuffix(n, "lon") && !strings.HasSuffix(n, "salon"):
+		return 'o'
+	}
+	return 0
 }
