@@ -5,7 +5,9 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"mime"
+	"mime/multipart"
 	"net/url"
 	"slices"
 	"strconv"
@@ -56,8 +58,8 @@ func (e *LayerError) Error() string {
 // headers (Authorization after its scheme), cookies, content codings (gzip,
 // deflate, zlib, brotli, zstd, also sniffed inside payloads), forms, JSON
 // (also inside strings), percent-encoding, base64, hex, protobuf wire
-// format. Not re-encoded: JWT (signed), binary property lists, multipart,
-// XML and XML property lists.
+// format, multipart parts. Not re-encoded: JWT (signed), binary property
+// lists, XML and XML property lists.
 func Edit(r Request, changes map[string]Change, lim Limits) (out Request, missed []string, err error) {
 	lim.defaults()
 	e := &editor{s: &state{lim: lim}, changes: changes}
@@ -323,13 +325,12 @@ func (e *editor) body(b []byte, ctype, cenc string) ([]byte, bool) {
 		b, path = out, join(path, c)
 	}
 	mt, params, _ := mime.ParseMediaType(ctype)
-	if strings.HasPrefix(mt, "multipart/") && params["boundary"] != "" && e.under(path) && multipartParts(b, params["boundary"]) {
-		e.fail("multipart", path, "multipart bodies are not re-encoded")
-		return nil, false
-	}
 	var out []byte
 	var keep, ch bool
-	if len(stack) > 0 {
+	if strings.HasPrefix(mt, "multipart/") && params["boundary"] != "" && multipartParts(b, params["boundary"]) {
+		out, ch = e.multipart(b, params["boundary"], path, 1)
+		keep = true
+	} else if len(stack) > 0 {
 		out, keep, ch = e.owned(b, path, 1)
 	} else {
 		out, keep, ch = e.bytes(b, path, 1)
@@ -562,4 +563,138 @@ func multipartParts(b []byte, boundary string) bool {
 	s := &state{}
 	s.lim.defaults()
 	return s.multipart(b, boundary, "body", 1)
+}
+
+// multipart edits the parts of a multipart body: an edited part's content
+// is replaced, a removed part goes with its delimiter; the rest, preamble,
+// headers and epilogue, stays as it was.
+func (e *editor) multipart(b []byte, boundary, path string, depth int) ([]byte, bool) {
+	raw, ok := splitMultipart(b, boundary)
+	r := multipart.NewReader(bytes.NewReader(b), boundary)
+	var out []byte
+	changed := false
+	for i := 0; ok && e.err == nil; i++ {
+		p, err := r.NextPart()
+		if err != nil {
+			ok = err == io.EOF && i == len(raw.parts)
+			break
+		}
+		data, err := io.ReadAll(p)
+		if err != nil || i >= len(raw.parts) || !bytes.Equal(data, b[raw.parts[i].body:raw.parts[i].end]) {
+			ok = false // a part the reader changes (quoted-printable) or splits otherwise
+			break
+		}
+		seg := "multipart:" + p.FormName()
+		if fn := p.FileName(); fn != "" {
+			seg += "(" + fn + ")"
+		}
+		part := raw.parts[i]
+		if i == 0 {
+			out = append(out, b[:part.delim]...)
+		}
+		nb, keep, ch := e.owned(data, join(path, seg), depth+1)
+		switch {
+		case !keep:
+			changed = true
+			continue
+		case ch:
+			if bytes.Contains(nb, []byte("--"+boundary)) {
+				e.fail("multipart", join(path, seg), "the new content holds the boundary")
+				return nil, false
+			}
+			out = append(append(out, b[part.delim:part.body]...), nb...)
+			out, changed = append(out, b[part.end:part.next]...), true
+		default:
+			out = append(out, b[part.delim:part.next]...)
+		}
+	}
+	if !ok {
+		if e.under(path) {
+			e.fail("multipart", path, "the parts cannot be told apart as the reader does")
+		}
+		return nil, false
+	}
+	if !changed || e.err != nil {
+		return nil, false
+	}
+	return append(out, b[raw.close:]...), true
+}
+
+// rawPart is where a part of a multipart body is: its delimiter line, its
+// content, its end (before the line break of the next delimiter), and the
+// next delimiter.
+type rawPart struct{ delim, body, end, next int }
+
+type rawMultipart struct {
+	parts []rawPart
+	close int // the closing delimiter
+}
+
+// splitMultipart finds the parts of b by their delimiters (RFC 2046), lines
+// ending in CRLF or LF as mime/multipart accepts them.
+func splitMultipart(b []byte, boundary string) (rawMultipart, bool) {
+	delim := []byte("--" + boundary)
+	var m rawMultipart
+	at := -1
+	for i := 0; i+len(delim) <= len(b); {
+		k := bytes.Index(b[i:], delim)
+		if k < 0 {
+			return m, false
+		}
+		if k += i; k == 0 || b[k-1] == '\n' {
+			at = k
+			break
+		}
+		i = k + 1
+	}
+	if at < 0 {
+		return m, false
+	}
+	for {
+		q := at + len(delim)
+		if bytes.HasPrefix(b[q:], []byte("--")) {
+			if n := len(m.parts); n > 0 {
+				m.parts[n-1].next = at
+			}
+			m.close = at
+			return m, len(m.parts) > 0
+		}
+		nl := bytes.IndexByte(b[q:], '\n')
+		if nl < 0 {
+			return m, false
+		}
+		head := q + nl + 1
+		// The headers end at the first empty line.
+		var body int
+		switch {
+		case bytes.HasPrefix(b[head:], []byte("\r\n")):
+			body = head + 2
+		case bytes.HasPrefix(b[head:], []byte("\n")):
+			body = head + 1
+		default:
+			crlf, lf := bytes.Index(b[head:], []byte("\n\r\n")), bytes.Index(b[head:], []byte("\n\n"))
+			switch {
+			case crlf >= 0 && (lf < 0 || crlf < lf):
+				body = head + crlf + 3
+			case lf >= 0:
+				body = head + lf + 2
+			default:
+				return m, false
+			}
+		}
+		next := bytes.Index(b[body:], append([]byte("\n"), delim...))
+		if next < 0 {
+			return m, false
+		}
+		next += body
+		end := next
+		if end > body && b[end-1] == '\r' {
+			end--
+		}
+		if n := len(m.parts); n > 0 {
+			m.parts[n-1].next = at
+		}
+		m.parts = append(m.parts, rawPart{delim: at, body: body, end: end})
+		at = next + 1
+	}
 }

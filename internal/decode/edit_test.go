@@ -133,6 +133,12 @@ func wrappedRequests() map[string]Request {
 		"cookie-header": {URL: "https://t.example/", Headers: []Header{{"Cookie", "sid=abc123; imei=" + imei + "; lang=en"},
 			{"X-Device", imei}, {"Authorization", "Bearer " + base64.StdEncoding.EncodeToString([]byte(inner))}}},
 		"protobuf":             {URL: "https://t.example/", Headers: []Header{{"Content-Type", "application/x-protobuf"}}, Body: pb},
+		"multipart": {URL: "https://t.example/upload", Headers: []Header{{"Content-Type", "multipart/form-data; boundary=xYzZY"}},
+			Body: []byte("preamble\r\n--xYzZY\r\nContent-Disposition: form-data; name=\"meta\"\r\n\r\n" + inner +
+				"\r\n--xYzZY\r\nContent-Disposition: form-data; name=\"imei\"\r\n\r\n" + imei +
+				"\r\n--xYzZY\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\nhello " + imei + " there\r\n--xYzZY--\r\n")},
+		"multipart-lf-gzip": {URL: "https://t.example/upload", Headers: []Header{{"Content-Type", "multipart/form-data; boundary=b"}},
+			Body: []byte("--b\nContent-Disposition: form-data; name=\"x\"\n\n" + base64.StdEncoding.EncodeToString(gzBytes([]byte(inner))) + "\n--b\nContent-Disposition: form-data; name=\"y\"\n\n1\n--b--\n")},
 		"zlib-base64-protobuf": {URL: "https://t.example/", Body: []byte(`{"blob":"` + base64.StdEncoding.EncodeToString(zlibBytes(pb)) + `"}`)},
 	}
 }
@@ -223,7 +229,7 @@ func FuzzEdit(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, u, enc string, body []byte, pick uint16) {
 		lim := Limits{MaxDecoded: 1 << 20, MaxValues: 1000}
-		r := Request{URL: u, Headers: []Header{{"Content-Encoding", enc}}, Body: body}
+		r := Request{URL: u, Headers: []Header{{"Content-Encoding", enc}, {"Content-Type", "multipart/form-data; boundary=b"}}, Body: body}
 		before := Decode(r, lim)
 		if len(before.Values) == 0 || len(before.Limits) > 0 {
 			return
