@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/xml"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -58,8 +59,8 @@ func (e *LayerError) Error() string {
 // headers (Authorization after its scheme), cookies, content codings (gzip,
 // deflate, zlib, brotli, zstd, also sniffed inside payloads), forms, JSON
 // (also inside strings), percent-encoding, base64, hex, protobuf wire
-// format, multipart parts. Not re-encoded: JWT (signed), binary property
-// lists, XML and XML property lists.
+// format, multipart parts, XML (element text and attributes). Not
+// re-encoded: JWT (signed), property lists (binary or XML).
 func Edit(r Request, changes map[string]Change, lim Limits) (out Request, missed []string, err error) {
 	lim.defaults()
 	e := &editor{s: &state{lim: lim}, changes: changes}
@@ -433,7 +434,9 @@ func (e *editor) str(v, path string, depth int) (string, bool, bool) {
 		return v, true, false
 	}
 	if len(t) >= 7 && t[0] == '<' && t[len(t)-1] == '>' && wellFormedXML(t) {
-		e.fail("xml", path, "XML is not re-encoded")
+		if out, ch := e.xml(t, path, depth+1); ch {
+			return wrap(out)
+		}
 		return v, true, false
 	}
 	if strings.Contains(t, "=") && looksLikeForm(t) {
@@ -698,3 +701,165 @@ func splitMultipart(b []byte, boundary string) (rawMultipart, bool) {
 		at = next + 1
 	}
 }
+
+// xml edits an XML document as state.xml walks it: an element's text or an
+// attribute's value is replaced where it lies (removed, it becomes empty);
+// the rest of the document is kept as it was.
+func (e *editor) xml(t, path string, depth int) (string, bool) {
+	d := xml.NewDecoder(strings.NewReader(t))
+	type splice struct {
+		start, end int
+		repl       string
+	}
+	var splices []splice
+	var stack []string
+	here := func(leaf string) string {
+		return join(path, "xml:"+strings.Join(append(stack[:len(stack):len(stack)], leaf), "."))
+	}
+	textStart := 0
+	for e.err == nil {
+		off0 := int(d.InputOffset())
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return t, false
+		}
+		off1 := int(d.InputOffset())
+		switch x := tok.(type) {
+		case xml.StartElement:
+			name := x.Name.Local
+			if name == "plist" && len(stack) == 0 {
+				if e.under(path) {
+					e.fail("plist", path, "property lists are not re-encoded")
+				}
+				return t, false
+			}
+			if len(x.Attr) > 0 && e.under(here(name)) {
+				attrs, ok := rawAttrs(t[off0:off1])
+				if !ok || len(attrs) != len(x.Attr) {
+					e.fail("xml", here(name), "its attributes cannot be told apart")
+					return t, false
+				}
+				for i, a := range x.Attr {
+					if a.Value == "" {
+						continue
+					}
+					nv, keep, ch := e.str(a.Value, here(name)+"@"+a.Name.Local, depth)
+					if !keep {
+						nv, ch = "", true
+					}
+					if ch {
+						var b strings.Builder
+						xml.EscapeText(&b, []byte(nv))
+						splices = append(splices, splice{off0 + attrs[i][0], off0 + attrs[i][1], b.String()})
+					}
+				}
+			}
+			stack = append(stack, name)
+			textStart = off1
+		case xml.EndElement:
+			if len(stack) == 0 {
+				return t, false
+			}
+			name := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			region := t[textStart:off0]
+			textStart = off1
+			p := here(name)
+			if !e.under(p) {
+				continue
+			}
+			// The text as state.xml reads it: all the character data since
+			// the last tag.
+			var text strings.Builder
+			inner := xml.NewDecoder(strings.NewReader("<a>" + region + "</a>"))
+			for {
+				tk, err := inner.Token()
+				if err != nil {
+					break
+				}
+				if cd, ok := tk.(xml.CharData); ok {
+					text.Write(cd)
+				}
+			}
+			v := strings.TrimSpace(text.String())
+			if v == "" {
+				continue
+			}
+			nv, keep, ch := e.str(v, p, depth)
+			if !keep {
+				nv, ch = "", true
+			}
+			if !ch {
+				continue
+			}
+			if strings.Contains(region, "<") { // a comment or CDATA among the text
+				e.fail("xml", p, "its text is not plain character data")
+				return t, false
+			}
+			trimmed := strings.TrimSpace(region)
+			lead := strings.Index(region, trimmed)
+			var b strings.Builder
+			xml.EscapeText(&b, []byte(nv))
+			start := off0 - len(region) + lead
+			splices = append(splices, splice{start, start + len(trimmed), b.String()})
+		}
+	}
+	if len(splices) == 0 || e.err != nil {
+		return t, false
+	}
+	var b strings.Builder
+	last := 0
+	for _, s := range splices {
+		b.WriteString(t[last:s.start])
+		b.WriteString(s.repl)
+		last = s.end
+	}
+	b.WriteString(t[last:])
+	return b.String(), true
+}
+
+// rawAttrs returns where the value of each attribute of the start tag is
+// (between its quotes), in order.
+func rawAttrs(tag string) ([][2]int, bool) {
+	i := 1
+	for i < len(tag) && !isXMLSpace(tag[i]) && tag[i] != '>' && tag[i] != '/' {
+		i++
+	}
+	var out [][2]int
+	for {
+		for i < len(tag) && isXMLSpace(tag[i]) {
+			i++
+		}
+		if i >= len(tag) || tag[i] == '>' || tag[i] == '/' {
+			return out, true
+		}
+		for i < len(tag) && tag[i] != '=' && !isXMLSpace(tag[i]) {
+			i++
+		}
+		for i < len(tag) && isXMLSpace(tag[i]) {
+			i++
+		}
+		if i >= len(tag) || tag[i] != '=' {
+			return nil, false
+		}
+		i++
+		for i < len(tag) && isXMLSpace(tag[i]) {
+			i++
+		}
+		if i >= len(tag) || tag[i] != '"' && tag[i] != '\'' {
+			return nil, false
+		}
+		q := tag[i]
+		j := strings.IndexByte(tag[i+1:], q)
+		if j < 0 {
+			return nil, false
+		}
+		out = append(out, [2]int{i + 1, i + 1 + j})
+		i += j + 2
+	}
+}
+
+func isXMLSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }

@@ -132,13 +132,16 @@ func wrappedRequests() map[string]Request {
 		"pct-json":             {URL: "https://t.example/", Body: []byte(`{"q":"` + url.QueryEscape(inner) + `","v":1}`)},
 		"cookie-header": {URL: "https://t.example/", Headers: []Header{{"Cookie", "sid=abc123; imei=" + imei + "; lang=en"},
 			{"X-Device", imei}, {"Authorization", "Bearer " + base64.StdEncoding.EncodeToString([]byte(inner))}}},
-		"protobuf":             {URL: "https://t.example/", Headers: []Header{{"Content-Type", "application/x-protobuf"}}, Body: pb},
+		"protobuf": {URL: "https://t.example/", Headers: []Header{{"Content-Type", "application/x-protobuf"}}, Body: pb},
 		"multipart": {URL: "https://t.example/upload", Headers: []Header{{"Content-Type", "multipart/form-data; boundary=xYzZY"}},
 			Body: []byte("preamble\r\n--xYzZY\r\nContent-Disposition: form-data; name=\"meta\"\r\n\r\n" + inner +
 				"\r\n--xYzZY\r\nContent-Disposition: form-data; name=\"imei\"\r\n\r\n" + imei +
 				"\r\n--xYzZY\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\nhello " + imei + " there\r\n--xYzZY--\r\n")},
 		"multipart-lf-gzip": {URL: "https://t.example/upload", Headers: []Header{{"Content-Type", "multipart/form-data; boundary=b"}},
 			Body: []byte("--b\nContent-Disposition: form-data; name=\"x\"\n\n" + base64.StdEncoding.EncodeToString(gzBytes([]byte(inner))) + "\n--b\nContent-Disposition: form-data; name=\"y\"\n\n1\n--b--\n")},
+		"xml": {URL: "https://t.example/", Headers: []Header{{"Content-Type", "text/xml"}},
+			Body: []byte(`<?xml version="1.0"?>` + "\n" + `<device id="` + imei + `" kind='phone'><imei> ` + imei + ` </imei><model>Redmi &amp; 4A</model>` +
+				`<blob>` + base64.StdEncoding.EncodeToString([]byte(inner)) + `</blob><empty/></device>`)},
 		"zlib-base64-protobuf": {URL: "https://t.example/", Body: []byte(`{"blob":"` + base64.StdEncoding.EncodeToString(zlibBytes(pb)) + `"}`)},
 	}
 }
