@@ -21,13 +21,16 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"phonehome/internal/flow"
+	"phonehome/internal/store"
 )
 
 // runningProxy is phonehome run, in-process, until stop.
 type runningProxy struct {
-	addr, dnsAddr, caPEM string
-	stdout, stderr       *syncBuffer
-	stop                 func() int
+	addr, dnsAddr, caPEM, db string
+	stdout, stderr           *syncBuffer
+	stop                     func() int
 }
 
 func startRun(t *testing.T, args ...string) *runningProxy {
@@ -35,9 +38,9 @@ func startRun(t *testing.T, args ...string) *runningProxy {
 	dir := t.TempDir()
 	caDir := filepath.Join(dir, "ca")
 	ctx, cancel := context.WithCancel(context.Background())
-	rp := &runningProxy{caPEM: filepath.Join(caDir, "ca.pem"), stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	rp := &runningProxy{caPEM: filepath.Join(caDir, "ca.pem"), db: filepath.Join(dir, "run.db"), stdout: &syncBuffer{}, stderr: &syncBuffer{}}
 	done := make(chan int, 1)
-	all := append([]string{"run", "--listen", "127.0.0.1:0", "--db", filepath.Join(dir, "run.db"), "--session", "blocking", "--ca-dir", caDir}, args...)
+	all := append([]string{"run", "--listen", "127.0.0.1:0", "--db", rp.db, "--session", "blocking", "--ca-dir", caDir}, args...)
 	go func() { done <- run(ctx, all, strings.NewReader(""), rp.stdout, rp.stderr) }()
 	addrRE := regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
 	dnsRE := regexp.MustCompile(`DNS resolver on (127\.0\.0\.1:\d+)`)
@@ -143,8 +146,26 @@ func TestRunBlocks(t *testing.T) {
 	if code := rp.stop(); code != 0 {
 		t.Fatalf("exit %d: %s", code, rp.stderr.String())
 	}
-	if live := rp.stdout.String(); !strings.Contains(live, "STOPPED: block (localhost)") {
-		t.Errorf("the live line must say what was stopped:\n%s", live)
+	if live := rp.stdout.String(); !strings.Contains(live, "STOPPED: block (localhost)") || !strings.Contains(live, "WHAT WAS STOPPED") {
+		t.Errorf("the live line and the summary must say what was stopped:\n%s", live)
+	}
+	st, err := store.Open(context.Background(), rp.db, store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	sess, err := st.SessionByName(context.Background(), "blocking")
+	if err != nil {
+		t.Fatal(err)
+	}
+	verdicts := map[string]int{}
+	st.Flows(context.Background(), sess, func(f *flow.Flow) error {
+		verdicts[f.Verdict.String()+" "+fmt.Sprint(f.Verdict.Status)]++
+		return nil
+	})
+	if verdicts["block (localhost) 451"] != 2 || // the request, and the TLS connection refused at its hello
+		verdicts["block (path:/track/*) 451"] != 1 {
+		t.Errorf("stored verdicts: %v", verdicts)
 	}
 }
 

@@ -76,6 +76,24 @@ type FlowJSON struct {
 	DNS          *flow.DNS     `json:"dns,omitempty"`
 	Headers      *HeadersJSON  `json:"headers,omitempty"`
 	Notes        []string      `json:"notes,omitempty"`
+	// Verdict is what the policy did, only when it did not simply allow.
+	Verdict *VerdictJSON `json:"verdict,omitempty"`
+}
+
+// VerdictJSON is a policy decision: the action by its name, the rule and the
+// list that decided.
+type VerdictJSON struct {
+	Action     string          `json:"action"`
+	Rule       string          `json:"rule,omitempty"`
+	List       string          `json:"list,omitempty"`
+	Status     int             `json:"status,omitempty"`
+	Redactions []RedactionJSON `json:"redactions,omitempty"`
+}
+
+// RedactionJSON is one value a forwarded request lacked.
+type RedactionJSON struct {
+	Kind string `json:"kind"`
+	Path string `json:"path"`
 }
 
 // BodyJSON describes a body without its content.
@@ -137,6 +155,13 @@ func ToJSON(f *flow.Flow) FlowJSON {
 	}
 	if hj.Request != nil || hj.Response != nil {
 		j.Headers = &hj
+	}
+	if v := f.Verdict; v.Action != flow.ActionAllow {
+		vj := &VerdictJSON{Action: v.Action.String(), Rule: v.Rule, List: v.List, Status: v.Status}
+		for _, r := range v.Redactions {
+			vj.Redactions = append(vj.Redactions, RedactionJSON{Kind: string(r.Kind), Path: r.Path})
+		}
+		j.Verdict = vj
 	}
 	return j
 }

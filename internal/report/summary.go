@@ -69,6 +69,7 @@ type Summary struct {
 	spare      []decode.Value
 	rng        uint64
 	classified bool
+	stopped    map[string]*Stopped // by party
 	// NoSchema skips learning endpoints and identifiers (no decoding): only
 	// who talked to whom and the findings already on the flows.
 	NoSchema bool
@@ -163,6 +164,7 @@ func (s *Summary) AddDecoded(f *flow.Flow, vals []decode.Value) { s.add(f, vals,
 // add counts one flow; decoded says vals are f.Request's values.
 func (s *Summary) add(f *flow.Flow, vals []decode.Value, decoded bool) {
 	s.flows++
+	s.addStopped(f)
 	if f.Client.Addr.IsValid() {
 		s.clients[f.Client.Addr] = true
 	}
@@ -449,6 +451,7 @@ func (s *Summary) WriteTerminal(w io.Writer, color bool) error {
 	b.WriteString("\n")
 	writeTable(&b, rows, map[int]bool{2: true, 3: true, 4: true})
 	b.WriteString("\nCLEARTEXT: sent unencrypted, readable by anyone on the network. tls/quic: encrypted and not decrypted (only the name is known).\n")
+	s.writeStopped(&b)
 	s.writeFindings(&b, doc, style(color))
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -159,7 +159,7 @@ func oldDatabase(t *testing.T, dir string, flows []*flow.Flow) string {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{"ALTER TABLE flows DROP COLUMN req_body_enc", "ALTER TABLE flows DROP COLUMN resp_body_enc", "PRAGMA user_version = 4"} {
+	for _, q := range []string{"ALTER TABLE flows DROP COLUMN verdict", "ALTER TABLE flows DROP COLUMN req_body_enc", "ALTER TABLE flows DROP COLUMN resp_body_enc", "PRAGMA user_version = 4"} {
 		if _, err := st.db.Exec(q); err != nil {
 			t.Fatal(q, err)
 		}

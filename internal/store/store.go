@@ -242,8 +242,16 @@ func (s *Store) openReadOnly(ctx context.Context) error {
 		return fmt.Errorf("open store %s: database schema version %d is newer than this phonehome knows (%d): upgrade phonehome", s.path, version, len(names))
 	case version < 3:
 		return fmt.Errorf("open store %s read-only: written by an older phonehome (schema version %d), which cannot be read without upgrading it: open it once for writing (a copy, if it must stay as it is)", s.path, version)
-	case version < 5: // bodies stored as captured, no encoding columns
-		r := strings.NewReplacer("req_body_enc", "0", "resp_body_enc", "0")
+	}
+	var old []string
+	if version < 5 { // bodies stored as captured, no encoding columns
+		old = append(old, "req_body_enc", "0", "resp_body_enc", "0")
+	}
+	if version < 6 { // no verdicts
+		old = append(old, "verdict", "NULL")
+	}
+	if len(old) > 0 {
+		r := strings.NewReplacer(old...)
 		s.fullCols, s.leanCols = r.Replace(flowColumns), r.Replace(leanColumns)
 	}
 	return nil
@@ -367,7 +375,7 @@ func (s *Store) SessionByName(ctx context.Context, name string) (Session, error)
 const flowColumns = `session_id, source, seq, start_ns, end_ns, client, server, host, transport, bytes_up, bytes_down,
 	method, url, req_proto, req_headers, req_trailers, req_body, req_body_size, req_body_flags, req_body_enc,
 	status, reason, resp_proto, resp_headers, resp_trailers, resp_body, resp_body_size, resp_body_flags, resp_body_enc,
-	tls, dns, notes, dest, app, findings`
+	tls, dns, notes, dest, app, findings, verdict`
 
 // Writer adds flows to one session in batched transactions. It holds one
 // connection while a batch is open and speaks to the SQLite driver directly:
@@ -394,11 +402,11 @@ type Writer struct {
 
 const batchSize = 2000
 
-const insertFlow = "INSERT INTO flows(" + flowColumns + ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+const insertFlow = "INSERT INTO flows(" + flowColumns + ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 // Writer returns a writer for the session. Call Close to commit the last batch.
 func (s *Store) Writer(ctx context.Context, session Session) *Writer {
-	return &Writer{s: s, session: session.ID, ctx: ctx, args: make([]driver.NamedValue, 35)}
+	return &Writer{s: s, session: session.ID, ctx: ctx, args: make([]driver.NamedValue, 36)}
 }
 
 // begin opens a batch: a connection, a write transaction and the insert
@@ -505,6 +513,7 @@ func (w *Writer) add(f *flow.Flow) error {
 	set(32, dest)
 	set(33, f.App)
 	set(34, packFindings(f.Findings))
+	set(35, packVerdict(f.Verdict))
 	var res driver.Result
 	err := w.conn.Raw(func(any) error {
 		var err error
@@ -710,7 +719,7 @@ type ReadOptions struct {
 }
 
 const leanColumns = `start_ns, end_ns, client, server, host, transport, bytes_up, bytes_down,
-	method, url, req_headers, req_body, req_body_size, req_body_flags, req_body_enc, status, resp_body_size, dns, dest, app, findings`
+	method, url, req_headers, req_body, req_body_size, req_body_flags, req_body_enc, status, resp_body_size, dns, dest, app, findings, verdict`
 
 // scanner turns rows into flows; a lean one remembers destinations, which
 // repeat from flow to flow, instead of decoding their JSON each time.
@@ -884,7 +893,7 @@ type leanRow struct {
 	method, url, reqH                   sql.NullString
 	reqBody                             []byte
 	reqSize, reqFlags, status, respSize sql.NullInt64
-	dnsJ, destJ                         sql.NullString
+	dnsJ, destJ, verdictJ               sql.NullString
 	findings                            []byte
 }
 
@@ -893,7 +902,7 @@ type leanRow struct {
 func (r *leanRow) read(rows *sql.Rows, c *codec) error {
 	var enc sql.NullInt64
 	err := rows.Scan(&r.f.ID, &r.start, &r.end, &r.client, &r.server, &r.f.Host, &r.transport, &r.f.BytesUp, &r.f.BytesDown,
-		&r.method, &r.url, &r.reqH, &r.reqBody, &r.reqSize, &r.reqFlags, &enc, &r.status, &r.respSize, &r.dnsJ, &r.destJ, &r.f.App, &r.findings)
+		&r.method, &r.url, &r.reqH, &r.reqBody, &r.reqSize, &r.reqFlags, &enc, &r.status, &r.respSize, &r.dnsJ, &r.destJ, &r.f.App, &r.findings, &r.verdictJ)
 	if err != nil {
 		return err
 	}
@@ -941,6 +950,9 @@ func (sc *scanner) parse(r *leanRow) (*flow.Flow, error) {
 			return nil, fmt.Errorf("flow %d: dest column: %w", f.ID, err)
 		}
 		f.Dest = d
+	}
+	if err := scanVerdict(&f, r.verdictJ); err != nil {
+		return nil, err
 	}
 	return &f, nil
 }
@@ -1004,11 +1016,11 @@ func scanFlow(rows *sql.Rows, c *codec) (*flow.Flow, error) {
 		reqBody, respBody, findings                []byte
 		reqSize, reqFlags, status, respSize, respF sql.NullInt64
 		reqEnc, respEnc                            sql.NullInt64
-		tlsJ, dnsJ, notesJ, destJ                  sql.NullString
+		tlsJ, dnsJ, notesJ, destJ, verdictJ        sql.NullString
 	)
 	err := rows.Scan(&f.ID, &sessionID, &f.Source, &f.Seq, &start, &end, &client, &server, &f.Host, &transport,
 		&f.BytesUp, &f.BytesDown, &method, &url, &reqProto, &reqH, &reqT, &reqBody, &reqSize, &reqFlags, &reqEnc,
-		&status, &reason, &respProto, &respH, &respT, &respBody, &respSize, &respF, &respEnc, &tlsJ, &dnsJ, &notesJ, &destJ, &f.App, &findings)
+		&status, &reason, &respProto, &respH, &respT, &respBody, &respSize, &respF, &respEnc, &tlsJ, &dnsJ, &notesJ, &destJ, &f.App, &findings, &verdictJ)
 	if err != nil {
 		return nil, err
 	}
@@ -1048,6 +1060,9 @@ func scanFlow(rows *sql.Rows, c *codec) (*flow.Flow, error) {
 		if err := json.Unmarshal([]byte(destJ.String), &f.Dest); err != nil {
 			return nil, fmt.Errorf("flow %d: dest column: %w", f.ID, err)
 		}
+	}
+	if err := scanVerdict(&f, verdictJ); err != nil {
+		return nil, err
 	}
 	return &f, nil
 }

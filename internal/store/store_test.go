@@ -243,7 +243,7 @@ func TestFindingsBackfilledOnUpgrade(t *testing.T) {
 			kind TEXT NOT NULL, value TEXT NOT NULL, path TEXT NOT NULL, method TEXT NOT NULL, confidence REAL NOT NULL, context INTEGER NOT NULL DEFAULT 0)`,
 		`INSERT INTO findings(flow_id, kind, value, path, method, confidence, context) SELECT id, 'imei', '356938035643809', 'query:imei', 'pattern', 0.95, 0 FROM flows WHERE host = 'x'`,
 		`INSERT INTO findings(flow_id, kind, value, path, method, confidence, context) SELECT id, 'device_model', 'Pixel' || char(0) || ' 7', 'header:User-Agent', 'key', 0.6, 1 FROM flows WHERE host = 'x'`,
-		"ALTER TABLE flows DROP COLUMN findings", "ALTER TABLE flows DROP COLUMN req_body_enc", "ALTER TABLE flows DROP COLUMN resp_body_enc",
+		"ALTER TABLE flows DROP COLUMN findings", "ALTER TABLE flows DROP COLUMN verdict", "ALTER TABLE flows DROP COLUMN req_body_enc", "ALTER TABLE flows DROP COLUMN resp_body_enc",
 		"PRAGMA user_version = 2"} {
 		if _, err := st.db.Exec(q); err != nil {
 			t.Fatal(q, err)

@@ -1,0 +1,67 @@
+package report
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"phonehome/internal/flow"
+)
+
+// TestVerdictJSONAndStopped: a flow line carries its verdict only when the
+// policy did more than allow, and the text report says what was stopped,
+// per party.
+func TestVerdictJSONAndStopped(t *testing.T) {
+	blocked := &flow.Flow{Host: "tracking.intl.miui.com", Transport: flow.TransportHTTPS, Dest: flow.Destination{Owner: "Xiaomi"},
+		Request: &flow.Request{Method: "POST", URL: "https://tracking.intl.miui.com/t"},
+		Verdict: flow.Verdict{Action: flow.ActionBlock, Rule: "owner:Xiaomi", List: "phonehome", Status: 403}}
+	lookup := &flow.Flow{Host: "tracking.intl.miui.com", Transport: flow.TransportDNS, Dest: flow.Destination{Owner: "Xiaomi"},
+		DNS:     &flow.DNS{Name: "tracking.intl.miui.com", Type: "A"},
+		Verdict: flow.Verdict{Action: flow.ActionBlock, Rule: "owner:Xiaomi", List: "phonehome"}}
+	redacted := &flow.Flow{Host: "app-measurement.com", Transport: flow.TransportHTTPS,
+		Request: &flow.Request{Method: "GET", URL: "https://app-measurement.com/a"},
+		Verdict: flow.Verdict{Action: flow.ActionRedact, Rule: "redact imei", Redactions: []flow.Redaction{{Kind: "imei", Path: "query:imei"}}}}
+	allowed := &flow.Flow{Host: "example.org", Transport: flow.TransportHTTPS, Request: &flow.Request{Method: "GET", URL: "https://example.org/"}}
+
+	b, _ := json.Marshal(ToJSON(blocked))
+	if !strings.Contains(string(b), `"verdict":{"action":"block","rule":"owner:Xiaomi","list":"phonehome","status":403}`) {
+		t.Errorf("blocked flow line: %s", b)
+	}
+	b, _ = json.Marshal(ToJSON(redacted))
+	if !strings.Contains(string(b), `"verdict":{"action":"redact","rule":"redact imei","redactions":[{"kind":"imei","path":"query:imei"}]}`) {
+		t.Errorf("redacted flow line: %s", b)
+	}
+	if b, _ = json.Marshal(ToJSON(allowed)); strings.Contains(string(b), "verdict") {
+		t.Errorf("an allowed flow has no verdict: %s", b)
+	}
+
+	s := NewSummary()
+	for _, f := range []*flow.Flow{blocked, blocked, lookup, redacted, allowed} {
+		s.Add(f)
+	}
+	var out strings.Builder
+	if err := s.WriteText(&out); err != nil {
+		t.Fatal(err)
+	}
+	text := out.String()
+	i := strings.Index(text, "WHAT WAS STOPPED")
+	if i < 0 {
+		t.Fatalf("no section:\n%s", text)
+	}
+	sec := text[i:]
+	for _, want := range []string{"Xiaomi", "owner:Xiaomi from phonehome ×3", "app-measurement.com", "1 (imei)"} {
+		if !strings.Contains(sec, want) {
+			t.Errorf("section lacks %q:\n%s", want, sec)
+		}
+	}
+	if strings.Contains(sec, "example.org") {
+		t.Errorf("an allowed host was not stopped:\n%s", sec)
+	}
+	quiet := NewSummary()
+	quiet.Add(allowed)
+	out.Reset()
+	quiet.WriteText(&out)
+	if strings.Contains(out.String(), "WHAT WAS STOPPED") {
+		t.Error("nothing stopped: no section")
+	}
+}
