@@ -48,7 +48,8 @@ func (e *LayerError) Error() string {
 // above them re-encoded, and Content-Length, when r has one, set to the new
 // body's length; the content codings are applied again as they were, so
 // Content-Encoding stays true. r is not changed: the result has its own
-// headers and body (the URL is a string).
+// headers, and its own body when a change was made in it (else it shares
+// r's).
 //
 // missed lists the paths of changes that named no value (sorted): nothing
 // was done for them. A layer that cannot be re-encoded gives a *LayerError
