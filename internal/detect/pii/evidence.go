@@ -175,11 +175,15 @@ func hex16(v string) bool {
 	return letters >= 3 && digits >= 3 && entropy(v) >= 3.0
 }
 
-// Words in a field's name that say its value is made per request or per
-// content: a 16-hex value there is a nonce, a trace or a digest.
+// Words in a field's name that say its value is made per request, or names
+// content or the app rather than the device: a 16-hex value or a UUID there
+// is a nonce, a trace, a digest, an article's or the app's own ID.
 var ephemeralWords = []string{"session", "trace", "span", "insert", "nonce", "request", "req", "event", "msg", "message",
 	"sign", "hash", "token", "secret", "salt", "crc", "etag", "md5", "sha", "commit", "build", "checksum", "cksm", "key",
-	"txn", "transaction", "order", "batch", "seq", "random", "rnd", "challenge", "state", "cache", "version", "hmac", "digest"}
+	"txn", "transaction", "order", "batch", "seq", "random", "rnd", "challenge", "state", "cache", "version", "hmac", "digest",
+	"appid", "apikey", "project", "tenant", "campaign", "creative", "placement", "unit", "slot", "template", "product",
+	"item", "article", "content", "post", "video", "match", "offer", "sku", "page", "view", "experiment", "variant",
+	"layout", "config", "sdk", "correlation", "upload", "file", "job", "task", "call", "visit"}
 
 func ephemeralKey(norm string) bool {
 	for _, w := range ephemeralWords {
@@ -233,10 +237,27 @@ var onBehalfKeys = set("sender senderpackage senderapp callingpackage callingapp
 func Recurrent(h Hit) bool {
 	switch h.Kind {
 	case IMEI, IMSI, ICCID, SerialNumber, AndroidID, AdvertisingID, MACAddress, InstallID, DeviceID, WifiBSSID:
-		return h.Method == flow.MethodPattern && len(h.Value) == 16 || h.Method == flow.MethodKey && hashOf(h.Value)
+		return h.Method == flow.MethodPattern && (len(h.Value) == 16 || len(h.Value) == 36) || h.Method == flow.MethodKey && hashOf(h.Value)
 	}
 	return false
 }
 
 // PathShape is a decode path without its array indices ("events[].pkg").
 func PathShape(p string) string { return pathShape(p) }
+
+// fcmToken reports whether v is a Firebase Cloud Messaging registration
+// token: the installation's ID, a colon, and "APA91b" and a long base64url
+// tail. Only one installation of one app has it.
+func fcmToken(v string) bool {
+	i := strings.Index(v, ":APA91b")
+	if i < 8 || i > 64 || len(v)-i < 30 {
+		return false
+	}
+	for j := 0; j < len(v); j++ {
+		c := v[j]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '_' || c == ':' && j == i) {
+			return false
+		}
+	}
+	return true
+}

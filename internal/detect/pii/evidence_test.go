@@ -26,6 +26,15 @@ func TestValueEvidence(t *testing.T) {
 		{"x", "deadbeefdeadbeef", ""},                         // a word, no randomness
 		{"x", "1710387726786123", ""},                         // digits only: a timestamp in µs
 		{"x", "da39a3ee5e6b4b0d3255bfef95601890afd80709", ""}, // a SHA-1 under an unknown name
+		// UUIDs and FCM tokens by shape.
+		{"u", "9250759f-a0dd-4534-8747-57f482a92bc9", DeviceID},
+		{"reqId", "e68d321d-d8b4-4a2f-827a-7927822cee48", ""},
+		{"_session_id", "e68d321d-d8b4-4a2f-827a-7927822cee48", ""},
+		{"x", "00000000-0000-0000-0000-000000000000", ""},
+		{"app_id", "5eb5a37e-b458-11e3-ac11-000c2940e62c", ""}, // the app's, not the device's
+		{"product_id", "9250759f-a0dd-4534-8747-57f482a92bc9", ""},
+		{"identifier", "e9pcTe9V2YjxPt06pqiGic:APA91b3nGA8Xa1h84OosFSRLPovyCrXTZhATq7wB2k-9lMn0", InstallID},
+		{"x", "note:APA91b", ""},
 		// MAC addresses in every case, with or without separators, and their digests.
 		{"x", "64:CC:2E:C6:B2:ED", MACAddress},
 		{"wifi_mac", "64CC2EC6B2ED", MACAddress},
@@ -187,5 +196,23 @@ func TestCoordinatePairs(t *testing.T) {
 				t.Errorf("%+v: %+v", vals, h)
 			}
 		}
+	}
+}
+
+func TestAppDisplayName(t *testing.T) {
+	d := New("")
+	hits := d.Scan([]decode.Value{
+		{Path: "body › json:header.display_name", Key: "display_name", Parent: "header", Text: "DhanPay"},
+		{Path: "body › json:header.package_name", Key: "package_name", Parent: "header", Text: "com.dhanpay.wallet"},
+	})
+	for _, h := range hits {
+		if h.Kind == PersonName {
+			t.Errorf("the app's name taken for a person's: %+v", h)
+		}
+	}
+	hits = d.Scan([]decode.Value{{Path: "body › json:user.display_name", Key: "display_name", Parent: "user", Text: "Arjun Mehta"},
+		{Path: "body › json:header.package_name", Key: "package_name", Parent: "header", Text: "com.dhanpay.wallet"}})
+	if len(hits) == 0 || hits[0].Kind != PersonName {
+		t.Errorf("a user's display name: %+v", hits)
 	}
 }

@@ -231,6 +231,7 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 		}
 		hits = kept
 	}
+	hits = appNames(hits)
 	if len(knownAt) > 0 { // the same value found by name or shape too: keep the known finding only
 		kept := hits[:0]
 		for _, h := range hits {
@@ -314,6 +315,16 @@ func (d *Detector) valueEvidence(v decode.Value, text string, hit func(kind flow
 		if !ephemeralKey(string(appendNorm(appendNorm(buf[:0], v.Parent), v.Key))) {
 			hit(AndroidID, text, v.Path, flow.MethodPattern, 0.6)
 		}
+	case n == 36 && text[8] == '-' && reUUID.MatchString(text) && strings.Trim(text, "0-") != "":
+		// A random UUID under a name that says nothing: an advertising or an
+		// install ID (both are device IDs to the reader), unless the name
+		// says per request; recurrence confirms it (Recurrent).
+		var buf [96]byte
+		if !ephemeralKey(string(appendNorm(appendNorm(buf[:0], v.Parent), v.Key))) {
+			hit(DeviceID, text, v.Path, flow.MethodPattern, 0.5)
+		}
+	case n > 40 && fcmToken(text):
+		hit(InstallID, text, v.Path, flow.MethodPattern, 0.85)
 	case n >= 5 && n <= 10 && localeTag(text):
 		hit(Locale, text, v.Path, flow.MethodPattern, 0.75)
 	case n >= 5 && n <= 50 && strings.IndexByte(text, '/') > 0 || n >= 5 && n <= 9 && (text[0] == 'G' || text[0] == 'U' || text[0] == '+' || text[0] == '-'):
@@ -322,7 +333,8 @@ func (d *Detector) valueEvidence(v decode.Value, text string, hit func(kind flow
 		}
 	case n >= 16 && n <= 40 && text[0] >= '1' && text[0] <= '2' && datetimeOffset(text):
 		hit(Timezone, text[strings.LastIndexAny(text, "+-"):], v.Path, flow.MethodPattern, 0.6)
-	case n <= 8 && networkTypes[strings.ToLower(text)]:
+	case n <= 8 && networkTypes[strings.ToLower(text)] && !strings.Contains(strings.ToLower(v.Parent), "cell"):
+		// (a cell tower's radio is the tower's, reported as part of a location)
 		hit(NetworkType, text, v.Path, flow.MethodPattern, 0.6)
 	case n >= 7 && n <= 11 && validScreen(text, false) && screenText(text):
 		hit(ScreenSize, text, v.Path, flow.MethodPattern, 0.7)
@@ -576,4 +588,38 @@ func coordKey(k string) byte {
 		return 'o'
 	}
 	return 0
+}
+
+// appNames drops a "display name" that sits beside the package name of the
+// app in the same object: it is the app's name, not its user's.
+func appNames(hits []Hit) []Hit {
+	var objs map[string]bool
+	for _, h := range hits {
+		if h.Kind == HostApp {
+			if objs == nil {
+				objs = map[string]bool{}
+			}
+			objs[objectOf(h.Path)] = true
+		}
+	}
+	if objs == nil {
+		return hits
+	}
+	kept := hits[:0]
+	for _, h := range hits {
+		if h.Kind == PersonName && h.Method == flow.MethodKey && objs[objectOf(h.Path)] && normKey(h.Path[len(objectOf(h.Path)):]) == "displayname" {
+			continue
+		}
+		kept = append(kept, h)
+	}
+	return kept
+}
+
+// objectOf is the path of the object a value's field belongs to: everything
+// up to the field's name.
+func objectOf(p string) string {
+	if i := strings.LastIndexAny(p, ".:"); i >= 0 {
+		return p[:i+1]
+	}
+	return ""
 }
