@@ -278,7 +278,11 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 		return err
 	}
 	if pol != nil {
-		fmt.Fprintf(stderr, "blocking: %d rules in force\n", len(pol.(*policy.Engine).Rules()))
+		eng := pol.(*policy.Engine)
+		fmt.Fprintf(stderr, "blocking: %d rules in force\n", len(eng.Rules()))
+		for _, w := range eng.Warnings() {
+			fmt.Fprintln(stderr, "warning:", w)
+		}
 	}
 	var allow []netip.Prefix
 	for _, a := range o.allow {

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"net/netip"
 	"path"
 	"strings"
@@ -487,3 +488,30 @@ const (
 	hostSubs
 	hostGlob
 )
+
+// Warnings names the rules that can never match: those after a rule that
+// matches everything, and repeats of an earlier rule.
+func (e *Engine) Warnings() []string {
+	var out []string
+	for i := range e.rules {
+		r := &e.rules[i]
+		for j := 0; j < i; j++ {
+			p := &e.rules[j]
+			if p.matchesAll() {
+				out = append(out, fmt.Sprintf("rule %q can never match: %q before it matches everything", r.Text, p.Text))
+				break
+			}
+			if p.Text == r.Text && p.fromList == r.fromList {
+				out = append(out, fmt.Sprintf("rule %q is given twice: the second can never match", r.Text))
+				break
+			}
+		}
+	}
+	return out
+}
+
+// matchesAll reports whether the rule has no field that could fail.
+func (r *Rule) matchesAll() bool {
+	return r.hosts.empty() && len(r.lists) == 0 && len(r.owners) == 0 && len(r.cats) == 0 && len(r.kinds) == 0 &&
+		len(r.devices) == 0 && len(r.methods) == 0 && len(r.paths) == 0 && r.Action != flow.ActionRedact
+}

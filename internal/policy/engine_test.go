@@ -364,3 +364,21 @@ func TestRedactRule(t *testing.T) {
 		t.Errorf("fake: %v %v", v, out)
 	}
 }
+
+func TestWarnings(t *testing.T) {
+	rs, err := ParseFile("p.yaml", []byte("- action: allow\n  host: a.example\n- action: block\n- action: block\n  host: b.example\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewEngine(rs, Options{}).Warnings()
+	if len(w) != 1 || !strings.Contains(w[0], `"p.yaml:4" can never match: "p.yaml:3" before it matches everything`) {
+		t.Errorf("warnings %q", w)
+	}
+	w = NewEngine(rules(t, nil, "block x.example", "block x.example"), Options{}).Warnings()
+	if len(w) != 1 || !strings.Contains(w[0], "given twice") {
+		t.Errorf("warnings %q", w)
+	}
+	if w := NewEngine(rules(t, nil, "block x.example", "block y.example"), Options{}).Warnings(); len(w) != 0 {
+		t.Errorf("warnings %q", w)
+	}
+}
