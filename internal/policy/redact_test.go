@@ -278,3 +278,22 @@ func benchmarkRedact(b *testing.B, batch string, fake bool) {
 	b.ReportMetric(float64(len(r.Body.Data)), "wire-B")
 	b.ReportMetric(float64(len(batch)), "batch-B")
 }
+
+func TestRedactRefusesWhatItCannotFinish(t *testing.T) {
+	e := redactEngine()
+	r := redactRequests()["gzip-json"]
+	r.Body.Truncated = true
+	if out, _, err := Redact(redactFlow(e, r, "192.168.1.20"), redactKinds, false); !errors.Is(err, ErrNotRedacted) || out != nil {
+		t.Errorf("a truncated body: %v", err)
+	}
+	f := redactFlow(e, redactRequests()["query"], "192.168.1.20")
+	f.Findings = append(f.Findings, flow.Finding{Kind: pii.IMEI, Value: redactIMEI, Path: "body › json:imei"})
+	if out, _, err := Redact(f, redactKinds, false); !errors.Is(err, ErrNotRedacted) || out != nil {
+		t.Errorf("a path with no value: %v", err)
+	}
+	f = redactFlow(e, redactRequests()["query"], "192.168.1.20")
+	out, reds, err := Redact(f, []flow.Kind{pii.Email}, false)
+	if err != nil || len(reds) != 0 || out == nil || out == f.Request || out.URL != f.Request.URL {
+		t.Errorf("no finding of the kinds: %v %v %v", out, reds, err)
+	}
+}
