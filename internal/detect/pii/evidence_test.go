@@ -70,6 +70,15 @@ func TestValueEvidence(t *testing.T) {
 		{"dur", "40445", ""}, // a five-digit number under any other name
 		{"op", "99999", ""},  // no such MCC
 		{"mcc", "404", Carrier},
+		// Hashed-data conventions: the kind behind the hash.
+		{"udph", "2f1ae3b33b63e9c4ea5b3b6f4b2c1e4d2f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c", PhoneNumber},
+		{"udfn", "2f1ae3b33b63e9c4ea5b3b6f4b2c1e4d2f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c", PersonName},
+		// Names qualified by whose they are, and account IDs under longer names.
+		{"device_carrier", "Airtel", Carrier},
+		{"user_timezone", "Asia/Kolkata", Timezone},
+		{"mi_account_id", "6893902724", AccountID},
+		{"af_customer_user_id", "20354593", AccountID},
+		{"device_version", "3.0", ""},
 		// Versions and nonces stay silent.
 		{"x", "3.8.1", ""},
 		{"x", "vmLtizoLr4U1Rq+z", ""},

@@ -194,6 +194,9 @@ func validAccount(v string, numeric bool) bool {
 }
 
 func validName(v string, numeric bool) bool {
+	if len(v) == 64 && allHex(v) {
+		return true // Facebook's ud[fn], ud[ln]: SHA-256 of the name
+	}
 	if numeric || len(v) < 2 || len(v) > 60 {
 		return false
 	}

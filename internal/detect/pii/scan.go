@@ -155,6 +155,10 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 					hit(r.kind, n, v.Path, flow.MethodKey, r.conf)
 					continue
 				}
+				if len(text) == 64 && allHex(text) { // Facebook's ud[ph]: SHA-256 of the number
+					hit(r.kind, text, v.Path, flow.MethodKey, r.conf-0.1)
+					continue
+				}
 			case Email:
 				if m := reEmail.FindString(text); m != "" {
 					hit(Email, m, v.Path, flow.MethodKey, r.conf)
@@ -400,6 +404,15 @@ func (d *Detector) effectiveKey(v decode.Value) *keyInfo {
 			return ki
 		}
 	}
+	// "device_carrier", "user_timezone", "sim_operator": a device attribute's
+	// name after a word that only says whose it is.
+	for _, q := range qualifierWords {
+		if len(b) > len(q)+1 && string(b[:len(q)]) == q {
+			if ki := d.names[string(b[len(q):])]; ki != nil && ki.hasRule && Fingerprint(ki.rule.kind) && ki.rule.kind != SenderApp {
+				return ki
+			}
+		}
+	}
 	// "mac_sha1", "sha256_email", "idfa_md5": the name of what was hashed,
 	// beside the name of the hash.
 	for _, w := range hashWords {
@@ -463,6 +476,8 @@ func fileName(m string) bool {
 	return false
 }
 
+var qualifierWords = []string{"device", "user", "client", "sim", "phone", "system", "current", "default", "local", "mobile"}
+
 var (
 	versionKeys   = set("version ver v versionname vn")
 	appVersionKey = keyInfo{rule: rule{AppVersion, validVersion, 0.8}, hasRule: true}
@@ -470,7 +485,7 @@ var (
 )
 
 var identifierKinds = map[flow.Kind]bool{IMEI: true, IMSI: true, ICCID: true, SerialNumber: true, AndroidID: true,
-	AdvertisingID: true, MACAddress: true, InstallID: true, DeviceID: true, Email: true}
+	AdvertisingID: true, MACAddress: true, InstallID: true, DeviceID: true, Email: true, AccountID: true}
 
 // appendNorm appends k lowercased, letters and digits only.
 func appendNorm(b []byte, k string) []byte {
