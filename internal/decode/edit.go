@@ -60,8 +60,8 @@ func (e *LayerError) Error() string {
 // headers (Authorization after its scheme), cookies, content codings (gzip,
 // deflate, zlib, brotli, zstd, also sniffed inside payloads), forms, JSON
 // (also inside strings), percent-encoding, base64, hex, protobuf wire
-// format, multipart parts, XML (element text and attributes). Not
-// re-encoded: JWT (signed), property lists (binary or XML).
+// format, multipart parts, XML (element text and attributes), unsigned JWT
+// (alg "none"). Not re-encoded: signed JWT, property lists (binary or XML).
 func Edit(r Request, changes map[string]Change, lim Limits) (out Request, missed []string, err error) {
 	lim.defaults()
 	e := &editor{s: &state{lim: lim}, changes: changes}
@@ -431,7 +431,9 @@ func (e *editor) str(v, path string, depth int) (string, bool, bool) {
 		}
 	}
 	if len(t) >= 16 && strings.Count(t, ".") == 2 && isJWT(t) {
-		e.fail("jwt", path, "its signature covers the payload")
+		if out, ok := e.jwt(t, path, depth+1); ok {
+			return wrap(out)
+		}
 		return v, true, false
 	}
 	if len(t) >= 7 && t[0] == '<' && t[len(t)-1] == '>' && wellFormedXML(t) {
@@ -538,6 +540,38 @@ func (e *editor) form(t, path string, depth int) (string, bool) {
 		return t, false
 	}
 	return b.String(), true
+}
+
+// jwt edits the header and claims of an unsigned token (alg "none", no
+// signature); a signed one cannot be re-encoded without its key.
+func (e *editor) jwt(t, path string, depth int) (string, bool) {
+	parts := strings.Split(t, ".")
+	head, _ := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[0], "="))
+	claims, _ := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	var h struct {
+		Alg string `json:"alg"`
+	}
+	if json.Unmarshal(head, &h) != nil || !strings.EqualFold(h.Alg, "none") || parts[2] != "" {
+		e.fail("jwt", path, "its signature covers the payload")
+		return t, false
+	}
+	changed := false
+	for i, seg := range []struct {
+		b     []byte
+		layer string
+	}{{head, "jwt:header"}, {claims, "jwt:claims"}} {
+		if out, ok, ch := e.json(seg.b, join(path, seg.layer), depth); ok && ch {
+			enc := base64.RawURLEncoding
+			if strings.HasSuffix(parts[i], "=") {
+				enc = base64.URLEncoding
+			}
+			parts[i], changed = enc.EncodeToString(out), true
+		}
+	}
+	if !changed || e.err != nil {
+		return t, false
+	}
+	return strings.Join(parts, "."), true
 }
 
 // isJWT is the test state.jwt makes: a header naming its algorithm, and

@@ -142,6 +142,8 @@ func wrappedRequests() map[string]Request {
 		"xml": {URL: "https://t.example/", Headers: []Header{{"Content-Type", "text/xml"}},
 			Body: []byte(`<?xml version="1.0"?>` + "\n" + `<device id="` + imei + `" kind='phone'><imei> ` + imei + ` </imei><model>Redmi &amp; 4A</model>` +
 				`<blob>` + base64.StdEncoding.EncodeToString([]byte(inner)) + `</blob><empty/></device>`)},
+		"jwt-none": {URL: "https://t.example/", Headers: []Header{{"Authorization", "Bearer " +
+			base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + base64.RawURLEncoding.EncodeToString([]byte(inner)) + "."}}},
 		"zlib-base64-protobuf": {URL: "https://t.example/", Body: []byte(`{"blob":"` + base64.StdEncoding.EncodeToString(zlibBytes(pb)) + `"}`)},
 	}
 }
