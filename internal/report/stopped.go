@@ -18,6 +18,12 @@ type Stopped struct {
 	Redacted int            // requests forwarded without some values
 	Kinds    map[string]int // kinds taken out → times
 	Rules    map[string]int // the rules that decided → times
+	// Did it keep working: the statuses servers answered redacted requests
+	// with, and blocked requests the app sent again (the same method and
+	// path blocked before).
+	Answers map[int]int
+	Retried int
+	blocked map[string]bool // method + path of blocked requests
 }
 
 // addStopped counts f's verdict, if it stopped anything.
@@ -35,7 +41,7 @@ func (s *Summary) addStopped(f *flow.Flow) {
 	}
 	st := s.stopped[party]
 	if st == nil {
-		st = &Stopped{Party: party, Kinds: map[string]int{}, Rules: map[string]int{}}
+		st = &Stopped{Party: party, Kinds: map[string]int{}, Rules: map[string]int{}, Answers: map[int]int{}, blocked: map[string]bool{}}
 		s.stopped[party] = st
 	}
 	rule := v.Rule
@@ -46,6 +52,9 @@ func (s *Summary) addStopped(f *flow.Flow) {
 	switch {
 	case v.Action == flow.ActionRedact:
 		st.Redacted++
+		if f.Response != nil {
+			st.Answers[f.Response.Status]++
+		}
 		seen := map[flow.Kind]bool{}
 		for _, r := range v.Redactions {
 			if !seen[r.Kind] {
@@ -57,7 +66,31 @@ func (s *Summary) addStopped(f *flow.Flow) {
 		st.Lookups++
 	default:
 		st.Blocked++
+		if r := f.Request; r != nil {
+			key := f.HostOrAddr() + " " + r.Method + " " + pathOnly(r.URL)
+			if st.blocked[key] {
+				st.Retried++
+			} else if len(st.blocked) < 10000 { // bounded, however long the run
+				st.blocked[key] = true
+			}
+		}
 	}
+}
+
+// pathOnly is the path of an absolute URL, without its query.
+func pathOnly(u string) string {
+	if i := strings.Index(u, "://"); i >= 0 {
+		u = u[i+3:]
+		if j := strings.IndexByte(u, '/'); j >= 0 {
+			u = u[j:]
+		} else {
+			u = "/"
+		}
+	}
+	if i := strings.IndexAny(u, "?#"); i >= 0 {
+		u = u[:i]
+	}
+	return u
 }
 
 // Stopped lists what the policy stopped, per party, most stopped first.
@@ -83,16 +116,25 @@ func (s *Summary) writeStopped(b *strings.Builder) {
 		return
 	}
 	b.WriteString("\nWHAT WAS STOPPED\n\n")
-	rows := [][]string{{"PARTY", "BLOCKED", "LOOKUPS", "REDACTED", "BY"}}
+	rows := [][]string{{"PARTY", "BLOCKED", "RETRIED", "LOOKUPS", "REDACTED", "ANSWERED", "BY"}}
 	for _, st := range stopped {
 		by := sortedCounts(st.Rules)
 		red := fmt.Sprint(st.Redacted)
 		if len(st.Kinds) > 0 {
 			red += " (" + strings.Join(sortedCounts(st.Kinds), ", ") + ")"
 		}
-		rows = append(rows, []string{st.Party, fmt.Sprint(st.Blocked), fmt.Sprint(st.Lookups), red, strings.Join(by, "; ")})
+		answers := map[string]int{}
+		for code, n := range st.Answers {
+			answers[fmt.Sprint(code)] = n
+		}
+		ans := strings.Join(sortedCounts(answers), ", ")
+		if ans == "" {
+			ans = "-"
+		}
+		rows = append(rows, []string{st.Party, fmt.Sprint(st.Blocked), fmt.Sprint(st.Retried), fmt.Sprint(st.Lookups), red, ans, strings.Join(by, "; ")})
 	}
-	writeTable(b, rows, map[int]bool{1: true, 2: true})
+	writeTable(b, rows, map[int]bool{1: true, 2: true, 3: true})
+	b.WriteString("RETRIED: blocked requests the app sent again. ANSWERED: statuses servers gave redacted requests (did the app keep working).\n")
 }
 
 // sortedCounts names each key, most counted first, with its count past one.

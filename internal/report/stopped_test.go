@@ -19,8 +19,9 @@ func TestVerdictJSONAndStopped(t *testing.T) {
 		DNS:     &flow.DNS{Name: "tracking.intl.miui.com", Type: "A"},
 		Verdict: flow.Verdict{Action: flow.ActionBlock, Rule: "owner:Xiaomi", List: "phonehome"}}
 	redacted := &flow.Flow{Host: "app-measurement.com", Transport: flow.TransportHTTPS,
-		Request: &flow.Request{Method: "GET", URL: "https://app-measurement.com/a"},
-		Verdict: flow.Verdict{Action: flow.ActionRedact, Rule: "redact imei", Redactions: []flow.Redaction{{Kind: "imei", Path: "query:imei"}}}}
+		Request:  &flow.Request{Method: "GET", URL: "https://app-measurement.com/a"},
+		Response: &flow.Response{Status: 204},
+		Verdict:  flow.Verdict{Action: flow.ActionRedact, Rule: "redact imei", Redactions: []flow.Redaction{{Kind: "imei", Path: "query:imei"}}}}
 	allowed := &flow.Flow{Host: "example.org", Transport: flow.TransportHTTPS, Request: &flow.Request{Method: "GET", URL: "https://example.org/"}}
 
 	b, _ := json.Marshal(ToJSON(blocked))
@@ -49,10 +50,14 @@ func TestVerdictJSONAndStopped(t *testing.T) {
 		t.Fatalf("no section:\n%s", text)
 	}
 	sec := text[i:]
-	for _, want := range []string{"Xiaomi", "owner:Xiaomi from phonehome ×3", "app-measurement.com", "1 (imei)"} {
+	for _, want := range []string{"Xiaomi", "owner:Xiaomi from phonehome ×3", "app-measurement.com", "1 (imei)", "204"} {
 		if !strings.Contains(sec, want) {
 			t.Errorf("section lacks %q:\n%s", want, sec)
 		}
+	}
+	st := s.Stopped()
+	if st[0].Party != "Xiaomi" || st[0].Blocked != 2 || st[0].Retried != 1 || st[0].Lookups != 1 {
+		t.Errorf("Xiaomi: %+v", st[0])
 	}
 	if strings.Contains(sec, "example.org") {
 		t.Errorf("an allowed host was not stopped:\n%s", sec)
