@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // Editing is decoding run again with a hand on the values: Edit walks the
@@ -357,8 +358,11 @@ func (e *editor) body(b []byte, ctype, cenc string) ([]byte, bool) {
 // owned is state.owned's choice between text and bytes.
 func (e *editor) owned(b []byte, path string, depth int) ([]byte, bool, bool) {
 	if depth <= e.s.lim.MaxDepth && sniffCoding(b) == "" && printable(b) {
-		out, keep, ch := e.str(string(b), path, depth)
-		return []byte(out), keep, ch
+		// b is the editor's (decompressed or decoded) and never reused: the
+		// text is read where it lies, and so is what replaces it (nothing
+		// writes to it).
+		out, keep, ch := e.str(unsafe.String(unsafe.SliceData(b), len(b)), path, depth)
+		return unsafe.Slice(unsafe.StringData(out), len(out)), keep, ch
 	}
 	return e.bytes(b, path, depth)
 }
@@ -391,7 +395,7 @@ func (e *editor) bytes(b []byte, path string, depth int) ([]byte, bool, bool) {
 	}
 	if printable(b) {
 		out, keep, ch := e.str(string(b), path, depth)
-		return []byte(out), keep, ch
+		return unsafe.Slice(unsafe.StringData(out), len(out)), keep, ch
 	}
 	if isBplist(b) {
 		e.fail("bplist", path, "binary property lists are not re-encoded")
@@ -423,7 +427,7 @@ func (e *editor) str(v, path string, depth int) (string, bool, bool) {
 	lead := strings.Index(v, t)
 	wrap := func(inner string) (string, bool, bool) { return v[:lead] + inner + v[lead+len(t):], true, true }
 	if len(t) >= 2 && (t[0] == '{' || t[0] == '[') {
-		if out, ok, ch := e.json([]byte(t), path, depth+1); ok {
+		if out, ok, ch := e.json(unsafe.Slice(unsafe.StringData(t), len(t)), path, depth+1); ok {
 			if ch {
 				return wrap(string(out))
 			}
