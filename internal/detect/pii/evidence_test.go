@@ -225,3 +225,28 @@ func TestAppDisplayName(t *testing.T) {
 		t.Errorf("a user's display name: %+v", hits)
 	}
 }
+
+func TestPhoneRegionFromRequest(t *testing.T) {
+	d := New("")
+	hits := d.Scan([]decode.Value{{Path: "q:tel", Key: "tel", Text: "07573528055"}, {Path: "q:l", Key: "l", Text: "en_IN"}})
+	found := false
+	for _, h := range hits {
+		if h.Kind == PhoneNumber && h.Value == "+917573528055" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("national number with the request's locale: %+v", hits)
+	}
+	// Without a country, or with two, a national number stays unread.
+	for _, vals := range [][]decode.Value{
+		{{Path: "q:tel", Key: "tel", Text: "07573528055"}},
+		{{Path: "q:tel", Key: "tel", Text: "07573528055"}, {Path: "a", Key: "l", Text: "en_IN"}, {Path: "b", Key: "country", Text: "DE"}},
+	} {
+		for _, h := range d.Scan(vals) {
+			if h.Kind == PhoneNumber {
+				t.Errorf("%+v: %+v", vals, h)
+			}
+		}
+	}
+}

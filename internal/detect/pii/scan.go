@@ -18,7 +18,10 @@ var skipKeys = map[string]bool{"nonce": true, "sign": true, "signature": true, "
 	"md5": true, "sha1": true, "sha256": true, "etag": true, "crc": true, "seq": true, "eventid": true, "msgid": true,
 	"messageid": true, "v": true, "ver": true, "version": true, "alg": true, "typ": true, "kid": true}
 
-func (d *Detector) phone(v string, keyed bool) (string, bool) {
+func (d *Detector) phone(v string, keyed bool) (string, bool) { return d.phoneIn(v, keyed, d.Region) }
+
+// phoneIn is phone with the region for numbers written without a country code.
+func (d *Detector) phoneIn(v string, keyed bool, region string) (string, bool) {
 	v = strings.TrimSpace(v)
 	if len(v) < 7 || len(v) > 20 {
 		return "", false
@@ -36,7 +39,6 @@ func (d *Detector) phone(v string, keyed bool) (string, bool) {
 	if digits < 7 || timestamp(v) {
 		return "", false
 	}
-	region := d.Region
 	if !strings.HasPrefix(v, "+") {
 		if !keyed || region == "" {
 			if !keyed || !strings.HasPrefix(v, "00") {
@@ -72,6 +74,8 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 	var lat, lng, sw, sh *decode.Value
 	var pkgs map[string][]decode.Value // package names by the field (or array) that holds them
 	var knownAt map[kindAt]bool        // where a known value was found
+	var region string                  // the country the request says the phone is in
+	regionDone := false
 	for i := range vals {
 		v := vals[i]
 		if d.Known != nil {
@@ -154,6 +158,17 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 				if n, ok := d.phone(text, true); ok {
 					hit(r.kind, n, v.Path, flow.MethodKey, r.conf)
 					continue
+				}
+				if d.Region == "" {
+					// A national number: the request itself says which country
+					// the phone is in (its locale, its country field).
+					if !regionDone {
+						region, regionDone = requestRegion(vals), true
+					}
+					if n, ok := d.phoneIn(text, true, region); ok && region != "" {
+						hit(r.kind, n, v.Path, flow.MethodKey, r.conf-0.1)
+						continue
+					}
 				}
 				if len(text) == 64 && allHex(text) { // Facebook's ud[ph]: SHA-256 of the number
 					hit(r.kind, text, v.Path, flow.MethodKey, r.conf-0.1)
@@ -637,4 +652,35 @@ func objectOf(p string) string {
 		return p[:i+1]
 	}
 	return ""
+}
+
+// requestRegion finds the country a request says its phone is in: the
+// country of a locale tag ("en_IN"), else a country code under a field that
+// names a country. "" when it says none, or several.
+func requestRegion(vals []decode.Value) string {
+	found := ""
+	for _, v := range vals {
+		t := strings.TrimSpace(v.Text)
+		c := ""
+		switch {
+		case localeTag(t):
+			c = strings.ToUpper(t[len(t)-2:])
+		case len(t) == 2 && countries[strings.ToUpper(t)]:
+			var buf [64]byte
+			if len(v.Key) <= len(buf) {
+				switch k := string(appendNorm(buf[:0], v.Key)); k {
+				case "country", "countrycode", "cc", "region", "simcountry", "networkcountry", "rc", "co":
+					c = strings.ToUpper(t)
+				}
+			}
+		}
+		if c == "" {
+			continue
+		}
+		if found != "" && found != c {
+			return ""
+		}
+		found = c
+	}
+	return found
 }
