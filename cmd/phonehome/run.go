@@ -534,10 +534,15 @@ func reloadOnHangup(o runOpts, known *trackers.KB, pl *pipeline.Pipeline, stderr
 				}
 				pl.SetPolicy(pol)
 				n := 0
+				var warnings []string
 				if pol != nil {
-					n = len(pol.(*policy.Engine).Rules())
+					eng := pol.(*policy.Engine)
+					n, warnings = len(eng.Rules()), eng.Warnings()
 				}
 				fmt.Fprintf(stderr, "phonehome: policy reloaded from %s: %d rules in force\n", o.policyFile, n)
+				for _, w := range warnings {
+					fmt.Fprintln(stderr, "warning:", w)
+				}
 			}
 		}
 	}()
