@@ -238,6 +238,10 @@ func TestPhoneRegionFromRequest(t *testing.T) {
 	if !found {
 		t.Errorf("national number with the request's locale: %+v", hits)
 	}
+	hits = d.Scan([]decode.Value{{Path: "q:tel", Key: "tel", Text: "07573528055"}, {Path: "q:imsi", Key: "imsi", Text: "404450850664462"}})
+	if len(hits) < 2 || hits[0].Kind != PhoneNumber || hits[0].Value != "+917573528055" {
+		t.Errorf("national number with the SIM's country: %+v", hits)
+	}
 	// Without a country, or with two, a national number stays unread.
 	for _, vals := range [][]decode.Value{
 		{{Path: "q:tel", Key: "tel", Text: "07573528055"}},

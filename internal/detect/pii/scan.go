@@ -665,6 +665,8 @@ func requestRegion(vals []decode.Value) string {
 		switch {
 		case localeTag(t):
 			c = strings.ToUpper(t[len(t)-2:])
+		case len(t) >= 14 && len(t) <= 15 && allDigits(t) && mccCountry[t[:3]] != "" && strings.Contains(strings.ToLower(v.Key), "imsi"):
+			c = mccCountry[t[:3]] // the SIM's home network
 		case len(t) == 2 && countries[strings.ToUpper(t)]:
 			var buf [64]byte
 			if len(v.Key) <= len(buf) {
