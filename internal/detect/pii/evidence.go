@@ -37,6 +37,32 @@ var tzAreas = set("Africa America Antarctica Asia Atlantic Australia Europe Indi
 // Network types as Android and iOS name them.
 var networkTypes = set("wifi wi-fi wlan 2g 3g 4g 5g lte nr edge gprs umts hspa hspa+ hsdpa hsupa evdo cdma gsm cellular ethernet")
 
+// networkType looks v up in networkTypes without allocating.
+func networkType(v string) bool {
+	var buf [8]byte
+	if len(v) > len(buf) {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 32
+		}
+		buf[i] = c
+	}
+	return networkTypes[string(buf[:len(v)])]
+}
+
+// containsFold reports whether s contains the lowercase word w in any case.
+func containsFold(s, w string) bool {
+	for i := 0; i+len(w) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(w)], w) {
+			return true
+		}
+	}
+	return false
+}
+
 func set(words string) map[string]bool {
 	m := map[string]bool{}
 	for _, w := range strings.Fields(words) {

@@ -352,7 +352,7 @@ func (d *Detector) valueEvidence(v decode.Value, text string, hit func(kind flow
 		}
 	case n >= 16 && n <= 40 && text[0] >= '1' && text[0] <= '2' && datetimeOffset(text):
 		hit(Timezone, text[strings.LastIndexAny(text, "+-"):], v.Path, flow.MethodPattern, 0.6)
-	case n <= 8 && networkTypes[strings.ToLower(text)] && !strings.Contains(strings.ToLower(v.Parent), "cell"):
+	case n <= 8 && networkType(text) && !containsFold(v.Parent, "cell"):
 		// (a cell tower's radio is the tower's, reported as part of a location)
 		hit(NetworkType, text, v.Path, flow.MethodPattern, 0.6)
 	case n >= 7 && n <= 11 && validScreen(text, false) && screenText(text):
@@ -395,7 +395,7 @@ func (d *Detector) effectiveKey(v decode.Value) *keyInfo {
 		}
 	}
 	b := appendNorm(buf[:0], v.Key)
-	if v.Parent != "" && versionKeys[string(b)] {
+	if v.Parent != "" && len(b) <= 11 && versionKeys[string(b)] {
 		// "appInfo.version", "os.ver": a bare version is the version of the
 		// object around it.
 		var pb [64]byte
@@ -603,7 +603,7 @@ func (d *Detector) coordinates(lat, lng *decode.Value, hits *[]Hit) {
 // "plate", "salon") do not.
 func coordKey(k string) byte {
 	var buf [64]byte
-	if len(k) > len(buf) {
+	if len(k) > len(buf) || strings.IndexAny(k, "lL") < 0 { // every such name has an l
 		return 0
 	}
 	b := appendNorm(buf[:0], k)
@@ -623,6 +623,13 @@ func coordKey(k string) byte {
 // appNames drops a "display name" that sits beside the package name of the
 // app in the same object: it is the app's name, not its user's.
 func appNames(hits []Hit) []Hit {
+	names := false
+	for _, h := range hits {
+		names = names || h.Kind == PersonName
+	}
+	if !names {
+		return hits
+	}
 	var objs map[string]bool
 	for _, h := range hits {
 		if h.Kind == HostApp {
