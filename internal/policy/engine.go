@@ -110,7 +110,6 @@ type subject struct {
 	client netip.Addr
 	f      *flow.Flow // nil at the hello
 	dest   *flow.Destination
-	known  bool // dest was looked up
 }
 
 // Hello decides on a TLS connection from its server name and client: block

@@ -74,12 +74,11 @@ func TestFirstMatchDecides(t *testing.T) {
 // TestHelloDefersToRequestRules: a rule that needs the request and could
 // match the host keeps the connection open, so that each request is decided.
 func TestHelloDefersToRequestRules(t *testing.T) {
-	e := NewEngine([]Rule(nil), Options{})
 	r1, err := ParseFile("p.yaml", []byte("- action: allow\n  host: .t.example\n  path: /ok/*\n- action: block\n  host: .t.example\n"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e = NewEngine(r1, Options{})
+	e := NewEngine(r1, Options{})
 	if v := e.Hello(flow.Hello{SNI: "a.t.example"}); v.Action != flow.ActionAllow {
 		t.Errorf("hello must intercept: %v", v)
 	}

@@ -405,12 +405,10 @@ func ParseFile(name string, b []byte, load Loader) ([]Rule, error) {
 			return nil, &RuleError{File: name, Line: n.Line, Problem: "bad rule", Err: err}
 		}
 		r.Text = fmt.Sprintf("%s:%d", filepath.Base(name), n.Line)
-		if fr := n; fr != nil {
-			var x fileRule
-			_ = fr.Decode(&x)
-			if x.Name != "" {
-				r.Text = x.Name
-			}
+		var x fileRule
+		_ = n.Decode(&x)
+		if x.Name != "" {
+			r.Text = x.Name
 		}
 		rules = append(rules, r)
 	}

@@ -516,16 +516,6 @@ func appendNorm(b []byte, k string) []byte {
 	return b
 }
 
-// stripIndex removes a trailing array index, so the elements of one array share a path.
-func stripIndex(p string) string {
-	if strings.HasSuffix(p, "]") {
-		if i := strings.LastIndexByte(p, '['); i > 0 {
-			return p[:i]
-		}
-	}
-	return p
-}
-
 var reAppsFlyerID = regexp.MustCompile(`^\d{13}-\d{6,20}$`)
 
 // refine sharpens what a field name said by what the value looks like.
@@ -603,7 +593,7 @@ func (d *Detector) coordinates(lat, lng *decode.Value, hits *[]Hit) {
 // "plate", "salon") do not.
 func coordKey(k string) byte {
 	var buf [64]byte
-	if len(k) > len(buf) || strings.IndexAny(k, "lL") < 0 { // every such name has an l
+	if len(k) > len(buf) || !strings.ContainsAny(k, "lL") { // every such name has an l
 		return 0
 	}
 	b := appendNorm(buf[:0], k)
