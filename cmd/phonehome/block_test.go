@@ -204,7 +204,8 @@ func TestRunBlocksDNS(t *testing.T) {
 				}
 				m := regexp.MustCompile(`status: ([A-Z]+)`).FindStringSubmatch(string(out))
 				rcode = dns.StringToRcode[m[1]]
-				if a := regexp.MustCompile(`IN\s+A\s+(\S+)`).FindStringSubmatch(string(out)); a != nil {
+				// an answer line has a TTL; the question line above it does not
+				if a := regexp.MustCompile(`(?m)^[^;\s]\S*\s+\d+\s+IN\s+A\s+(\S+)`).FindStringSubmatch(string(out)); a != nil {
 					got = a[1]
 				}
 			} else {
