@@ -16,31 +16,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-20}
 trackers=600
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+. bench/lib.sh
 
 go build -o "$tmp/phonehome" ./cmd/phonehome
 go build -o "$tmp/proxyload" ./bench/proxyload
 go build -o "$tmp/bulkload" ./bench/bulkload
 
-"$tmp/bulkload" -serve -cert "$tmp/upstream.pem" > "$tmp/urls" & pids+=($!)
-for _ in $(seq 100); do [ -s "$tmp/urls" ] && break; sleep 0.1; done
-read -r H S < "$tmp/urls"
+start_upstream
 port=$("$tmp/bulkload" -freeport)
 proxy=http://127.0.0.1:$port
 "$tmp/phonehome" run --listen "127.0.0.1:$port" --db "$tmp/x.db" --ca-dir "$tmp/ca" --upstream-ca "$tmp/upstream.pem" \
 	> "$tmp/ph.out" 2> "$tmp/ph.err" & ph=$!; pids+=($ph)
-for _ in $(seq 200); do
-	(exec 3<> "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-	kill -0 "$ph" 2>/dev/null || { echo "phonehome run did not start:" >&2; cat "$tmp/ph.err" >&2; exit 1; }
-	sleep 0.1
-done
+wait_listening "$ph" "127.0.0.1:$port"
 
 # VmHWM is the peak RSS so far; a background loop keeps the last value read
 # (it only grows, so the last read before exit is the peak, give or take 0.1 s).
@@ -72,12 +59,7 @@ echo "== right after the bulk phase, same proxy: HTTPS keep-alive, 1 KiB, 64 con
 after=$(https_rps)
 echo "$after req/s"
 
-kill -INT "$ph"
-t0=$(date +%s.%N)
-for _ in $(seq 6000); do kill -0 "$ph" 2>/dev/null || break; sleep 0.1; done # at most 10 min
-if kill -0 "$ph" 2>/dev/null; then echo "phonehome run had not exited 10 min after SIGINT; killing it" >&2; kill -9 "$ph"; fi
-wait "$ph" 2>/dev/null || echo "phonehome run exited with status $?"
-exit_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+stop_phonehome "$ph" 10
 hwm_exit=$(cat "$tmp/hwm" 2>/dev/null || echo 0)
 
 "$tmp/phonehome" report --db "$tmp/x.db" --format json > "$tmp/report.jsonl"
