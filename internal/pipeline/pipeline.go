@@ -150,8 +150,6 @@ type Pipeline struct {
 	wbytes    int64
 	failing   error // the store's last error while it fails
 	lastFlush time.Time
-	busy      bool
-	shedding  bool // a shedding notice was given and the queue has not emptied since
 	waitingN  atomic.Int64
 	// shedNotice is set by Done when it sheds; Run turns it into one notice
 	// per episode
@@ -342,6 +340,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	defer close(p.drained)
 	tick := time.NewTicker(p.opts.FlushEvery)
 	defer tick.Stop()
+	busy := false     // flows came since the last tick
+	shedding := false // a shedding notice was given and the queue has not emptied since
 	for {
 		p.mu.Lock()
 		batch := p.queue
@@ -355,15 +355,15 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			p.qbytes -= cost(f)
 			p.mu.Unlock()
 		}
-		if p.shedNotice.Swap(false) && !p.shedding {
-			p.shedding = true
+		if p.shedNotice.Swap(false) && !shedding {
+			shedding = true
 			p.notice(NoticeShedding, "analysis is behind the traffic: bulk response bodies are not kept or analysed until it catches up (every request is still analysed and stored)")
 		}
 		if len(batch) == 0 {
-			p.shedding = false
+			shedding = false
 		}
 		if len(batch) > 0 {
-			p.busy = true
+			busy = true
 			p.maybeFlush(false)
 			// let the next flows gather, a moment: a wake-up per flow would
 			// compete with forwarding for the CPU
@@ -382,8 +382,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			return ctx.Err()
 		case <-p.wake:
 		case <-tick.C:
-			p.maybeFlush(!p.busy)
-			p.busy = false
+			p.maybeFlush(!busy)
+			busy = false
 		}
 	}
 }
@@ -532,8 +532,7 @@ func (p *Pipeline) wait(f *flow.Flow) {
 			lost := p.waiting[0]
 			p.waiting = p.waiting[1:]
 			p.wbytes -= cost(lost)
-			p.stats.lost.Add(1)
-			if p.stats.lost.Load() == 1 {
+			if p.stats.lost.Add(1) == 1 {
 				p.notice(NoticeLost, "the store has failed for too long: flows are being lost (fix the store, or stop phonehome)")
 			}
 		}
@@ -591,25 +590,12 @@ func bodyBytes(f *flow.Flow) int64 {
 }
 
 func stripBodies(f *flow.Flow) {
-	for _, b := range []*flow.Body{reqBody(f), respBody(f)} {
-		if b != nil && len(b.Data) > 0 {
-			b.Data, b.Truncated = nil, true
-		}
+	if r := f.Request; r != nil && len(r.Body.Data) > 0 {
+		r.Body.Data, r.Body.Truncated = nil, true
 	}
-}
-
-func reqBody(f *flow.Flow) *flow.Body {
-	if f.Request == nil {
-		return nil
+	if r := f.Response; r != nil && len(r.Body.Data) > 0 {
+		r.Body.Data, r.Body.Truncated = nil, true
 	}
-	return &f.Request.Body
-}
-
-func respBody(f *flow.Flow) *flow.Body {
-	if f.Response == nil {
-		return nil
-	}
-	return &f.Response.Body
 }
 
 func (p *Pipeline) notice(code NoticeCode, text string) {
