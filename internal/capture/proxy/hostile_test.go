@@ -139,6 +139,23 @@ func closedWithin(t *testing.T, c net.Conn, d time.Duration) string {
 	return string(b)
 }
 
+// answeredThenLetGo reads one 200 answer from c, then fails unless the
+// proxy closes c within about idle; what names the failure.
+func answeredThenLetGo(t *testing.T, c net.Conn, idle time.Duration, what string) {
+	t.Helper()
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%v %v", err, resp)
+	}
+	io.Copy(io.Discard, resp.Body)
+	start := time.Now()
+	c.SetReadDeadline(start.Add(idle + 3*time.Second))
+	if _, err := br.ReadByte(); isTimeout(err) || time.Since(start) > idle+time.Second {
+		t.Fatalf("%s after %s", what, time.Since(start))
+	}
+}
+
 // dialConnect opens a tunnel to target through the proxy and returns the
 // connection and the proxy's answer head.
 func dialConnect(t *testing.T, h *harness, target string) (net.Conn, *http.Response) {
@@ -187,7 +204,6 @@ func silentServer(t *testing.T) (string, *atomic.Int32) {
 			}()
 		}
 	}()
-	t.Cleanup(func() { ln.Close() })
 	return ln.Addr().String(), &open
 }
 
@@ -850,17 +866,7 @@ func TestIdleTimeouts(t *testing.T) {
 		}
 		defer c.Close()
 		fmt.Fprintf(c, "GET %s/ads HTTP/1.1\r\nHost: %s\r\n\r\n", plain.URL, strings.TrimPrefix(plain.URL, "http://"))
-		br := bufio.NewReader(c)
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("%v %v", err, resp)
-		}
-		io.Copy(io.Discard, resp.Body)
-		start := time.Now()
-		c.SetReadDeadline(start.Add(idle + 3*time.Second))
-		if _, err := br.ReadByte(); isTimeout(err) || time.Since(start) > idle+time.Second {
-			t.Fatalf("an idle keep-alive client still held after %s", time.Since(start))
-		}
+		answeredThenLetGo(t, c, idle, "an idle keep-alive client still held")
 	})
 	t.Run("decrypted tunnel", func(t *testing.T) {
 		target := strings.TrimPrefix(secure.URL, "https://")
@@ -868,17 +874,7 @@ func TestIdleTimeouts(t *testing.T) {
 		c := tls.Client(raw, &tls.Config{RootCAs: h.caPool, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}})
 		defer c.Close()
 		fmt.Fprintf(c, "GET /ads HTTP/1.1\r\nHost: %s\r\n\r\n", target)
-		br := bufio.NewReader(c)
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("%v %v", err, resp)
-		}
-		io.Copy(io.Discard, resp.Body)
-		start := time.Now()
-		c.SetReadDeadline(start.Add(idle + 3*time.Second))
-		if _, err := br.ReadByte(); isTimeout(err) || time.Since(start) > idle+time.Second {
-			t.Fatalf("an idle tunnel still open after %s", time.Since(start))
-		}
+		answeredThenLetGo(t, c, idle, "an idle tunnel still open")
 	})
 	t.Run("raw tunnel, one side talking", func(t *testing.T) {
 		ticker := serveOnce(t, func(c net.Conn) {
