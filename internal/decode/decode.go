@@ -167,6 +167,19 @@ func join(path, seg string) string {
 	return path + Sep + seg
 }
 
+// bodyCoding returns the Content-Type and Content-Encoding of headers.
+func bodyCoding(headers []Header) (ctype, cenc string) {
+	for _, h := range headers {
+		switch strings.ToLower(h.Name) {
+		case "content-type":
+			ctype = h.Value
+		case "content-encoding":
+			cenc = h.Value
+		}
+	}
+	return ctype, cenc
+}
+
 // Decode decodes every part of a request.
 func Decode(r Request, lim Limits) Result {
 	var d Decoder
@@ -224,15 +237,7 @@ func (d *Decoder) Decode(r Request, lim Limits) Result {
 		d.values, d.last = s.res.Values[:0], len(s.res.Values)
 		d.bufs = s.free // every value copied what it kept, or owns its buffer
 	}()
-	var ctype, cenc string
-	for _, h := range r.Headers {
-		switch strings.ToLower(h.Name) {
-		case "content-type":
-			ctype = h.Value
-		case "content-encoding":
-			cenc = h.Value
-		}
-	}
+	ctype, cenc := bodyCoding(r.Headers)
 	s.url(r.URL)
 	s.headers(r.Headers)
 	if len(r.Body) > 0 {

@@ -73,15 +73,7 @@ func Edit(r Request, changes map[string]Change, lim Limits) (out Request, missed
 	}
 	out.URL = e.url(r.URL)
 	out.Headers = e.headers(r.Headers)
-	var ctype, cenc string
-	for _, h := range r.Headers {
-		switch strings.ToLower(h.Name) {
-		case "content-type":
-			ctype = h.Value
-		case "content-encoding":
-			cenc = h.Value
-		}
-	}
+	ctype, cenc := bodyCoding(r.Headers)
 	if len(r.Body) > 0 && e.under("body") {
 		if b, ch := e.body(r.Body, ctype, cenc); ch {
 			out.Body = b

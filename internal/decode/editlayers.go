@@ -98,24 +98,8 @@ func (w *jsonEdit) value(nest int) (del bool, err error) {
 			}
 			w.out = append(w.out, w.b[at:w.i]...)
 			m := w.field(k)
-			del, err := w.value(nest + 1)
-			w.cut(m)
-			if err != nil {
+			if done, err := w.member(nest, mark, m, &kept, &sep, '}'); err != nil || done {
 				return false, err
-			}
-			if del {
-				w.out, w.changed = w.out[:mark], true
-			} else {
-				kept++
-			}
-			sep = w.i
-			done, err := w.next('}')
-			if err != nil {
-				return false, err
-			}
-			if done {
-				w.out = append(w.out, w.b[sep:w.i]...)
-				return false, nil
 			}
 		}
 	case c == '[':
@@ -137,24 +121,8 @@ func (w *jsonEdit) value(nest int) (del bool, err error) {
 				w.out = append(w.out, w.b[sep:at]...)
 			}
 			m := w.index(n)
-			del, err := w.value(nest + 1)
-			w.cut(m)
-			if err != nil {
+			if done, err := w.member(nest, mark, m, &kept, &sep, ']'); err != nil || done {
 				return false, err
-			}
-			if del {
-				w.out, w.changed = w.out[:mark], true
-			} else {
-				kept++
-			}
-			sep = w.i
-			done, err := w.next(']')
-			if err != nil {
-				return false, err
-			}
-			if done {
-				w.out = append(w.out, w.b[sep:w.i]...)
-				return false, nil
 			}
 		}
 	case c == '"':
@@ -195,6 +163,31 @@ func (w *jsonEdit) value(nest int) (del bool, err error) {
 		return w.scalar(string(w.b[start:w.i]), isJSONNumber)
 	}
 	return false, errJSON
+}
+
+// member walks the value of an object member or array element whose lead
+// (separator, key) was written from mark on, m being the path mark to cut
+// back to; it drops the lead with a deleted value. done is true past end,
+// the container's closing byte, which is then written.
+func (w *jsonEdit) member(nest, mark, m int, kept, sep *int, end byte) (done bool, err error) {
+	del, err := w.value(nest + 1)
+	w.cut(m)
+	if err != nil {
+		return false, err
+	}
+	if del {
+		w.out, w.changed = w.out[:mark], true
+	} else {
+		*kept++
+	}
+	*sep = w.i
+	if done, err = w.next(end); err != nil {
+		return false, err
+	}
+	if done {
+		w.out = append(w.out, w.b[*sep:w.i]...)
+	}
+	return done, nil
 }
 
 // pathBytes is keyPath.here, not interned: valid until the next call.

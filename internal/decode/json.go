@@ -86,15 +86,7 @@ func (k *keyPath) here() string {
 	if need := len(k.path) + len(Sep) + len(k.layer) + 1 + len(k.jp); cap(k.pbuf) < need {
 		k.pbuf = make([]byte, 0, need+32) // room for the next paths, which are as long
 	}
-	k.pbuf = k.pbuf[:0]
-	if k.path != "" {
-		k.pbuf = append(append(k.pbuf, k.path...), Sep...)
-	}
-	k.pbuf = append(k.pbuf, k.layer...)
-	if len(k.jp) > 0 {
-		k.pbuf = append(append(k.pbuf, ':'), k.jp...)
-	}
-	p, ok := k.s.intern(k.pbuf)
+	p, ok := k.s.intern(k.pathBytes())
 	if !ok {
 		k.s.overspent(join(k.path, k.layer))
 	}
