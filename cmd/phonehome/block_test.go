@@ -45,7 +45,7 @@ func startRun(t *testing.T, args ...string) *runningProxy {
 	addrRE := regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
 	dnsRE := regexp.MustCompile(`DNS resolver on (127\.0\.0\.1:\d+)`)
 	wantDNS := strings.Contains(strings.Join(args, " "), "--dns ")
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if m := addrRE.FindStringSubmatch(rp.stderr.String()); m != nil {
 			rp.addr = m[1]
 		}
@@ -67,9 +67,9 @@ func startRun(t *testing.T, args ...string) *runningProxy {
 		return code
 	}
 	t.Cleanup(func() { rp.stop() })
-	if rp.addr == "" {
+	if rp.addr == "" || wantDNS && rp.dnsAddr == "" {
 		rp.stop()
-		t.Fatalf("the proxy did not start: %s", rp.stderr.String())
+		t.Fatalf("the proxy or its resolver did not start: %s", rp.stderr.String())
 	}
 	return rp
 }
