@@ -144,13 +144,17 @@ type DNS struct {
 // Flow is one conversation: an HTTP exchange, a DNS lookup, or a connection
 // whose content could not be read.
 type Flow struct {
-	ID        int64  // assigned by the store; 0 until stored
-	Source    string // the capture file or live source it came from
-	Seq       int    // order of completion within its source
-	Start     time.Time
-	End       time.Time
-	Client    Endpoint
-	Server    Endpoint
+	ID     int64  // assigned by the store; 0 until stored
+	Source string // the capture file or live source it came from
+	Seq    int    // order of completion within its source
+	Start  time.Time
+	End    time.Time
+	Client Endpoint
+	Server Endpoint
+	// Device names the device that sent the flow when the capture source
+	// knows it (a WireGuard peer's name, a spoof target's); "" means the
+	// device is known only by Client's address.
+	Device    string
 	Host      string // server name: Host header, SNI, or a DNS answer for Server.Addr
 	Transport Transport
 	TLS       *TLSInfo
@@ -168,6 +172,18 @@ type Flow struct {
 	// Inspected is set once detection has run on the flow, so that it runs
 	// once whether a verdict needed it before forwarding or not.
 	Inspected bool
+}
+
+// DeviceName is the name the device is reported under: its Device name when
+// the capture source gave one, else its address.
+func (f *Flow) DeviceName() string {
+	if f.Device != "" {
+		return f.Device
+	}
+	if f.Client.Addr.IsValid() {
+		return f.Client.Addr.Unmap().String()
+	}
+	return ""
 }
 
 // BulkType reports whether a content type is bulk: media and binary payloads
@@ -206,6 +222,7 @@ func (f *Flow) HostOrAddr() string {
 type Hello struct {
 	Time   time.Time
 	Client Endpoint
+	Device string   // the device's name when the source knows it (see Flow.Device)
 	Server Endpoint // the original destination when known (transparent capture), else zero
 	SNI    string   // the server name asked for; "" when the hello named none
 	ALPN   []string // protocols offered, in the client's order

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path"
+	"slices"
 	"strings"
 
 	"phonehome/internal/detect/trackers"
@@ -27,6 +28,7 @@ type Rule struct {
 	cats     []string // lower case
 	kinds    []flow.Kind
 	devices  []netip.Prefix
+	names    []string // device names (WireGuard peers, spoof targets), lower case
 	methods  []string // upper case
 	paths    []string // path.Match patterns or prefixes ending in '*'
 	fromList string   // the preset or list the rule came from
@@ -108,6 +110,7 @@ func (e *Engine) Rules() []Rule { return append([]Rule(nil), e.rules...) }
 type subject struct {
 	host   string // lower case, no trailing dot
 	client netip.Addr
+	device string     // the device's name, lower case; "" when it has none
 	f      *flow.Flow // nil at the hello
 	dest   *flow.Destination
 }
@@ -125,7 +128,7 @@ func (e *Engine) Hello(h flow.Hello) flow.Verdict {
 	if host == "" && h.Server.Addr.IsValid() {
 		host = h.Server.Addr.String()
 	}
-	s := subject{host: host, client: h.Client.Addr}
+	s := subject{host: host, client: h.Client.Addr, device: strings.ToLower(h.Device)}
 	known := e.opts.Known != nil
 	for i := range e.rules {
 		r := &e.rules[i]
@@ -156,7 +159,7 @@ func (e *Engine) RequestBody(f *flow.Flow) int {
 	if !e.needs {
 		return 0
 	}
-	s := subject{host: requestHost(f), client: f.Client.Addr}
+	s := subject{host: requestHost(f), client: f.Client.Addr, device: strings.ToLower(f.Device)}
 	for i := range e.rules {
 		r := &e.rules[i]
 		if (len(r.kinds) > 0 || r.Action == flow.ActionRedact) && e.couldMatch(r, &s) {
@@ -183,7 +186,7 @@ func (e *Engine) NeedsFindings() bool { return e.needs }
 
 // Request decides on a request or a DNS lookup.
 func (e *Engine) Request(f *flow.Flow) (flow.Verdict, *flow.Request) {
-	s := subject{host: requestHost(f), client: f.Client.Addr, f: f}
+	s := subject{host: requestHost(f), client: f.Client.Addr, device: strings.ToLower(f.Device), f: f}
 	for i := range e.rules {
 		r := &e.rules[i]
 		v, ok := e.match(r, &s)
@@ -225,7 +228,7 @@ func (e *Engine) couldMatch(r *Rule, s *subject) bool {
 	if !r.hosts.empty() && !r.hosts.match(s.host) {
 		return false
 	}
-	if len(r.devices) > 0 && !anyPrefix(r.devices, s.client) {
+	if !r.deviceMatch(s) {
 		return false
 	}
 	return true
@@ -240,7 +243,7 @@ func (e *Engine) match(r *Rule, s *subject) (flow.Verdict, bool) {
 			v.Status = e.opts.Status
 		}
 	}
-	if len(r.devices) > 0 && !anyPrefix(r.devices, s.client) {
+	if !r.deviceMatch(s) {
 		return v, false
 	}
 	if !r.hosts.empty() && !r.hosts.match(s.host) {
@@ -322,6 +325,18 @@ func carries(f *flow.Flow, kinds []flow.Kind) bool {
 		}
 	}
 	return false
+}
+
+// deviceMatch reports whether r's device conditions, if any, match s: an
+// address or network matches the client's address, a name the device's name.
+func (r *Rule) deviceMatch(s *subject) bool {
+	if len(r.devices) == 0 && len(r.names) == 0 {
+		return true
+	}
+	if anyPrefix(r.devices, s.client) {
+		return true
+	}
+	return s.device != "" && slices.Contains(r.names, s.device)
 }
 
 func anyPrefix(ps []netip.Prefix, a netip.Addr) bool {
@@ -512,5 +527,5 @@ func (e *Engine) Warnings() []string {
 // matchesAll reports whether the rule has no field that could fail.
 func (r *Rule) matchesAll() bool {
 	return r.hosts.empty() && len(r.lists) == 0 && len(r.owners) == 0 && len(r.cats) == 0 && len(r.kinds) == 0 &&
-		len(r.devices) == 0 && len(r.methods) == 0 && len(r.paths) == 0 && r.Action != flow.ActionRedact
+		len(r.devices) == 0 && len(r.names) == 0 && len(r.methods) == 0 && len(r.paths) == 0 && r.Action != flow.ActionRedact
 }

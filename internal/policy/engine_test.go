@@ -143,6 +143,19 @@ func TestOwnerCategoryKindDevice(t *testing.T) {
 	if v := dev.Hello(flow.Hello{SNI: "x.example", Client: flow.Endpoint{Addr: netip.MustParseAddr("10.0.0.1")}}); v.Action != flow.ActionAllow {
 		t.Errorf("other device: %v", v)
 	}
+	named := NewEngine(rules(t, nil, "block device:Alice-Phone"), Options{})
+	if v := named.Hello(flow.Hello{SNI: "x.example", Device: "alice-phone"}); v.Action != flow.ActionBlock {
+		t.Errorf("named device at hello: %v", v)
+	}
+	f = req("x.example", "GET", "/")
+	f.Device = "bob-tablet"
+	if v, _ := named.Request(f); v.Action != flow.ActionAllow {
+		t.Errorf("another named device: %v", v)
+	}
+	f.Device = "alice-phone"
+	if v, _ := named.Request(f); v.Action != flow.ActionBlock {
+		t.Errorf("named device at request: %v", v)
+	}
 
 	mp := NewEngine(rules(t, nil, "block method:POST"), Options{})
 	if v, _ := mp.Request(req("a.example", "GET", "/")); v.Action != flow.ActionAllow {
@@ -186,6 +199,7 @@ func TestBadRules(t *testing.T) {
 		{"category:ads", "write one of advertising"},
 		{"kind:imie", "unknown kind"},
 		{"device:192.168.1", "write device:192.168.1.23"},
+		{"device:-phone", "device's name"},
 		{"list:/does/not/exist.txt", "cannot read the list"},
 		{"colour:red", "unknown field"},
 		{"path:track", "write path:/track"},

@@ -198,7 +198,12 @@ func (r *Rule) add(field, value string, load Loader) error {
 		if err != nil {
 			a, aerr := netip.ParseAddr(value)
 			if aerr != nil {
-				return &RuleError{Text: "device:" + value, Problem: "not an address or network", Instead: "device:192.168.1.23 or device:192.168.1.0/24"}
+				if !deviceName(value) {
+					return &RuleError{Text: "device:" + value, Problem: "not an address, a network or a device name",
+						Instead: "device:192.168.1.23, device:192.168.1.0/24 or a device's name such as device:alice-phone"}
+				}
+				r.names = append(r.names, strings.ToLower(value))
+				break
 			}
 			pf = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
 		}
@@ -494,4 +499,23 @@ func yamlLine(err error) int {
 		return n
 	}
 	return 0
+}
+
+// deviceName reports whether s can name a device (a WireGuard peer or a
+// spoof target): letters, digits, '-', '_' and '.', starting with a letter
+// so that a mistyped address is not taken for a name.
+func deviceName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i, c := range s {
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if i == 0 && !letter {
+			return false
+		}
+		if !letter && !(c >= '0' && c <= '9') && c != '-' && c != '_' && c != '.' {
+			return false
+		}
+	}
+	return true
 }
