@@ -130,10 +130,12 @@ func TestRunBlocks(t *testing.T) {
 		t.Errorf("allowed host: %v %q, %d hits", err, out, plain.hits.Load())
 	}
 
-	// HTTPS: a blocked name is refused at its hello, before any certificate
+	// HTTPS: a blocked name is answered by phonehome too, inside the TLS it
+	// intercepts, so the user reads why (nothing is dialled)
 	_, securePort, _ := net.SplitHostPort(secure.Listener.Addr().String())
-	if out, err := curl("-x", "http://"+rp.addr, "--cacert", rp.caPEM, "https://localhost:"+securePort+"/"); err == nil {
-		t.Errorf("blocked TLS host answered: %q", out)
+	out, err = curl("-x", "http://"+rp.addr, "--cacert", rp.caPEM, "-w", "\n%{http_code}", "https://localhost:"+securePort+"/")
+	if err != nil || !strings.Contains(out, "blocked by phonehome: block (localhost)") || !strings.HasSuffix(out, "451") {
+		t.Errorf("blocked TLS host: %v %q", err, out)
 	}
 	out, err = curl("-x", "http://"+rp.addr, "--cacert", rp.caPEM, "https://127.0.0.1:"+securePort+"/ok")
 	if err != nil || out != "upstream answered" {
@@ -163,9 +165,75 @@ func TestRunBlocks(t *testing.T) {
 		verdicts[f.Verdict.String()+" "+fmt.Sprint(f.Verdict.Status)]++
 		return nil
 	})
-	if verdicts["block (localhost) 451"] != 2 || // the request, and the TLS connection refused at its hello
+	if verdicts["block (localhost) 451"] != 2 || // the plain request, and the one inside TLS
 		verdicts["block (path:/track/*) 451"] != 1 {
 		t.Errorf("stored verdicts: %v", verdicts)
+	}
+}
+
+// TestRunBlocksPassedThroughHost: a blocked host phonehome would not
+// decrypt (here --ignore-hosts; the same for a pinning app) cannot be
+// answered inside its TLS, so its connection is refused at the hello.
+func TestRunBlocksPassedThroughHost(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl is not installed")
+	}
+	secure := newCountingUpstream(true)
+	defer secure.Close()
+	rp := startRun(t, "--ignore-hosts", "localhost", "--block", "localhost")
+	_, port, _ := net.SplitHostPort(secure.Listener.Addr().String())
+	if out, err := curl("-x", "http://"+rp.addr, "-k", "https://localhost:"+port+"/"); err == nil {
+		t.Errorf("a blocked, passed-through host answered: %q", out)
+	}
+	if n := secure.hits.Load(); n != 0 {
+		t.Errorf("the server received %d requests", n)
+	}
+	if code := rp.stop(); code != 0 {
+		t.Fatalf("exit %d: %s", code, rp.stderr.String())
+	}
+	if live := rp.stdout.String(); !strings.Contains(live, "STOPPED: block (localhost)") {
+		t.Errorf("the live line must say what was stopped:\n%s", live)
+	}
+}
+
+// TestDiffTellsBlockedFromStopped: the opt-out experiment with phonehome's
+// own switch. Before, an app sends its IMEI to a host; after, the host is
+// blocked and the app still tries: diff says phonehome kept it back, not that
+// the app stopped sending it.
+func TestDiffTellsBlockedFromStopped(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl is not installed")
+	}
+	plain := newCountingUpstream(false)
+	defer plain.Close()
+	_, port, _ := net.SplitHostPort(plain.Listener.Addr().String())
+	db := filepath.Join(t.TempDir(), "phone.db")
+	for _, sess := range []string{"before", "after"} {
+		args := []string{"--db", db, "--session", sess}
+		if sess == "after" {
+			args = append(args, "--block", "localhost")
+		}
+		rp := startRun(t, args...)
+		for range 2 {
+			if _, err := curl("-x", "http://"+rp.addr, "http://localhost:"+port+"/ad?imei=356938035643809&ts=1"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if code := rp.stop(); code != 0 {
+			t.Fatalf("%s: exit %d: %s", sess, code, rp.stderr.String())
+		}
+	}
+	if n := plain.hits.Load(); n != 2 {
+		t.Errorf("the server received %d requests, want the 2 made before the block", n)
+	}
+	out, errOut, code := phonehome(t, "diff", "--db", db, "before", "after")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	i := strings.Index(out, "STOPPED BY PHONEHOME")
+	if i < 0 || !strings.Contains(out[i:], "localhost") || !strings.Contains(out[i:], "imei") || !strings.Contains(out[i:], "2 → 2 tried") ||
+		strings.Contains(out, "STILL SENT") || strings.Contains(out, "STOPPED BY THE APP") {
+		t.Errorf("diff:\n%s", out)
 	}
 }
 

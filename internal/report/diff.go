@@ -12,24 +12,33 @@ import (
 
 // A diff answers the question of the before/after experiment: after switching
 // something off, what went away, what is new, and what is still sent (the same
-// kind of data to the same destination).
+// kind of data to the same destination). What went away is told apart: data
+// phonehome kept from the party (its request blocked, the kind redacted, the
+// host's lookups or connections refused) is not data the app stopped sending.
 
 // DiffItem is one kind of data to one destination.
 type DiffItem struct {
 	Party  string    `json:"party"`
 	Host   string    `json:"host"`
 	Kind   flow.Kind `json:"kind"`
-	Before int       `json:"before"` // requests that carried it
+	Before int       `json:"before"` // requests that carried it to the party
 	After  int       `json:"after"`
-	Value  string    `json:"value"` // one value (from the later session when still sent)
-	Path   string    `json:"path"`
+	// Tried: requests after the change that carried it but were kept from
+	// the party by phonehome (blocked, or the kind redacted).
+	Tried int    `json:"tried_after,omitempty"`
+	Value string `json:"value"` // one value (from the later session when still sent)
+	Path  string `json:"path"`
 }
 
 // DiffDoc compares two reports.
 type DiffDoc struct {
-	Before   string     `json:"before"`
-	After    string     `json:"after"`
-	Still    []DiffItem `json:"still_sent"`
+	Before string     `json:"before"`
+	After  string     `json:"after"`
+	Still  []DiffItem `json:"still_sent"`
+	// Kept: sent before, kept from the party after by phonehome's policy
+	// (the app still tried, or the host was blocked).
+	Kept []DiffItem `json:"stopped_by_phonehome,omitempty"`
+	// Gone: sent before, not tried after: the app stopped sending it.
 	Gone     []DiffItem `json:"gone"`
 	New      []DiffItem `json:"new"`
 	SameIDs  []IDDoc    `json:"same_ids"`  // persistent identifiers seen in both: not reset
@@ -47,21 +56,32 @@ func Diff(before, after *Doc) *DiffDoc {
 	d := &DiffDoc{Before: before.Session, After: after.Session}
 	a, b := diffIndex(before), diffIndex(after)
 	for k, x := range b {
-		if y, ok := a[k]; ok {
-			x.Before = y.Before
+		y, was := a[k]
+		x.Before = y.After // 0 when it was not sent before
+		switch {
+		case x.After > 0 && was:
 			d.Still = append(d.Still, x)
-		} else {
-			x.Before = 0
+		case x.After > 0:
 			d.New = append(d.New, x)
+		case was: // tried, and every time kept from the party
+			d.Kept = append(d.Kept, x)
 		}
 	}
 	for k, y := range a {
-		if _, ok := b[k]; !ok {
-			y.After = 0
+		if y.After == 0 {
+			continue // never reached the party before either
+		}
+		if _, ok := b[k]; ok {
+			continue
+		}
+		y.Before, y.After = y.After, 0
+		if after.Blocked[k.host] > 0 {
+			d.Kept = append(d.Kept, y) // the host itself was refused after
+		} else {
 			d.Gone = append(d.Gone, y)
 		}
 	}
-	for _, s := range [][]DiffItem{d.Still, d.Gone, d.New} {
+	for _, s := range [][]DiffItem{d.Still, d.Kept, d.Gone, d.New} {
 		sortItems(s)
 	}
 	ha, hb := hostSet(before), hostSet(after)
@@ -107,13 +127,14 @@ func diffIndex(doc *Doc) map[diffKey]DiffItem {
 					it = DiffItem{Party: p.Name, Host: h.Host, Kind: x.Kind, Value: x.Value, Path: x.Path}
 				}
 				// requests that carried the kind: at least as many as carried its commonest value
-				it.Before = max(it.Before, x.Count)
-				it.After = it.Before
+				it.After = max(it.After, x.Count-x.Stopped)
+				it.Tried = max(it.Tried, x.Stopped)
 				m[k] = it
 			}
 		}
 	}
-	// Before and After both hold this side's count; Diff fixes the other.
+	// After holds the requests that reached the party, Tried those kept
+	// from it, on this side; Diff sets Before from the other side.
 	return m
 }
 
@@ -146,16 +167,19 @@ func (d *DiffDoc) Headline() string {
 		kinds[x.Kind] = true
 		parties[x.Party] = true
 	}
+	stopped := fmt.Sprintf("%d kind-and-destination pairs stopped", len(d.Gone)+len(d.Kept))
+	if len(d.Kept) > 0 {
+		stopped += fmt.Sprintf(" (%d kept back by phonehome, %d no longer sent by the app)", len(d.Kept), len(d.Gone))
+	}
 	if len(d.Still) == 0 {
-		return fmt.Sprintf("Nothing that was sent before is still sent: %d kind-and-destination pairs stopped, %d are new.",
-			len(d.Gone), len(d.New))
+		return fmt.Sprintf("Nothing that was sent before is still sent: %s, %d are new.", stopped, len(d.New))
 	}
 	partyWord := "parties"
 	if len(parties) == 1 {
 		partyWord = "party"
 	}
-	return fmt.Sprintf("After the change, %s still go to %d %s (%d kind-and-destination pairs); %d pairs stopped, %d are new.",
-		plural(len(kinds), "data kind"), len(parties), partyWord, len(d.Still), len(d.Gone), len(d.New))
+	return fmt.Sprintf("After the change, %s still go to %d %s (%d kind-and-destination pairs); %s, %d are new.",
+		plural(len(kinds), "data kind"), len(parties), partyWord, len(d.Still), stopped, len(d.New))
 }
 
 // WriteDiffText writes the diff for a terminal or a Markdown file.
@@ -197,7 +221,13 @@ func WriteDiffText(w io.Writer, d *DiffDoc, markdown bool) error {
 		}
 	}
 	section("Still sent", d.Still, func(x DiffItem) string { return fmt.Sprintf("%d → %d", x.Before, x.After) })
-	section("Stopped", d.Gone, func(x DiffItem) string { return fmt.Sprint(x.Before) })
+	section("Stopped by phonehome (the app still tried, or its host was refused)", d.Kept, func(x DiffItem) string {
+		if x.Tried == 0 {
+			return fmt.Sprintf("%d → host refused", x.Before)
+		}
+		return fmt.Sprintf("%d → %d tried", x.Before, x.Tried)
+	})
+	section("Stopped by the app (no longer sent)", d.Gone, func(x DiffItem) string { return fmt.Sprint(x.Before) })
 	section("New", d.New, func(x DiffItem) string { return fmt.Sprint(x.After) })
 	if len(d.SameIDs) > 0 {
 		h("Same identifiers in both sessions (not reset)")

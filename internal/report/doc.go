@@ -3,6 +3,7 @@ package report
 import (
 	"encoding/json"
 	"io"
+	"maps"
 	"math/bits"
 	"sort"
 	"strings"
@@ -24,9 +25,12 @@ type Doc struct {
 	DNSNames   int       `json:"dns_names"`
 	DNSNotes   []NoteDoc `json:"dns_notes,omitempty"` // notes of the lookups, by code
 	Parties    []Party   `json:"parties"`
-	IDs        []IDDoc   `json:"persistent_ids"`
-	Links      []LinkDoc `json:"links"`
-	Timeline   Timeline  `json:"timeline"`
+	// Blocked counts per host the requests, connections and lookups that
+	// phonehome's policy blocked.
+	Blocked  map[string]int `json:"blocked_hosts,omitempty"`
+	IDs      []IDDoc        `json:"persistent_ids"`
+	Links    []LinkDoc      `json:"links"`
+	Timeline Timeline       `json:"timeline"`
 }
 
 // Party is one owner (or, when unknown, one site) and its hosts.
@@ -69,11 +73,14 @@ type NoteDoc struct {
 
 // DatumDoc is one piece of data received, with one piece of evidence.
 type DatumDoc struct {
-	Kind   flow.Kind   `json:"kind"`
-	Value  string      `json:"value"`
-	Count  int         `json:"requests"`
-	Path   string      `json:"path"`
-	Method flow.Method `json:"method_found"`
+	Kind  flow.Kind `json:"kind"`
+	Value string    `json:"value"`
+	Count int       `json:"requests"`
+	// Stopped of those requests were kept from the party: blocked, or this
+	// kind redacted or faked.
+	Stopped int         `json:"stopped,omitempty"`
+	Path    string      `json:"path"`
+	Method  flow.Method `json:"method_found"`
 	// Cleartext: at least one request carried it over plain HTTP (or DNS).
 	Cleartext bool `json:"cleartext,omitempty"`
 }
@@ -145,6 +152,9 @@ func (s *Summary) Doc() *Doc {
 	s.classify()
 	d := &Doc{Flows: s.flows, Devices: len(s.clients), First: s.first.UTC(), Last: s.last.UTC(), DNSLookups: s.lookups,
 		DNSNames: len(s.dns), DNSNotes: noteDocs(s.dnsNotes)}
+	if len(s.blockedHosts) > 0 {
+		d.Blocked = maps.Clone(s.blockedHosts)
+	}
 	if s.first.IsZero() {
 		d.First, d.Last = time.Time{}, time.Time{}
 	}
@@ -217,7 +227,7 @@ func hostDoc(dst *Destination) HostDoc {
 	}
 	sort.Strings(h.Apps)
 	for _, x := range sortedData(dst) {
-		h.Data = append(h.Data, DatumDoc{Kind: x.Kind, Value: x.Value, Count: x.Count, Path: x.Path, Method: x.Method, Cleartext: x.Cleartext})
+		h.Data = append(h.Data, DatumDoc{Kind: x.Kind, Value: x.Value, Count: x.Count, Stopped: x.Stopped, Path: x.Path, Method: x.Method, Cleartext: x.Cleartext})
 	}
 	for _, e := range dst.SortedEndpoints() {
 		h.Endpoints = append(h.Endpoints, endpointDoc(e))

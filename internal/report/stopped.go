@@ -38,6 +38,16 @@ func (s *Summary) addStopped(f *flow.Flow) {
 	}
 	if s.stopped == nil {
 		s.stopped = map[string]*Stopped{}
+		s.blockedHosts = map[string]int{}
+	}
+	if v.Action == flow.ActionBlock {
+		host := f.HostOrAddr()
+		if f.Transport == flow.TransportDNS && f.DNS != nil {
+			host = strings.TrimSuffix(strings.ToLower(f.DNS.Name), ".")
+		}
+		if _, ok := s.blockedHosts[host]; ok || len(s.blockedHosts) < 100000 { // bounded, however long the run
+			s.blockedHosts[host]++
+		}
 	}
 	st := s.stopped[party]
 	if st == nil {

@@ -70,3 +70,60 @@ func TestVerdictJSONAndStopped(t *testing.T) {
 		t.Error("nothing stopped: no section")
 	}
 }
+
+// TestDiffTellsKeptFromGone: after a change, data phonehome kept from a
+// party (the request blocked, the kind redacted, the host refused at DNS) is
+// told apart from data the app no longer sent, and neither is "still sent".
+func TestDiffTellsKeptFromGone(t *testing.T) {
+	req := func(host, imei string, v flow.Verdict) *flow.Flow {
+		return &flow.Flow{Host: host, Transport: flow.TransportHTTPS,
+			Request:  &flow.Request{Method: "POST", URL: "https://" + host + "/t"},
+			Findings: []flow.Finding{{Kind: "imei", Value: imei, Path: "body › json:imei"}},
+			Verdict:  v}
+	}
+	const imei = "356938035643809"
+	block := flow.Verdict{Action: flow.ActionBlock, Rule: "tracker.example"}
+	redact := flow.Verdict{Action: flow.ActionRedact, Rule: "redact imei", Redactions: []flow.Redaction{{Kind: "imei"}}}
+	before, after := NewSummary(), NewSummary()
+	for _, h := range []string{"tracker.example", "redacted.example", "refused.example", "quit.example", "kept-on.example"} {
+		before.Add(req(h, imei, flow.Verdict{}))
+	}
+	after.Add(req("tracker.example", imei, block))
+	after.Add(req("tracker.example", imei, block))
+	after.Add(req("redacted.example", imei, redact))
+	after.Add(&flow.Flow{Host: "refused.example", Transport: flow.TransportDNS,
+		DNS: &flow.DNS{Name: "refused.example.", Type: "A"}, Verdict: block})
+	after.Add(req("kept-on.example", imei, flow.Verdict{}))
+	bd, ad := before.Doc(), after.Doc()
+	bd.Session, ad.Session = "before", "after"
+	d := Diff(bd, ad)
+	hosts := func(items []DiffItem) (hs []string) {
+		for _, x := range items {
+			hs = append(hs, x.Host)
+		}
+		return hs
+	}
+	if got := strings.Join(hosts(d.Kept), " "); got != "redacted.example refused.example tracker.example" {
+		t.Errorf("kept back by phonehome: %s", got)
+	}
+	if got := strings.Join(hosts(d.Gone), " "); got != "quit.example" {
+		t.Errorf("no longer sent by the app: %s", got)
+	}
+	if got := strings.Join(hosts(d.Still), " "); got != "kept-on.example" {
+		t.Errorf("still sent: %s", got)
+	}
+	for _, x := range d.Kept {
+		if x.Host == "tracker.example" && (x.Before != 1 || x.Tried != 2 || x.After != 0) {
+			t.Errorf("blocked twice after: %+v", x)
+		}
+	}
+	var out strings.Builder
+	if err := WriteDiffText(&out, d, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"3 kept back by phonehome, 1 no longer sent by the app", "STOPPED BY PHONEHOME", "1 → 2 tried", "1 → host refused", "STOPPED BY THE APP"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("diff text lacks %q:\n%s", want, out.String())
+		}
+	}
+}

@@ -40,6 +40,9 @@ type Datum struct {
 	Path   string // where it was first found
 	Method flow.Method
 	Count  int
+	// Stopped: requests that carried it and were kept from the party, the
+	// request blocked or this kind redacted or faked (Count includes them).
+	Stopped int
 	// Cleartext: at least one flow carried it over plain HTTP (or DNS),
 	// unencrypted on the network.
 	Cleartext bool
@@ -50,7 +53,7 @@ type Datum struct {
 // attached to every event) and the identifiers that come back.
 type Summary struct {
 	dests      map[string]*Destination
-	clients    map[netip.Addr]bool
+	clients    map[string]bool // devices: by name when the source knows one, else by address
 	dns        map[string]bool // names looked up
 	lookups    int
 	flows      int
@@ -70,6 +73,9 @@ type Summary struct {
 	rng        uint64
 	classified bool
 	stopped    map[string]*Stopped // by party
+	// blockedHosts counts, per host, the requests, connections and lookups
+	// that were blocked.
+	blockedHosts map[string]int
 	// NoSchema skips learning endpoints and identifiers (no decoding): only
 	// who talked to whom and the findings already on the flows.
 	NoSchema bool
@@ -97,7 +103,7 @@ type moreStamp struct {
 
 // NewSummary returns an empty summary.
 func NewSummary() *Summary {
-	return &Summary{dests: map[string]*Destination{}, clients: map[netip.Addr]bool{}, dns: map[string]bool{},
+	return &Summary{dests: map[string]*Destination{}, clients: map[string]bool{}, dns: map[string]bool{},
 		endpoints: map[string]*Endpoint{}, ids: newIDTable(), kindIndex: map[flow.Kind]uint32{}}
 }
 
@@ -165,8 +171,8 @@ func (s *Summary) AddDecoded(f *flow.Flow, vals []decode.Value) { s.add(f, vals,
 func (s *Summary) add(f *flow.Flow, vals []decode.Value, decoded bool) {
 	s.flows++
 	s.addStopped(f)
-	if f.Client.Addr.IsValid() {
-		s.clients[f.Client.Addr] = true
+	if dev := f.DeviceName(); dev != "" {
+		s.clients[dev] = true
 	}
 	if !f.Start.IsZero() {
 		if s.first.IsZero() || f.Start.Before(s.first) {
@@ -224,9 +230,15 @@ func (s *Summary) add(f *flow.Flow, vals []decode.Value, decoded bool) {
 		if dt != nil {
 			if !counted[k] {
 				dt.Count++
+				if kept(f, x.Kind) {
+					dt.Stopped++
+				}
 			}
 		} else {
 			dt = &Datum{Kind: x.Kind, Value: x.Value, Path: x.Path, Method: x.Method, Count: 1}
+			if kept(f, x.Kind) {
+				dt.Stopped = 1
+			}
 			d.Data[k] = dt
 		}
 		dt.Cleartext = dt.Cleartext || plain
@@ -485,3 +497,19 @@ func writeTable(b *strings.Builder, rows [][]string, right map[int]bool) {
 
 // Flows returns how many flows were added.
 func (s *Summary) Flows() int { return s.flows }
+
+// kept reports whether data of the kind in f was kept from its party: the
+// request was blocked, or the kind taken out of (or faked in) what was sent.
+func kept(f *flow.Flow, kind flow.Kind) bool {
+	switch f.Verdict.Action {
+	case flow.ActionBlock:
+		return true
+	case flow.ActionRedact:
+		for _, r := range f.Verdict.Redactions {
+			if r.Kind == kind {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -303,7 +303,7 @@ func (p *Proxy) serveFast(ctx context.Context, c *clientConn) (handled, keep boo
 			f.Request.Body = flow.Body{Data: prefix, Size: int64(len(prefix)), Truncated: !whole}
 		}
 	}
-	v, red := p.opts.Handler.Request(ctx, f)
+	v, red := requestVerdict(ctx, p.opts.Handler, f)
 	f.Verdict = v // what was done, whatever the handler recorded
 	if v.Action == flow.ActionBlock {
 		return true, p.blockFast(c, f, v, h, prefix)

@@ -258,7 +258,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, scheme, client s
 			}{io.MultiReader(bytes.NewReader(prefix), reqBody), reqBody}
 		}
 	}
-	v, red := p.opts.Handler.Request(r.Context(), f)
+	v, red := requestVerdict(r.Context(), p.opts.Handler, f)
 	f.Verdict = v // what was done, whatever the handler recorded
 	if v.Action == flow.ActionBlock {
 		p.block(w, f, v, reqBody)
@@ -579,8 +579,16 @@ func (p *Proxy) serveTunnel(ctx context.Context, conn net.Conn, client *bufio.Re
 	if dial != "" {
 		hl.Server, hl.Source = endpoint(dial), "transparent"
 	}
+	var held flow.Verdict // a block decided at the hello, held for every request
 	switch v := p.opts.Handler.Hello(ctx, hl); v.Action {
 	case flow.ActionBlock:
+		if p.passthrough(remote, sni) == "" {
+			// intercepted only so that each request is answered readably
+			// (the status and the rule, as for plain HTTP); none is forwarded
+			held = v
+			break
+		}
+		// a host that would be passed through cannot be answered: refused
 		f := &flow.Flow{Start: hl.Time, End: p.opts.Now(), Host: sni, Client: hl.Client, Server: hl.Server,
 			Transport: flow.TransportTLS, TLS: &flow.TLSInfo{SNI: sni, ALPN: hl.ALPN}, Verdict: v}
 		f.Note(flow.NoteBlocked, "connection closed before the handshake: blocked by "+v.String())
@@ -609,6 +617,7 @@ func (p *Proxy) serveTunnel(ctx context.Context, conn net.Conn, client *bufio.Re
 			f.Server = flow.Endpoint{Addr: ap.Addr().Unmap(), Port: ap.Port()}
 		}
 		p.handshakeFailed(f, remote, sni, hasHello, err, tap)
+		f.Verdict = held
 		p.emit(f)
 		return
 	}
@@ -616,6 +625,9 @@ func (p *Proxy) serveTunnel(ctx context.Context, conn net.Conn, client *bufio.Re
 	defer tconn.Close()
 	if dial != "" {
 		ctx = context.WithValue(ctx, dialKey{}, dial)
+	}
+	if held.Action == flow.ActionBlock {
+		ctx = context.WithValue(ctx, heldKey{}, held)
 	}
 	if tconn.ConnectionState().NegotiatedProtocol == "h2" {
 		p.serveH2(ctx, tconn, authority, host, portStr, remote)
@@ -842,6 +854,18 @@ func looksLikeHTTP(b []byte) bool {
 // of the URL's host.
 type dialKey struct{}
 
+// heldKey carries, on a connection whose hello was blocked, that verdict:
+// its requests are answered by phonehome, whatever the request's rules say.
+type heldKey struct{}
+
+// requestVerdict asks h for f's verdict, unless the connection's hello was blocked.
+func requestVerdict(ctx context.Context, h capture.Handler, f *flow.Flow) (flow.Verdict, *flow.Request) {
+	if v, ok := ctx.Value(heldKey{}).(flow.Verdict); ok {
+		return v, nil
+	}
+	return h.Request(ctx, f)
+}
+
 // serveH2 serves the requests of an HTTP/2 client on a decrypted connection,
 // with net/http's HTTP/2 server over a listener that yields just this conn.
 func (p *Proxy) serveH2(ctx context.Context, conn *tls.Conn, authority, host, port, remote string) {
@@ -868,6 +892,9 @@ func (p *Proxy) serveH2(ctx context.Context, conn *tls.Conn, authority, host, po
 			}
 			if dial != "" {
 				req = req.WithContext(context.WithValue(req.Context(), dialKey{}, dial))
+			}
+			if v, ok := ctx.Value(heldKey{}).(flow.Verdict); ok {
+				req = req.WithContext(context.WithValue(req.Context(), heldKey{}, v))
 			}
 			p.forward(w, req, "https", remote)
 		}),

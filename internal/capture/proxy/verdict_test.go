@@ -224,3 +224,79 @@ func TestVerdictsChangeWhatIsSent(t *testing.T) {
 		t.Errorf("each TLS connection is decided on at its hello: %d", len(d.hellos))
 	}
 }
+
+// helloBlocking blocks, at the hello, TLS connections whose SNI is
+// "localhost"; it allows every request it is asked about.
+type helloBlocking struct{ deciding }
+
+func (h *helloBlocking) Hello(_ context.Context, hl flow.Hello) flow.Verdict {
+	if hl.SNI == "localhost" {
+		return flow.Verdict{Action: flow.ActionBlock, Rule: "localhost", Status: 451}
+	}
+	return flow.Verdict{}
+}
+
+func (h *helloBlocking) Request(context.Context, *flow.Flow) (flow.Verdict, *flow.Request) {
+	return flow.Verdict{}, nil
+}
+
+// TestHelloBlockAnswersReadably: a TLS host blocked at its hello is
+// intercepted so that every request on the connection gets phonehome's own
+// answer (over HTTP/1.1 and HTTP/2), not a broken handshake; the server never
+// hears of it, and each request is recorded with the hello's verdict.
+func TestHelloBlockAnswersReadably(t *testing.T) {
+	var hits atomic.Int32
+	secure := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	secure.StartTLS()
+	defer secure.Close()
+	_, port, _ := net.SplitHostPort(secure.Listener.Addr().String())
+	roots := x509.NewCertPool()
+	roots.AddCert(secure.Certificate())
+	_, ca, m := testMinter(t)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	h := &helloBlocking{}
+	p := New(Options{Minter: m, Upstream: &tls.Config{RootCAs: roots}, Handler: h})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { p.Serve(ctx, ln); close(served) }()
+	pu, _ := url.Parse("http://" + ln.Addr().String())
+	for _, h2 := range []bool{false, true} {
+		tr := &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: h2}
+		if !h2 {
+			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+		}
+		client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+		for range 2 {
+			resp, err := client.Get("https://localhost:" + port + "/track")
+			if err != nil {
+				t.Fatalf("h2=%v: %v", h2, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 451 || !strings.Contains(string(b), "blocked by phonehome: block (localhost)") || h2 != (resp.Proto == "HTTP/2.0") {
+				t.Errorf("h2=%v: %s %d %q", h2, resp.Proto, resp.StatusCode, b)
+			}
+		}
+		tr.CloseIdleConnections()
+	}
+	cancel()
+	<-served
+	if n := hits.Load(); n != 0 {
+		t.Errorf("the server received %d requests of a blocked host", n)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.flows) != 4 {
+		t.Fatalf("flows: %d, want one per request", len(h.flows))
+	}
+	for _, f := range h.flows {
+		if f.Verdict.Action != flow.ActionBlock || f.Request == nil || f.Response == nil || f.Response.Status != 451 {
+			t.Errorf("flow: %+v", f)
+		}
+	}
+}
