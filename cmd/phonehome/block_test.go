@@ -386,4 +386,26 @@ func TestRunRedacts(t *testing.T) {
 		}
 		rp.stop()
 	}
+	// a body longer than what is kept cannot be redacted whole: blocked by
+	// default, or with --redact-fallback forward sent as it is, with a note
+	long := "imei=" + imei + "&pad=" + strings.Repeat("x", 4000)
+	for _, fallback := range []string{"block", "forward"} {
+		got.Store(url.Values{})
+		rp := startRun(t, "--redact", "imei", "--max-body", "1024", "--redact-fallback", fallback)
+		out, err := curl("-x", "http://"+rp.addr, "-w", "\n%{http_code}", "-d", long, up.URL+"/batch")
+		form, _ := got.Load().(url.Values)
+		switch fallback {
+		case "block":
+			if err != nil || !strings.HasSuffix(out, "403") || form.Get("imei") != "" {
+				t.Errorf("block fallback: %v %q, server got imei=%q", err, out, form.Get("imei"))
+			}
+		case "forward":
+			if err != nil || !strings.HasPrefix(out, "ok") || form.Get("imei") != imei {
+				t.Errorf("forward fallback: %v %q, server got imei=%q", err, out, form.Get("imei"))
+			}
+		}
+		if code := rp.stop(); code != 0 {
+			t.Fatalf("exit %d: %s", code, rp.stderr.String())
+		}
+	}
 }

@@ -59,6 +59,7 @@ type runOpts struct {
 	blockDoH         bool
 	block            []string // --block patterns
 	blockStatus      int
+	redactFallback   string
 	dnsBlockMode     string
 	policyFile       string
 	presets          []string
@@ -97,11 +98,13 @@ category:NAME (from the tracker knowledge), list:FILE (a hosts file, domain
 list, Adblock list or Disconnect/DuckDuckGo/Exodus JSON), kind:KIND (a
 request carrying that data), device:ADDR or CIDR, method:M, path:/P*.
 A blocked HTTP(S) request is answered by phonehome (--block-status, 403) and
-never forwarded; a blocked TLS connection is closed at its hello; a blocked
+never forwarded, also inside HTTPS (a blocked host that is passed through,
+or pins its certificate, is refused at its TLS hello instead); a blocked
 DNS lookup is answered without asking upstream (--dns-block-mode).
 --redact KIND takes that kind of data out of every request that carries it
 (wherever it sits and however it is wrapped; a request that cannot be
-re-encoded is blocked instead), --fake KIND replaces it with a fake of the
+re-encoded is blocked instead, or with --redact-fallback forward sent
+unchanged with a note), --fake KIND replaces it with a fake of the
 same shape, the same for each device. --preset NAME adds a rule set built
 from the tracker knowledge: block-trackers, block-ads, vendor-telemetry, or
 strip-identifiers (redact device and advertising identifiers, phone numbers,
@@ -162,6 +165,7 @@ the first match deciding; SIGHUP reloads it without dropping connections:
 	f.BoolVar(&o.blockDoH, "block-doh", false, "refuse known DNS-over-HTTPS endpoints so devices fall back to plain DNS")
 	f.StringArrayVar(&o.block, "block", nil, "block what matches: a host pattern, owner:NAME, category:NAME, list:FILE, kind:KIND, device:CIDR; repeatable")
 	f.IntVar(&o.blockStatus, "block-status", 403, "HTTP status phonehome answers a blocked request with")
+	f.StringVar(&o.redactFallback, "redact-fallback", "block", "a request a redact rule matched but whose values cannot all be taken out (signed, encrypted, not captured whole): block, or forward it unchanged with a note")
 	f.StringVar(&o.dnsBlockMode, "dns-block-mode", "null", "how a blocked DNS lookup is answered: null (0.0.0.0 and ::), nxdomain, nodata or refused")
 	f.StringVar(&o.policyFile, "policy", "", "YAML file of rules (allow, block, passthrough); SIGHUP reloads it")
 	f.StringArrayVar(&o.presets, "preset", nil, "add a preset rule set: block-trackers, block-ads, vendor-telemetry or strip-identifiers; repeatable")
@@ -263,6 +267,9 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 	}
 	if _, err := dnsproxy.ParseBlockMode(o.dnsBlockMode); err != nil {
 		return fmt.Errorf("run: --dns-block-mode: %w", err)
+	}
+	if o.redactFallback != "block" && o.redactFallback != "forward" {
+		return fmt.Errorf("run: --redact-fallback %q: write block (the default) or forward", o.redactFallback)
 	}
 	if o.blockStatus < 200 || o.blockStatus > 599 {
 		return fmt.Errorf("run: --block-status %d: write an HTTP status such as 403 or 451", o.blockStatus)
@@ -492,7 +499,11 @@ func runPolicy(o runOpts, known *trackers.KB) (policy.Policy, error) {
 	if len(rules) == 0 {
 		return nil, nil
 	}
-	return policy.NewEngine(rules, policy.Options{Known: known, Status: o.blockStatus}), nil
+	fallback := flow.ActionBlock
+	if o.redactFallback == "forward" {
+		fallback = flow.ActionAllow
+	}
+	return policy.NewEngine(rules, policy.Options{Known: known, Status: o.blockStatus, RedactFallback: fallback}), nil
 }
 
 // trackerKB is the tracker knowledge owner: and category: rules read: the
