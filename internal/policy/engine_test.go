@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -301,40 +301,24 @@ func easyPrivacy(tb testing.TB) (*Engine, []string) {
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
+// BenchmarkHostDecision: a host decision at the hello with EasyPrivacy's
+// rules loaded (the goal: p50 under 2 µs). Besides ns/op it reports
+// the p50 and p99 of single decisions, timed one by one.
 func BenchmarkHostDecision(b *testing.B) {
 	e, hosts := easyPrivacy(b)
 	b.ReportAllocs()
-	b.ResetTimer()
+	var d []time.Duration
 	for i := 0; b.Loop(); i++ {
-		e.Hello(flow.Hello{SNI: hosts[i%len(hosts)]})
-	}
-}
-
-// TestHostDecisionSpeed: the p50 of a host decision with EasyPrivacy loaded
-// is under 2 µs (measured generously: the race detector slows it).
-func TestHostDecisionSpeed(t *testing.T) {
-	if testing.Short() {
-		t.Skip("timing")
-	}
-	e, hosts := easyPrivacy(t)
-	const n = 20000
-	d := make([]time.Duration, n)
-	for i := range d {
 		h := flow.Hello{SNI: hosts[i%len(hosts)]}
 		s := time.Now()
 		e.Hello(h)
-		d[i] = time.Since(s)
+		if len(d) < 1<<20 {
+			d = append(d, time.Since(s))
+		}
 	}
-	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-	p50 := d[n/2]
-	t.Logf("host decision p50 %v, p99 %v", p50, d[n*99/100])
-	limit := 2 * time.Microsecond
-	if raceEnabled {
-		limit *= 10
-	}
-	if p50 > limit {
-		t.Errorf("p50 %v, want under %v", p50, limit)
-	}
+	slices.Sort(d)
+	b.ReportMetric(float64(d[len(d)/2].Nanoseconds()), "p50-ns")
+	b.ReportMetric(float64(d[len(d)*99/100].Nanoseconds()), "p99-ns")
 }
 
 // TestRedactRule: a redact rule forwards a copy without the kinds, and
