@@ -229,3 +229,21 @@ type Hello struct {
 	// Source is the capture source ("proxy", "transparent", "wireguard").
 	Source string
 }
+
+// URLPath is the path of a request URL, absolute ("https://h/p?q") or
+// origin-form ("/p?q"), without its query or fragment; "/" for an absolute
+// URL with no path.
+func URLPath(u string) string {
+	if i := strings.Index(u, "://"); i >= 0 {
+		u = u[i+3:]
+		j := strings.IndexByte(u, '/')
+		if j < 0 {
+			return "/"
+		}
+		u = u[j:]
+	}
+	if i := strings.IndexAny(u, "?#"); i >= 0 {
+		u = u[:i]
+	}
+	return u
+}

@@ -283,7 +283,7 @@ func (e *Engine) match(r *Rule, s *subject) (flow.Verdict, bool) {
 		if len(r.methods) > 0 && !anyFold(r.methods, s.f.Request.Method) {
 			return v, false
 		}
-		if len(r.paths) > 0 && !matchPath(r.paths, pathOfURL(s.f.Request.URL)) {
+		if len(r.paths) > 0 && !matchPath(r.paths, flow.URLPath(s.f.Request.URL)) {
 			return v, false
 		}
 	}
@@ -409,21 +409,6 @@ func hostOfURL(u string) string {
 	}
 	if i := strings.LastIndexByte(u, '@'); i >= 0 {
 		u = u[i+1:]
-	}
-	return u
-}
-
-func pathOfURL(u string) string {
-	if i := strings.Index(u, "://"); i >= 0 {
-		u = u[i+3:]
-		j := strings.IndexByte(u, '/')
-		if j < 0 {
-			return "/"
-		}
-		u = u[j:]
-	}
-	if i := strings.IndexAny(u, "?#"); i >= 0 {
-		u = u[:i]
 	}
 	return u
 }

@@ -108,18 +108,7 @@ var timeKeys = map[string]bool{"ts": true, "time": true, "timestamp": true, "t":
 // hex, UUIDs, long tokens) into {id}, so /user/8812/feed and /user/9911/feed
 // are one endpoint.
 func endpointPath(rawURL string) string {
-	p := rawURL
-	if i := strings.Index(p, "://"); i >= 0 {
-		p = p[i+3:]
-		if j := strings.IndexByte(p, '/'); j >= 0 {
-			p = p[j:]
-		} else {
-			p = "/"
-		}
-	}
-	if i := strings.IndexAny(p, "?#"); i >= 0 {
-		p = p[:i]
-	}
+	p := flow.URLPath(rawURL)
 	if p == "" {
 		return "/"
 	}

@@ -77,7 +77,7 @@ func (s *Summary) addStopped(f *flow.Flow) {
 	default:
 		st.Blocked++
 		if r := f.Request; r != nil {
-			key := f.HostOrAddr() + " " + r.Method + " " + pathOnly(r.URL)
+			key := f.HostOrAddr() + " " + r.Method + " " + flow.URLPath(r.URL)
 			if st.blocked[key] {
 				st.Retried++
 			} else if len(st.blocked) < 10000 { // bounded, however long the run
@@ -85,22 +85,6 @@ func (s *Summary) addStopped(f *flow.Flow) {
 			}
 		}
 	}
-}
-
-// pathOnly is the path of an absolute URL, without its query.
-func pathOnly(u string) string {
-	if i := strings.Index(u, "://"); i >= 0 {
-		u = u[i+3:]
-		if j := strings.IndexByte(u, '/'); j >= 0 {
-			u = u[j:]
-		} else {
-			u = "/"
-		}
-	}
-	if i := strings.IndexAny(u, "?#"); i >= 0 {
-		u = u[:i]
-	}
-	return u
 }
 
 // Stopped lists what the policy stopped, per party, most stopped first.
