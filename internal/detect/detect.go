@@ -192,11 +192,41 @@ func (e *Engine) findings(f *flow.Flow, wk *worker) []decode.Value {
 		f.Findings = append(f.Findings, flow.Finding{Kind: h.Kind, Value: h.Value, Path: h.Path, Method: h.Method,
 			Confidence: h.Confidence, Context: !identifying && pii.Fingerprint(h.Kind)})
 	}
+	// An unreadable payload is no claim that personal data was sent: it is a
+	// note (the report says "an encrypted blob went to X"). The finding stays
+	// on the flow as context only, so that a rule on kind:opaque_payload
+	// still matches; nothing reports it as data.
 	for _, o := range res.Opaque {
 		f.Findings = append(f.Findings, flow.Finding{Kind: OpaquePayload, Value: fmt.Sprintf("%d bytes, %.1f bits/byte", o.Size, o.Entropy),
-			Path: o.Path, Method: flow.MethodInference, Confidence: 0.6})
+			Path: o.Path, Method: flow.MethodInference, Confidence: 0.6, Context: true})
+	}
+	if n, ok := opaqueNote(f); ok && !f.Notes.Has(flow.NoteOpaque) {
+		f.Notes = append(f.Notes, n)
 	}
 	return res.Values
+}
+
+// OpaqueNote is the note a flow with an unreadable payload carries, made
+// from its opaque_payload finding, for a reader of a flow stored without its
+// notes; ok is false when the flow has no such payload or the note already.
+func OpaqueNote(f *flow.Flow) (flow.Note, bool) {
+	if f.Notes.Has(flow.NoteOpaque) {
+		return flow.Note{}, false
+	}
+	return opaqueNote(f)
+}
+
+func opaqueNote(f *flow.Flow) (flow.Note, bool) {
+	var parts []string
+	for _, x := range f.Findings {
+		if x.Kind == OpaquePayload {
+			parts = append(parts, x.Value+" at "+x.Path)
+		}
+	}
+	if parts == nil {
+		return flow.Note{}, false
+	}
+	return flow.Note{Code: flow.NoteOpaque, Text: strings.Join(parts, "; ")}, true
 }
 
 // party decides whether the destination belongs to whoever sent the request:

@@ -16,6 +16,10 @@ type Hit struct {
 	Path       string
 	Method     flow.Method
 	Confidence float64
+	// Why is the evidence that decided, in words (phonehome explain).
+	Why string
+	// whole: a known value that is the whole of the decoded value.
+	whole bool
 }
 
 // Detector finds personal data in decoded values. It is safe for concurrent use.
