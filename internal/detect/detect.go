@@ -22,6 +22,7 @@ import (
 	"sync"
 
 	"phonehome/internal/decode"
+	"phonehome/internal/detect/endpoints"
 	"phonehome/internal/detect/pii"
 	"phonehome/internal/detect/trackers"
 	"phonehome/internal/flow"
@@ -46,6 +47,7 @@ type findingKey struct {
 // Engine inspects flows.
 type Engine struct {
 	kb      *trackers.KB
+	ep      *endpoints.Table // nil: no endpoint knowledge
 	pii     *pii.Detector
 	limits  decode.Limits
 	workers sync.Pool // of *worker: their memory is reused across flows
@@ -89,9 +91,14 @@ func (r *recurrence) keep(k fieldKey, value string) bool {
 	return true
 }
 
-// New returns an engine with a knowledge base, a detector and decoding limits.
+// New returns an engine with a knowledge base, a detector and decoding
+// limits, and the endpoint table built into phonehome.
 func New(kb *trackers.KB, d *pii.Detector, lim decode.Limits) *Engine {
-	return &Engine{kb: kb, pii: d, limits: lim}
+	ep, err := endpoints.Builtin()
+	if err != nil {
+		ep = nil // the built-in table is tested to load; without it, detection still works
+	}
+	return &Engine{kb: kb, pii: d, limits: lim, ep: ep}
 }
 
 // Inspect attaches destination, app and findings to f.
@@ -154,6 +161,9 @@ func (e *Engine) findings(f *flow.Flow, wk *worker) []decode.Value {
 		f.Note(flow.NoteDecodeLimit, "decode: "+l)
 	}
 	wk.hits = e.pii.ScanAppend(wk.hits, res.Values)
+	if m := e.ep.Lookup(r.URL); m != nil {
+		wk.hits = endpointHits(m, res.Values, wk.hits)
+	}
 	hits := wk.hits
 
 	// The app: the header Android's WebView sets, else the app an SDK names
@@ -204,6 +214,60 @@ func (e *Engine) findings(f *flow.Flow, wk *worker) []decode.Value {
 		f.Notes = append(f.Notes, n)
 	}
 	return res.Values
+}
+
+// endpointHits adds what the endpoint table knows of the request's fields:
+// a field it names whose value nothing else recognised is reported as the
+// kind the table says it carries. The table adds evidence, it does not
+// overrule: where the field's name or the value's shape already said what a
+// value is (often more precisely: TrackHAR calls an Android ID a
+// developer-scoped ID), that stands. Halves of a pair (a latitude, a screen
+// width) are reported together.
+func endpointHits(m endpoints.Match, vals []decode.Value, hits []pii.Hit) []pii.Hit {
+	var seen map[string]bool
+	var halves map[flow.Kind][]pii.Hit
+	for i := range vals {
+		v := &vals[i]
+		fd := m.Field(*v)
+		if fd == nil || !fd.Accepts(v.Text) || !pii.Plausible(fd.Kind, v.Text, v.Numeric) {
+			continue
+		}
+		if seen == nil {
+			seen = map[string]bool{}
+			for _, h := range hits {
+				seen[h.Path] = true
+			}
+		}
+		if seen[v.Path] {
+			continue
+		}
+		h := pii.Hit{Kind: fd.Kind, Value: strings.TrimSpace(v.Text), Path: v.Path, Method: flow.MethodEndpoint, Confidence: 0.85, Why: fd.Why()}
+		switch fd.Kind {
+		case pii.Location, pii.ScreenSize:
+			if halves == nil {
+				halves = map[flow.Kind][]pii.Hit{}
+			}
+			halves[fd.Kind] = append(halves[fd.Kind], h)
+			continue
+		}
+		hits = append(hits, h)
+	}
+	for _, kind := range []flow.Kind{pii.Location, pii.ScreenSize} {
+		if hs := halves[kind]; len(hs) == 2 {
+			// latitude before longitude, width before height
+			first, second := hs[0], hs[1]
+			if strings.Contains(first.Why, "carries longitude") || strings.Contains(first.Why, "carries screenHeight") {
+				first, second = second, first
+			}
+			sep := ","
+			if kind == pii.ScreenSize {
+				sep = "x"
+			}
+			first.Value += sep + second.Value
+			hits = append(hits, first)
+		}
+	}
+	return hits
 }
 
 // OpaqueNote is the note a flow with an unreadable payload carries, made

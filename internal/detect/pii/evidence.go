@@ -295,3 +295,37 @@ func fcmToken(v string) bool {
 	}
 	return true
 }
+
+// Plausible reports whether a value is an instance of a kind that other
+// knowledge (the endpoint table) says its field carries: the knowledge names
+// the kind, the value must still not be a placeholder ("", "null", a zeroed
+// advertising ID after an opt-out) or, for an identifier, too short or
+// uniform to single anyone out.
+func Plausible(kind flow.Kind, v string, numeric bool) bool {
+	v = strings.TrimSpace(v)
+	switch strings.ToLower(v) {
+	case "", "null", "nil", "none", "unknown", "undefined", "n/a", "true", "false", "-":
+		return false
+	}
+	if identifierKinds[kind] || kind == WifiBSSID {
+		if strings.Trim(v, "0-:.") == "" {
+			return false
+		}
+		switch kind {
+		case AdvertisingID:
+			return validAdID(v, numeric)
+		case MACAddress, WifiBSSID:
+			return validMAC(v, numeric)
+		case IMEI:
+			return validIMEIOrHash(v, numeric)
+		}
+		return validID(v, numeric) || len(v) > 256 && !strings.ContainsAny(v, " \n")
+	}
+	switch kind {
+	case VisitedURL:
+		return isURL(v)
+	case HostApp, SenderApp:
+		return validPackage(v, numeric)
+	}
+	return len(v) <= 200
+}
