@@ -76,6 +76,9 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 	var knownAt map[kindAt]bool        // where a known value was found
 	var region string                  // the country the request says the phone is in
 	regionDone := false
+	var prevSeg string         // the URL path segment before this one
+	var serials []decode.Value // short serial-number fields, kept if hardware IDs sit beside them
+	yt, ytDone := false, false // whether the request speaks of YouTube
 	for i := range vals {
 		v := vals[i]
 		if d.Known != nil {
@@ -140,6 +143,40 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 				hit(kind, text, v.Path, flow.MethodKey, 0.85)
 			}
 			continue
+		}
+		if strings.HasPrefix(v.Path, "path[") {
+			if kind, ok := pathID(prevSeg, text); ok {
+				hit(kind, text, v.Path, flow.MethodInference, 0.75)
+			}
+			prevSeg = text
+			continue
+		}
+		switch {
+		case wifiFlag(v, text):
+			hit(NetworkType, "wifi", v.Path, flow.MethodKey, 0.8)
+			continue
+		case profileName(v, text):
+			hit(PersonName, text, v.Path, flow.MethodKey, 0.8)
+			continue
+		case serialKey(v, text):
+			serials = append(serials, v)
+			continue
+		case d.tokenHeader(v, text, hit):
+			continue
+		}
+		if u, ok := youTubeID(v, text, func() bool {
+			if !ytDone {
+				yt, ytDone = mentionsYouTube(vals), true
+			}
+			return yt
+		}); ok {
+			hit(VisitedURL, u, v.Path, flow.MethodInference, 0.75)
+			continue
+		}
+		if ssids := scanList(text); ssids != nil {
+			for _, s := range ssids {
+				hit(WifiSSID, s, v.Path, flow.MethodPattern, 0.8)
+			}
 		}
 		if packageList(text) { // several apps in one field, whatever it is called
 			hit(AppList, text, v.Path, flow.MethodPattern, 0.85)
@@ -213,6 +250,9 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 			}
 		}
 		d.patterns(v, text, hit)
+	}
+	if serials != nil {
+		hits = serialBeside(serials, hits)
 	}
 	if lat != nil && lng != nil && lat.Parent == lng.Parent {
 		d.coordinates(lat, lng, &hits)
