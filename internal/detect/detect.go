@@ -54,43 +54,6 @@ type Engine struct {
 	seen    recurrence
 }
 
-// recurrence is what the engine remembers across flows: per destination, app
-// and field, the last value of each identifier that only its recurrence
-// confirms (pii.Recurrent), and the fields where such values changed.
-type recurrence struct {
-	mu      sync.Mutex
-	last    map[fieldKey]string
-	varying map[fieldKey]bool
-}
-
-type fieldKey struct {
-	site, app, shape string
-	kind             flow.Kind
-}
-
-// maxFields bounds the memory: past it, the engine forgets and learns anew.
-const maxFields = 1 << 14
-
-// keep reports whether a recurrent-shaped hit stands: it does unless its field
-// had another value before, on an earlier request (then it is made per request).
-func (r *recurrence) keep(k fieldKey, value string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.last == nil || len(r.last)+len(r.varying) > maxFields {
-		r.last, r.varying = map[fieldKey]string{}, map[fieldKey]bool{}
-	}
-	if r.varying[k] {
-		return false
-	}
-	if prev, ok := r.last[k]; ok && prev != value {
-		r.varying[k] = true
-		delete(r.last, k)
-		return false
-	}
-	r.last[k] = value
-	return true
-}
-
 // New returns an engine with a knowledge base, a detector and decoding
 // limits, and the endpoint table built into phonehome.
 func New(kb *trackers.KB, d *pii.Detector, lim decode.Limits) *Engine {
@@ -185,13 +148,20 @@ func (e *Engine) findings(f *flow.Flow, wk *worker) []decode.Value {
 			break
 		}
 	}
+	hits = e.seen.comeBack(f, res.Values, hits)
+	wk.hits = hits
+	if !identifying {
+		for _, h := range hits {
+			identifying = identifying || h.Method == flow.MethodRecurrence
+		}
+	}
 	f.Findings = slices.Grow(f.Findings, len(hits))
 	clear(wk.seen)
 	for _, h := range hits {
 		if h.Kind == pii.HostApp {
 			continue // whose flow this is, not data about the person
 		}
-		if pii.Recurrent(h) && !e.seen.keep(fieldKey{f.Dest.Site, f.App, pii.PathShape(h.Path), h.Kind}, h.Value) {
+		if pii.Recurrent(h) && !e.seen.keep(e.fieldOf(f, h), h.Value) {
 			continue // changes from one request to the next: a nonce or a per-request digest
 		}
 		k := findingKey{h.Kind, h.Value, h.Path}

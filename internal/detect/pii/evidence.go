@@ -329,3 +329,35 @@ func Plausible(kind flow.Kind, v string, numeric bool) bool {
 	}
 	return len(v) <= 200
 }
+
+// IdentifierShaped reports whether v looks like a random identifier: letters
+// and digits (and the few signs IDs are written with), both kinds of
+// character or 15 digits and more, spread as random characters are; not a
+// timestamp, a version, a package name, an address or a word.
+func IdentifierShaped(v string) bool {
+	if !idChars(v) || timestamp(v) || repeated(v) || strings.ContainsAny(v, ".:$") {
+		return false
+	}
+	letters, digits := 0, 0
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c >= '0' && c <= '9':
+			digits++
+		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
+			letters++
+		}
+	}
+	if digits == 0 || letters == 0 && digits < 15 {
+		return false
+	}
+	return entropy(v) >= 3.0
+}
+
+// EphemeralField reports whether a field's name (with the object around it)
+// says its value is made per request, names content, or is the app's or the
+// SDK's own key or certificate: never the device's identifier.
+func EphemeralField(parent, key string) bool {
+	var buf [96]byte
+	n := string(appendNorm(appendNorm(buf[:0], parent), key))
+	return ephemeralKey(n) || strings.Contains(n, "cert") || strings.Contains(n, "ip")
+}
