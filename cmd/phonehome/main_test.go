@@ -401,7 +401,7 @@ func TestEvidencePack(t *testing.T) {
 	}
 	dir := filepath.Join(t.TempDir(), "evidence")
 	_, errOut, code := phonehome(t, "analyze", "--example", "--evidence", dir)
-	if code != 0 || !strings.Contains(errOut, "evidence: 7 requests") {
+	if code != 0 || !strings.Contains(errOut, "evidence: 6 requests") {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	check := exec.Command("sha256sum", "-c", "SHA256SUMS")
@@ -424,12 +424,12 @@ func TestEvidencePack(t *testing.T) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
-	if len(m.Files) != 1 || m.Files[0].Party != "Xiaomi" || m.Files[0].Entries != 7 || !slices.Contains(m.Files[0].Kinds, "phone_number") {
+	if len(m.Files) != 1 || m.Files[0].Party != "Xiaomi" || m.Files[0].Entries != 6 || !slices.Contains(m.Files[0].Kinds, "phone_number") {
 		t.Errorf("manifest: %+v", m)
 	}
 	// the HAR files read back as the flows that carried the data
 	out, errOut, code := phonehome(t, "analyze", "--format", "json", filepath.Join(dir, m.Files[0].File))
-	if code != 0 || strings.Count(out, `"type":"flow"`) != 7 || !strings.Contains(out, `"kind":"phone_number"`) {
+	if code != 0 || strings.Count(out, `"type":"flow"`) != 6 || !strings.Contains(out, `"kind":"phone_number"`) {
 		t.Errorf("evidence HAR does not read back: %d %s", code, errOut)
 	}
 	// a second pack into the same directory would mix two; refused

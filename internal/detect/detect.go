@@ -22,6 +22,7 @@ import (
 	"sync"
 
 	"phonehome/internal/decode"
+	"phonehome/internal/detect/endpoints"
 	"phonehome/internal/detect/pii"
 	"phonehome/internal/detect/trackers"
 	"phonehome/internal/flow"
@@ -46,52 +47,21 @@ type findingKey struct {
 // Engine inspects flows.
 type Engine struct {
 	kb      *trackers.KB
+	ep      *endpoints.Table // nil: no endpoint knowledge
 	pii     *pii.Detector
 	limits  decode.Limits
 	workers sync.Pool // of *worker: their memory is reused across flows
 	seen    recurrence
 }
 
-// recurrence is what the engine remembers across flows: per destination, app
-// and field, the last value of each identifier that only its recurrence
-// confirms (pii.Recurrent), and the fields where such values changed.
-type recurrence struct {
-	mu      sync.Mutex
-	last    map[fieldKey]string
-	varying map[fieldKey]bool
-}
-
-type fieldKey struct {
-	site, app, shape string
-	kind             flow.Kind
-}
-
-// maxFields bounds the memory: past it, the engine forgets and learns anew.
-const maxFields = 1 << 14
-
-// keep reports whether a recurrent-shaped hit stands: it does unless its field
-// had another value before, on an earlier request (then it is made per request).
-func (r *recurrence) keep(k fieldKey, value string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.last == nil || len(r.last)+len(r.varying) > maxFields {
-		r.last, r.varying = map[fieldKey]string{}, map[fieldKey]bool{}
-	}
-	if r.varying[k] {
-		return false
-	}
-	if prev, ok := r.last[k]; ok && prev != value {
-		r.varying[k] = true
-		delete(r.last, k)
-		return false
-	}
-	r.last[k] = value
-	return true
-}
-
-// New returns an engine with a knowledge base, a detector and decoding limits.
+// New returns an engine with a knowledge base, a detector and decoding
+// limits, and the endpoint table built into phonehome.
 func New(kb *trackers.KB, d *pii.Detector, lim decode.Limits) *Engine {
-	return &Engine{kb: kb, pii: d, limits: lim}
+	ep, err := endpoints.Builtin()
+	if err != nil {
+		ep = nil // the built-in table is tested to load; without it, detection still works
+	}
+	return &Engine{kb: kb, pii: d, limits: lim, ep: ep}
 }
 
 // Inspect attaches destination, app and findings to f.
@@ -154,6 +124,9 @@ func (e *Engine) findings(f *flow.Flow, wk *worker) []decode.Value {
 		f.Note(flow.NoteDecodeLimit, "decode: "+l)
 	}
 	wk.hits = e.pii.ScanAppend(wk.hits, res.Values)
+	if m := e.ep.Lookup(r.URL); m != nil {
+		wk.hits = endpointHits(m, res.Values, wk.hits)
+	}
 	hits := wk.hits
 
 	// The app: the header Android's WebView sets, else the app an SDK names
@@ -175,13 +148,20 @@ func (e *Engine) findings(f *flow.Flow, wk *worker) []decode.Value {
 			break
 		}
 	}
+	hits = e.seen.comeBack(f, res.Values, hits)
+	wk.hits = hits
+	if !identifying {
+		for _, h := range hits {
+			identifying = identifying || h.Method == flow.MethodRecurrence
+		}
+	}
 	f.Findings = slices.Grow(f.Findings, len(hits))
 	clear(wk.seen)
 	for _, h := range hits {
 		if h.Kind == pii.HostApp {
 			continue // whose flow this is, not data about the person
 		}
-		if pii.Recurrent(h) && !e.seen.keep(fieldKey{f.Dest.Site, f.App, pii.PathShape(h.Path), h.Kind}, h.Value) {
+		if pii.Recurrent(h) && !e.seen.keep(e.fieldOf(f, h), h.Value) {
 			continue // changes from one request to the next: a nonce or a per-request digest
 		}
 		k := findingKey{h.Kind, h.Value, h.Path}
@@ -192,11 +172,95 @@ func (e *Engine) findings(f *flow.Flow, wk *worker) []decode.Value {
 		f.Findings = append(f.Findings, flow.Finding{Kind: h.Kind, Value: h.Value, Path: h.Path, Method: h.Method,
 			Confidence: h.Confidence, Context: !identifying && pii.Fingerprint(h.Kind)})
 	}
+	// An unreadable payload is no claim that personal data was sent: it is a
+	// note (the report says "an encrypted blob went to X"). The finding stays
+	// on the flow as context only, so that a rule on kind:opaque_payload
+	// still matches; nothing reports it as data.
 	for _, o := range res.Opaque {
 		f.Findings = append(f.Findings, flow.Finding{Kind: OpaquePayload, Value: fmt.Sprintf("%d bytes, %.1f bits/byte", o.Size, o.Entropy),
-			Path: o.Path, Method: flow.MethodInference, Confidence: 0.6})
+			Path: o.Path, Method: flow.MethodInference, Confidence: 0.6, Context: true})
+	}
+	if n, ok := opaqueNote(f); ok && !f.Notes.Has(flow.NoteOpaque) {
+		f.Notes = append(f.Notes, n)
 	}
 	return res.Values
+}
+
+// endpointHits adds what the endpoint table knows of the request's fields:
+// a field it names whose value nothing else recognised is reported as the
+// kind the table says it carries. The table adds evidence, it does not
+// overrule: where the field's name or the value's shape already said what a
+// value is (often more precisely: TrackHAR calls an Android ID a
+// developer-scoped ID), that stands. Halves of a pair (a latitude, a screen
+// width) are reported together.
+func endpointHits(m endpoints.Match, vals []decode.Value, hits []pii.Hit) []pii.Hit {
+	var seen map[string]bool
+	var halves map[flow.Kind][]pii.Hit
+	for i := range vals {
+		v := &vals[i]
+		fd := m.Field(*v)
+		if fd == nil || !fd.Accepts(v.Text) || !pii.Plausible(fd.Kind, v.Text, v.Numeric) {
+			continue
+		}
+		if seen == nil {
+			seen = map[string]bool{}
+			for _, h := range hits {
+				seen[h.Path] = true
+			}
+		}
+		if seen[v.Path] {
+			continue
+		}
+		h := pii.Hit{Kind: fd.Kind, Value: strings.TrimSpace(v.Text), Path: v.Path, Method: flow.MethodEndpoint, Confidence: 0.85, Why: fd.Why()}
+		switch fd.Kind {
+		case pii.Location, pii.ScreenSize:
+			if halves == nil {
+				halves = map[flow.Kind][]pii.Hit{}
+			}
+			halves[fd.Kind] = append(halves[fd.Kind], h)
+			continue
+		}
+		hits = append(hits, h)
+	}
+	for _, kind := range []flow.Kind{pii.Location, pii.ScreenSize} {
+		if hs := halves[kind]; len(hs) == 2 {
+			// latitude before longitude, width before height
+			first, second := hs[0], hs[1]
+			if strings.Contains(first.Why, "carries longitude") || strings.Contains(first.Why, "carries screenHeight") {
+				first, second = second, first
+			}
+			sep := ","
+			if kind == pii.ScreenSize {
+				sep = "x"
+			}
+			first.Value += sep + second.Value
+			hits = append(hits, first)
+		}
+	}
+	return hits
+}
+
+// OpaqueNote is the note a flow with an unreadable payload carries, made
+// from its opaque_payload finding, for a reader of a flow stored without its
+// notes; ok is false when the flow has no such payload or the note already.
+func OpaqueNote(f *flow.Flow) (flow.Note, bool) {
+	if f.Notes.Has(flow.NoteOpaque) {
+		return flow.Note{}, false
+	}
+	return opaqueNote(f)
+}
+
+func opaqueNote(f *flow.Flow) (flow.Note, bool) {
+	var parts []string
+	for _, x := range f.Findings {
+		if x.Kind == OpaquePayload {
+			parts = append(parts, x.Value+" at "+x.Path)
+		}
+	}
+	if parts == nil {
+		return flow.Note{}, false
+	}
+	return flow.Note{Code: flow.NoteOpaque, Text: strings.Join(parts, "; ")}, true
 }
 
 // party decides whether the destination belongs to whoever sent the request:

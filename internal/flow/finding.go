@@ -37,9 +37,15 @@ const (
 	// MethodInference: what surrounds it (a list of package names, a payload
 	// nobody can decode).
 	MethodInference
+	// MethodEndpoint: what is known of the endpoint: a table of which field
+	// of which tracker's request carries which kind (TrackHAR's adapters).
+	MethodEndpoint
+	// MethodRecurrence: an identifier's shape, and the same value came back
+	// unchanged in other requests of the device.
+	MethodRecurrence
 )
 
-var methodNames = [...]string{"", "pattern", "key", "known", "inference"}
+var methodNames = [...]string{"", "pattern", "key", "known", "inference", "endpoint", "recurrence"}
 
 func (m Method) String() string {
 	if int(m) < len(methodNames) {

@@ -54,11 +54,15 @@ const (
 	// NoteSource: what the source file says about the flow (a mitmproxy error, a
 	// non-HTTP flow).
 	NoteSource
+	// NoteOpaque: a payload nobody can read (encrypted, or in an unknown
+	// format) was sent: what it carries cannot be checked. It is not a
+	// finding: nothing is known to be in it.
+	NoteOpaque
 )
 
 var noteNames = [...]string{"other", "capture_gap", "malformed", "unanswered", "decode_limit", "upstream",
 	"response_cut", "passthrough", "cert_refused", "tunnel", "upgrade", "doh", "doh_refused", "quic_dropped",
-	"shed", "policy", "blocked", "redacted", "source"}
+	"shed", "policy", "blocked", "redacted", "source", "opaque"}
 
 func (c NoteCode) String() string {
 	if int(c) < len(noteNames) {

@@ -19,7 +19,7 @@ import (
 // decided, then detail of the capture.
 var noteRank = func() map[flow.NoteCode]int {
 	m := map[flow.NoteCode]int{}
-	for i, c := range []flow.NoteCode{flow.NoteShed, flow.NoteCertRefused, flow.NotePassthrough, flow.NoteDecodeLimit,
+	for i, c := range []flow.NoteCode{flow.NoteShed, flow.NoteCertRefused, flow.NotePassthrough, flow.NoteOpaque, flow.NoteDecodeLimit,
 		flow.NoteUpstream, flow.NoteResponseCut, flow.NoteCaptureGap, flow.NoteMalformed, flow.NoteBlocked, flow.NoteRedacted,
 		flow.NotePolicy, flow.NoteDoH, flow.NoteDoHRefused, flow.NoteQUICDropped, flow.NoteTunnel, flow.NoteUpgrade,
 		flow.NoteUnanswered, flow.NoteSource, flow.NoteOther} {
@@ -35,6 +35,7 @@ var noteGloss = map[flow.NoteCode]string{
 	flow.NoteDecodeLimit: "decoding stopped at a limit: data past it was not searched",
 	flow.NotePassthrough: "relayed without decrypting: what was sent inside is not in this report",
 	flow.NoteCaptureGap:  "bytes were missing from the capture",
+	flow.NoteOpaque:      "an unreadable (encrypted or unknown) payload was sent: what it carries cannot be checked",
 }
 
 // quietNotes are about how traffic was steered, not about what the report

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"phonehome/internal/decode"
+	"phonehome/internal/detect"
 	"phonehome/internal/flow"
 )
 
@@ -210,6 +211,9 @@ func (s *Summary) add(f *flow.Flow, vals []decode.Value, decoded bool) {
 	}
 	if len(f.Notes) > 0 {
 		d.Notes = countNotes(d.Notes, f.Notes)
+	}
+	if n, ok := detect.OpaqueNote(f); ok {
+		d.Notes = countNotes(d.Notes, flow.Notes{n}) // read back from a store that kept no notes
 	}
 	var counted map[string]bool // a value repeated inside one request counts once
 	if len(f.Findings) > 0 {

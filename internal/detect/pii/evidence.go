@@ -295,3 +295,69 @@ func fcmToken(v string) bool {
 	}
 	return true
 }
+
+// Plausible reports whether a value is an instance of a kind that other
+// knowledge (the endpoint table) says its field carries: the knowledge names
+// the kind, the value must still not be a placeholder ("", "null", a zeroed
+// advertising ID after an opt-out) or, for an identifier, too short or
+// uniform to single anyone out.
+func Plausible(kind flow.Kind, v string, numeric bool) bool {
+	v = strings.TrimSpace(v)
+	switch strings.ToLower(v) {
+	case "", "null", "nil", "none", "unknown", "undefined", "n/a", "true", "false", "-":
+		return false
+	}
+	if identifierKinds[kind] || kind == WifiBSSID {
+		if strings.Trim(v, "0-:.") == "" {
+			return false
+		}
+		switch kind {
+		case AdvertisingID:
+			return validAdID(v, numeric)
+		case MACAddress, WifiBSSID:
+			return validMAC(v, numeric)
+		case IMEI:
+			return validIMEIOrHash(v, numeric)
+		}
+		return validID(v, numeric) || len(v) > 256 && !strings.ContainsAny(v, " \n")
+	}
+	switch kind {
+	case VisitedURL:
+		return isURL(v)
+	case HostApp, SenderApp:
+		return validPackage(v, numeric)
+	}
+	return len(v) <= 200
+}
+
+// IdentifierShaped reports whether v looks like a random identifier: letters
+// and digits (and the few signs IDs are written with), both kinds of
+// character or 15 digits and more, spread as random characters are; not a
+// timestamp, a version, a package name, an address or a word.
+func IdentifierShaped(v string) bool {
+	if !idChars(v) || timestamp(v) || repeated(v) || strings.ContainsAny(v, ".:$") {
+		return false
+	}
+	letters, digits := 0, 0
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c >= '0' && c <= '9':
+			digits++
+		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
+			letters++
+		}
+	}
+	if digits == 0 || letters == 0 && digits < 15 {
+		return false
+	}
+	return entropy(v) >= 3.0
+}
+
+// EphemeralField reports whether a field's name (with the object around it)
+// says its value is made per request, names content, or is the app's or the
+// SDK's own key or certificate: never the device's identifier.
+func EphemeralField(parent, key string) bool {
+	var buf [96]byte
+	n := string(appendNorm(appendNorm(buf[:0], parent), key))
+	return ephemeralKey(n) || strings.Contains(n, "cert") || strings.Contains(n, "ip")
+}

@@ -166,7 +166,9 @@ func normalForms(kind flow.Kind, v, region string) ([]string, error) {
 		}
 		e164 := phonenumbers.Format(num, phonenumbers.E164)
 		national := strings.NewReplacer(" ", "", "-", "", "(", "", ")", "").Replace(phonenumbers.Format(num, phonenumbers.NATIONAL))
-		forms = append(forms, e164, e164[1:], "00"+e164[1:], national, phonenumbers.Format(num, phonenumbers.INTERNATIONAL))
+		// Apps also send the bare national number, without the trunk prefix.
+		forms = append(forms, e164, e164[1:], "00"+e164[1:], national, phonenumbers.GetNationalSignificantNumber(num),
+			phonenumbers.Format(num, phonenumbers.INTERNATIONAL))
 	case MACAddress, WifiBSSID:
 		d := macDigits(v)
 		if len(d) != 12 {
@@ -205,8 +207,8 @@ func parseLatLng(v string) ([2]float64, error) {
 // Patterns is the number of forms the profile expanded into.
 func (k *Known) Patterns() int { return len(k.pats) }
 
-// scan calls fn for every known form that occurs in text.
-func (k *Known) scan(text string, fn func(p *pattern)) {
+// scan calls fn for every known form that occurs in text, with where it starts.
+func (k *Known) scan(text string, fn func(p *pattern, at int)) {
 	b := unsafe.Slice(unsafe.StringData(text), len(text))
 	n := len(b)
 	for i := 0; i+8 <= n; i++ {
@@ -215,7 +217,7 @@ func (k *Known) scan(text string, fn func(p *pattern)) {
 			for _, pi := range k.long[w] {
 				p := &k.pats[pi]
 				if len(p.text) <= n-i && text[i:i+len(p.text)] == p.text {
-					fn(p)
+					fn(p, i)
 				}
 			}
 		}
@@ -229,7 +231,7 @@ func (k *Known) scan(text string, fn func(p *pattern)) {
 			for _, pi := range k.short[w] {
 				p := &k.pats[pi]
 				if len(p.text) <= n-i && text[i:i+len(p.text)] == p.text {
-					fn(p)
+					fn(p, i)
 				}
 			}
 		}
@@ -238,6 +240,11 @@ func (k *Known) scan(text string, fn func(p *pattern)) {
 
 // Match finds the profile's values in one decoded value; a value found in
 // several forms at once is reported once, in its plainest form.
+//
+// A device attribute (a model, a version, a carrier's name) is found only as
+// the whole value: "Xiaomi" inside "com.xiaomi.mipicks" or "12.5.3.0" inside
+// "V12.5.3.0.RKGINXM" is part of something else, where an identifier inside a
+// longer text is still that identifier.
 func (k *Known) Match(text string) []Hit {
 	var hits []Hit
 	type found struct {
@@ -245,13 +252,16 @@ func (k *Known) Match(text string) []Hit {
 		value string
 	}
 	seen := map[found]bool{}
-	k.scan(text, func(p *pattern) {
+	trimmed := strings.TrimSpace(text)
+	k.scan(text, func(p *pattern, at int) {
 		key := found{p.kind, p.value}
-		if seen[key] {
+		whole := len(p.text) == len(trimmed) && strings.HasPrefix(text[at:], trimmed)
+		if seen[key] || Fingerprint(p.kind) && !whole {
 			return
 		}
 		seen[key] = true
-		hits = append(hits, Hit{Kind: p.kind, Value: p.value, Path: p.form, Method: flow.MethodKnown, Confidence: 0.99})
+		hits = append(hits, Hit{Kind: p.kind, Value: p.value, Path: p.form, Method: flow.MethodKnown, Confidence: 0.99,
+			whole: whole, Why: "a value of the profile (" + string(p.kind) + ")"})
 	})
 	return hits
 }

@@ -16,6 +16,10 @@ type Hit struct {
 	Path       string
 	Method     flow.Method
 	Confidence float64
+	// Why is the evidence that decided, in words (phonehome explain).
+	Why string
+	// whole: a known value that is the whole of the decoded value.
+	whole bool
 }
 
 // Detector finds personal data in decoded values. It is safe for concurrent use.
@@ -285,6 +289,12 @@ func validScreen(v string, _ bool) bool {
 
 func validLocale(v string, _ bool) bool { return isLocale(v) }
 
+// validCountry: an ISO 3166 country code, written in capitals as countries are.
+func validCountry(v string, _ bool) bool { return len(v) == 2 && countries[v] }
+
+// validLanguage: an ISO 639-1 language code, in lower case as languages are.
+func validLanguage(v string, _ bool) bool { return len(v) >= 2 && len(v) <= 3 && languages[v] }
+
 func validVersion(v string, _ bool) bool {
 	return isVersion(v) || strings.Contains(v, " ") && len(v) < 40
 }
@@ -334,8 +344,12 @@ func keyTable() map[string]rule {
 	add(rule{DeviceModel, text, 0.9}, "model", "devicemodel", "phonemodel", "md", "dm", "hardwaremodel", "productmodel", "mo", "devicename")
 	add(rule{Manufacturer, text, 0.9}, "manufacturer", "brand", "make", "devicebrand", "devicemanufacturer", "mf", "devicemake")
 	add(rule{OSVersion, validVersion, 0.85}, "osversion", "osv", "androidversion", "osver", "platformversion", "systemversion", "romversion", "miuiversion", "miui", "sdkint", "apilevel", "deviceos")
-	add(rule{AppVersion, validVersion, 0.8}, "appversion", "versionname", "appver", "av", "browserversion", "appvername", "versioncode", "appbuild", "clientversion", "appversionname", "gameversion")
+	add(rule{AppVersion, validVersion, 0.8}, "appversion", "versionname", "appver", "av", "browserversion", "appvername", "versioncode", "appbuild", "clientversion", "appversionname", "gameversion", "appversionstring", "appversionshort")
 	add(rule{Locale, validLocale, 0.85}, "locale", "language", "lang", "hl", "lc", "deviceLanguage", "ul", "systemlanguage", "country", "region", "langcode", "userdefaultlanguage", "languagecode")
+	// A country or a language alone, under a short name that needs the value
+	// to be a real code to mean it.
+	add(rule{Locale, validCountry, 0.75}, "cc", "countrycode", "co", "simcountry", "networkcountry", "rc", "countryiso")
+	add(rule{Locale, validLanguage, 0.75}, "la", "languagecode", "syslang")
 	add(rule{Timezone, validTimezone, 0.85}, "timezone", "tz", "timezoneoffset", "tzoffset", "zone", "timezoneid", "timezoneoffsetminutes")
 	add(rule{Carrier, validCarrier, 0.85}, "carrier", "operator", "carriername", "networkoperator", "simoperator", "operatorname", "isp", "mnc", "mcc", "mccmnc")
 	add(rule{NetworkType, text, 0.8}, "network", "nettype", "networktype", "connectiontype", "net", "conn", "connectivity", "wifi", "radio", "ct")

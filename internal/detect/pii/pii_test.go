@@ -240,3 +240,52 @@ func FuzzScan(f *testing.F) {
 		New("IN").Scan([]decode.Value{{Path: path, Key: key, Text: text, Numeric: numeric}, {Path: path + "[1]", Key: "lat", Text: text}})
 	})
 }
+
+// TestKnownAgainstOtherEvidence: what the profile says and what the field's
+// name or the value's shape says, when they meet on one value.
+func TestKnownAgainstOtherEvidence(t *testing.T) {
+	prof, err := ParseProfile([]byte(`
+manufacturer: Xiaomi
+app_version: ["12.5.3.0"]
+carrier: Airtel
+install_id: ["1137915060658198713"]
+advertising_id: ["0d361ff5-0f54-4edd-b681-5f032f5d392c"]
+contact: ["+916506128854"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := NewKnown(prof, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := New("")
+	d.Known = k
+	cases := []struct {
+		key, text string
+		want      []flow.Kind // the kinds found, in order
+	}{
+		// an attribute is found only as the whole value
+		{"installed", "com.xiaomi.mipicks", nil},
+		{"os", "V12.5.3.0.RKGINXM", nil},
+		{"ssid", "Airtel_Zerotouch_5G", []flow.Kind{WifiSSID}},
+		{"brand", "Xiaomi", []flow.Kind{Manufacturer}},
+		// a shared attribute value: the field's name decides
+		{"miui", "12.5.3.0", []flow.Kind{OSVersion}},
+		{"app_version", "12.5.3.0", []flow.Kind{AppVersion}},
+		// the whole value is one of the person's identifiers: that, not the name's guess
+		{"randomized_device_token", "1137915060658198713", []flow.Kind{InstallID}},
+		{"x", "0d361ff5-0f54-4edd-b681-5f032f5d392c", []flow.Kind{AdvertisingID}},
+		// a contact's bare national number, without the trunk prefix
+		{"phone", "6506128854", []flow.Kind{Contact}},
+	}
+	for _, c := range cases {
+		var got []flow.Kind
+		for _, h := range d.Scan([]decode.Value{{Path: "p", Key: c.key, Text: c.text}}) {
+			got = append(got, h.Kind)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("%s=%q: %v, want %v", c.key, c.text, got, c.want)
+		}
+	}
+}

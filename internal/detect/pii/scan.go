@@ -76,6 +76,9 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 	var knownAt map[kindAt]bool        // where a known value was found
 	var region string                  // the country the request says the phone is in
 	regionDone := false
+	var prevSeg string         // the URL path segment before this one
+	var serials []decode.Value // short serial-number fields, kept if hardware IDs sit beside them
+	yt, ytDone := false, false // whether the request speaks of YouTube
 	for i := range vals {
 		v := vals[i]
 		if d.Known != nil {
@@ -84,7 +87,8 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 				if h.Path != "" {
 					path += " › as " + h.Path
 				}
-				hit(h.Kind, h.Value, path, flow.MethodKnown, h.Confidence)
+				hits = append(hits, Hit{Kind: h.Kind, Value: h.Value, Path: path, Method: flow.MethodKnown,
+					Confidence: h.Confidence, Why: h.Why, whole: h.whole})
 				if knownAt == nil {
 					knownAt = map[kindAt]bool{}
 				}
@@ -139,6 +143,40 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 				hit(kind, text, v.Path, flow.MethodKey, 0.85)
 			}
 			continue
+		}
+		if strings.HasPrefix(v.Path, "path[") {
+			if kind, ok := pathID(prevSeg, text); ok {
+				hit(kind, text, v.Path, flow.MethodInference, 0.75)
+			}
+			prevSeg = text
+			continue
+		}
+		switch {
+		case wifiFlag(v, text):
+			hit(NetworkType, "wifi", v.Path, flow.MethodKey, 0.8)
+			continue
+		case profileName(v, text):
+			hit(PersonName, text, v.Path, flow.MethodKey, 0.8)
+			continue
+		case serialKey(v, text):
+			serials = append(serials, v)
+			continue
+		case d.tokenHeader(v, text, hit):
+			continue
+		}
+		if u, ok := youTubeID(v, text, func() bool {
+			if !ytDone {
+				yt, ytDone = mentionsYouTube(vals), true
+			}
+			return yt
+		}); ok {
+			hit(VisitedURL, u, v.Path, flow.MethodInference, 0.75)
+			continue
+		}
+		if ssids := scanList(text); ssids != nil {
+			for _, s := range ssids {
+				hit(WifiSSID, s, v.Path, flow.MethodPattern, 0.8)
+			}
 		}
 		if packageList(text) { // several apps in one field, whatever it is called
 			hit(AppList, text, v.Path, flow.MethodPattern, 0.85)
@@ -213,6 +251,9 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 		}
 		d.patterns(v, text, hit)
 	}
+	if serials != nil {
+		hits = serialBeside(serials, hits)
+	}
 	if lat != nil && lng != nil && lat.Parent == lng.Parent {
 		d.coordinates(lat, lng, &hits)
 	}
@@ -251,15 +292,8 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 		hits = kept
 	}
 	hits = appNames(hits)
-	if len(knownAt) > 0 { // the same value found by name or shape too: keep the known finding only
-		kept := hits[:0]
-		for _, h := range hits {
-			if h.Method != flow.MethodKnown && knownAt[kindAt{h.Kind, h.Path}] {
-				continue
-			}
-			kept = append(kept, h)
-		}
-		hits = kept
+	if len(knownAt) > 0 {
+		hits = preferKnown(hits, knownAt)
 	}
 	if len(apps) >= 2 {
 		var names []string
@@ -275,6 +309,55 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 		hit(AppList, apps[0].Text, apps[0].Path, flow.MethodKey, 0.6)
 	}
 	return hits
+}
+
+// preferKnown settles what the profile and the other evidence say of the same
+// value. Found by name or shape too, the known finding is kept alone. A value
+// that is wholly one of the person's identifiers is that, whatever else its
+// field's name or shape suggests. But a device attribute's value is often
+// shared ("12.5.3.0" is an app's version and the ROM's), so there the field's
+// name decides: a known app version under "miui" is the OS version.
+func preferKnown(hits []Hit, knownAt map[kindAt]bool) []Hit {
+	var wholeID, keyed map[string]flow.Kind
+	for _, h := range hits {
+		switch {
+		case h.Method == flow.MethodKnown && h.whole && !Fingerprint(h.Kind):
+			if wholeID == nil {
+				wholeID = map[string]flow.Kind{}
+			}
+			wholeID[baseOfKnown(h.Path)] = h.Kind
+		case h.Method == flow.MethodKey && Fingerprint(h.Kind):
+			if keyed == nil {
+				keyed = map[string]flow.Kind{}
+			}
+			keyed[h.Path] = h.Kind
+		}
+	}
+	kept := hits[:0]
+	for _, h := range hits {
+		if h.Method == flow.MethodKnown {
+			if k, ok := keyed[baseOfKnown(h.Path)]; ok && Fingerprint(h.Kind) && k != h.Kind {
+				continue
+			}
+		} else {
+			if knownAt[kindAt{h.Kind, h.Path}] {
+				continue
+			}
+			if k, ok := wholeID[h.Path]; ok && k != h.Kind && !(k == Contact && h.Kind == PersonName) {
+				continue
+			}
+		}
+		kept = append(kept, h)
+	}
+	return kept
+}
+
+// baseOfKnown is the decode path of a known hit without the form it was found in.
+func baseOfKnown(p string) string {
+	if i := strings.Index(p, " › as "); i >= 0 {
+		return p[:i]
+	}
+	return p
 }
 
 // patterns recognises values by their shape alone, where the name said nothing.

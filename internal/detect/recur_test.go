@@ -1,0 +1,77 @@
+package detect
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"phonehome/internal/decode"
+	"phonehome/internal/detect/pii"
+	"phonehome/internal/detect/trackers"
+	"phonehome/internal/flow"
+)
+
+func formFlow(seq int, device, url, body string) *flow.Flow {
+	return &flow.Flow{Seq: seq, Source: "test", Client: flow.Endpoint{Addr: netip.MustParseAddr(device), Port: 40000},
+		Request: &flow.Request{Method: "POST", URL: url,
+			Headers: flow.Headers{{Name: "Content-Type", Value: "application/x-www-form-urlencoded"}},
+			Body:    flow.Body{Data: []byte(body)}}}
+}
+
+func findingsOf(f *flow.Flow, method flow.Method) []string {
+	var out []string
+	for _, x := range Reported(f) {
+		if method == 0 || x.Method == method {
+			out = append(out, fmt.Sprintf("%s=%s", x.Kind, x.Value))
+		}
+	}
+	return out
+}
+
+// TestValuesThatComeBack: a value sent unchanged in a later request of the
+// same device is an identifier, whatever its field is called; a nonce is not.
+func TestValuesThatComeBack(t *testing.T) {
+	e := New(trackers.Builtin(), pii.New(""), decode.Limits{})
+	const id = "q8Zr2LmX0pVbT7nC4kWd"
+	f1 := formFlow(1, "10.0.0.7", "https://sdk.example/v1/e", "u="+id+"&x=Hf83kQ0zLmN2pR7sT1vW&ev=open")
+	f2 := formFlow(2, "10.0.0.7", "https://sdk.example/v1/e", "u="+id+"&x=Zx91mN3qLp0sRt5uVw8Y&ev=close")
+	f3 := formFlow(3, "10.0.0.7", "https://other.example/collect", "cid="+id+"&n=Kd82jS7aQp1mZx4cVb6N")
+	f4 := formFlow(4, "10.0.0.9", "https://sdk.example/v1/e", "u=Mv5nB7cX9zLk3jH1gF0d&ev=open")
+	for _, f := range []*flow.Flow{f1, f2, f3, f4} {
+		e.Inspect(f)
+	}
+	if got := findingsOf(f1, flow.MethodRecurrence); len(got) != 0 {
+		t.Errorf("first sighting: %v (only what came back is reported)", got)
+	}
+	if got := fmt.Sprint(findingsOf(f2, flow.MethodRecurrence)); got != "[install_id="+id+"]" {
+		t.Errorf("second request: %s", got)
+	}
+	// "cid" is an install ID by its name already: no second finding by recurrence
+	if got := fmt.Sprint(findingsOf(f3, 0)); got != "[install_id="+id+"]" {
+		t.Errorf("third request, another party: %s", got)
+	}
+	if got := findingsOf(f4, flow.MethodRecurrence); len(got) != 0 {
+		t.Errorf("another device's value: %v", got)
+	}
+	x := e.Explain(formFlow(5, "10.0.0.7", "https://sdk.example/v1/e", "u="+id))
+	if len(x.Evidence) != 1 || x.Evidence[0].Finding.Method != flow.MethodRecurrence || x.Evidence[0].Why == "" {
+		t.Errorf("explain: %+v", x.Evidence)
+	}
+}
+
+// TestDeviceWideFieldThatChanges: a "mac" digest that changes from one
+// app's request to the next is a message authentication code, not the
+// device's MAC address.
+func TestDeviceWideFieldThatChanges(t *testing.T) {
+	e := New(trackers.Builtin(), pii.New(""), decode.Limits{})
+	var last *flow.Flow
+	for i, sender := range []string{"com.example.one", "com.example.two", "com.example.three"} {
+		last = formFlow(i+1, "10.0.0.7", "https://t.example/track", fmt.Sprintf("sender=%s&mac=%040x&imei=356938035643809", sender, 0xabcdef12345+i*7919))
+		e.Inspect(last)
+	}
+	for _, x := range Reported(last) {
+		if x.Kind == pii.MACAddress {
+			t.Errorf("a field that changes each request is no MAC address: %+v", x)
+		}
+	}
+}
