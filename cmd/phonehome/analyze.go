@@ -37,6 +37,7 @@ type analyzeOpts struct {
 	format     string
 	db         string
 	session    string
+	sensor     string
 	maxBody    int
 	output     string
 	noProgress bool
@@ -89,7 +90,8 @@ read before that point is still shown.`,
 	f.BoolVar(&o.flows, "flows", false, "list every flow instead of the table of destinations")
 	f.StringVar(&o.format, "format", "text", formatHelp+"; JSON has a line per flow, one per finding and a last \"report\" line")
 	f.StringVar(&o.evidence, "evidence", "", "also write an evidence pack into this directory: per party, the requests that carried personal data as HAR, with SHA-256 sums")
-	f.StringVar(&o.db, "db", "", "keep the session in this SQLite file (default: in memory, gone on exit)")
+	f.StringVar(&o.db, "db", "", "keep the session in this database: a SQLite file or a postgres:// URL (default: $"+store.EnvDB+", else in memory, gone on exit)")
+	f.StringVar(&o.sensor, "sensor", "", "name of this machine in the session it stores (default: the host name)")
 	f.StringVar(&o.session, "session", "", "name of the session in the store (default: the file names and the time)")
 	f.IntVar(&o.maxBody, "max-body", 1<<20, "bytes of each request and response body kept for analysis and storage")
 	f.StringVarP(&o.output, "output", "o", "", "write the result to this file instead of standard output")
@@ -136,18 +138,18 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 		return err
 	}
 	popts := pipeline.Options{Engine: engine, Summary: summary}
-	if o.db != "" {
+	if o.db = dbOrEnv(o.db); o.db != "" {
 		name := o.session
 		if name == "" {
 			name = defaultSessionName(o, files)
 		}
-		st, sess, err := openSession(ctx, o.db, name, strings.Join(sourceNames(o, files), ", "), o.maxBody)
+		st, sess, err := openSession(ctx, o.db, name, strings.Join(sourceNames(o, files), ", "), o.sensor, o.maxBody)
 		if err != nil {
 			return err
 		}
 		defer st.Close()
 		popts.Store = st.Writer(ctx, sess)
-		fmt.Fprintf(stderr, "storing session %q in %s\n", name, o.db)
+		fmt.Fprintf(stderr, "storing session %q in %s\n", name, st.Where())
 	} else {
 		nextID := int64(0)
 		popts.Sinks = append(popts.Sinks, func(f *flow.Flow) error { nextID++; f.ID = nextID; return nil })
@@ -303,9 +305,10 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// openSession opens (or creates) the store at path and starts a session in it.
-func openSession(ctx context.Context, path, name, source string, maxBody int) (*store.Store, store.Session, error) {
-	st, err := store.Open(ctx, path, store.Options{MaxBody: maxBody})
+// openSession opens (or creates) the store at path and starts a session in
+// it by the sensor ("" the host name).
+func openSession(ctx context.Context, path, name, source, sensor string, maxBody int) (*store.Store, store.Session, error) {
+	st, err := store.Open(ctx, path, store.Options{MaxBody: maxBody, Sensor: sensor})
 	if err != nil {
 		return nil, store.Session{}, err
 	}

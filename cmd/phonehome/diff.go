@@ -15,11 +15,13 @@ import (
 	"phonehome/internal/example"
 	"phonehome/internal/flow"
 	"phonehome/internal/report"
+	"phonehome/internal/store"
 )
 
 func newDiffCmd(stdout, stderr io.Writer) *cobra.Command {
 	var o analyzeOpts
 	var db string
+	var ff filterFlags
 	cmd := &cobra.Command{
 		Use:   "diff [flags] BEFORE AFTER",
 		Short: "Compare two sessions: what stopped, what is new, what is still sent",
@@ -28,9 +30,10 @@ usage statistics, sync, an app's consent) with one recorded after it, and say
 what went away, what is new, and what is still sent: the same kind of data to
 the same destination. Identifiers that appear in both sessions were not reset.
 
-BEFORE and AFTER are session names in the database given with --db (see
-phonehome sessions), or, without --db, capture files (pcap, pcapng, HAR,
-mitmproxy flows) analysed as analyze would. --example compares the example
+BEFORE and AFTER are session names in the database given with --db (a SQLite
+file or a postgres:// URL; see phonehome sessions), or, without --db, capture
+files (pcap, pcapng, HAR, mitmproxy flows) analysed as analyze would. With
+--device, only that device's flows of each session are compared. --example compares the example
 session with the same phone the next day, after its owner opted out.`,
 		Example: `  phonehome diff --example
   phonehome diff --db phone.db before-opt-out after-opt-out
@@ -58,9 +61,13 @@ session with the same phone the next day, after its owner opted out.`,
 					after, err = summarizeFiles(o, "example, next day (after opting out)", exampleInputs(example.After()), stderr)
 				}
 			case db != "":
-				before, err = summarizeStored(ctx, db, args[0])
+				var f store.Filter
+				if f, err = ff.filter("diff"); err != nil {
+					return err
+				}
+				before, err = summarizeStored(ctx, db, args[0], f)
 				if err == nil {
-					after, err = summarizeStored(ctx, db, args[1])
+					after, err = summarizeStored(ctx, db, args[1], f)
 				}
 			default:
 				before, err = summarizeFiles(o, args[0], []input{{name: args[0]}}, stderr)
@@ -90,7 +97,8 @@ session with the same phone the next day, after its owner opted out.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&db, "db", "", "compare two sessions of this SQLite file (written by run or analyze --db)")
+	f.StringVar(&db, "db", "", "compare two sessions of this database (written by run or analyze --db): a SQLite file or a postgres:// URL")
+	ff.add(f, false)
 	f.BoolVar(&o.example, "example", false, "compare the example session with the same phone after opting out")
 	f.StringVar(&o.format, "format", "text", "output format: text, markdown or json")
 	f.StringVarP(&o.output, "output", "o", "", "write to this file instead of standard output")
@@ -153,14 +161,15 @@ func summarizeFiles(o analyzeOpts, label string, ins []input, stderr io.Writer) 
 }
 
 // summarizeStored reads a stored session into a report.
-func summarizeStored(ctx context.Context, db, name string) (*report.Doc, error) {
-	st, sess, err := openStored(ctx, "diff", db, name)
+func summarizeStored(ctx context.Context, db, name string, filter store.Filter) (*report.Doc, error) {
+	st, chosen, err := openChosen(ctx, "diff", db, []string{name}, false, filter)
 	if err != nil {
 		return nil, err
 	}
 	defer st.Close()
+	sess := chosen[0]
 	summary := report.NewSummary()
-	if err := st.Flows(ctx, sess, func(f *flow.Flow) error { summary.Add(f); return nil }); err != nil {
+	if err := st.FlowsOf(ctx, chosen, filter, store.ReadOptions{}, func(f *flow.Flow) error { summary.Add(f); return nil }); err != nil {
 		return nil, err
 	}
 	doc := summary.Doc()

@@ -19,6 +19,7 @@ import (
 
 	"phonehome/internal/flow"
 	"phonehome/internal/store"
+	"phonehome/internal/store/pgtest"
 )
 
 // TestMain lets a test run phonehome itself as a child process (to kill it).
@@ -26,7 +27,7 @@ func TestMain(m *testing.M) {
 	if args := os.Getenv("PHONEHOME_TEST_RUN"); args != "" {
 		os.Exit(run(context.Background(), strings.Split(args, "\x1f"), os.Stdin, os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	os.Exit(pgtest.Main(m)) // a throwaway PostgreSQL for the store's tests
 }
 
 // TestKillDuringTraffic: phonehome run is killed with SIGKILL while a device

@@ -18,26 +18,38 @@ import (
 )
 
 func newReportCmd(stdout, stderr io.Writer) *cobra.Command {
-	var db, session, format, outPath, evidence string
-	var flows bool
+	var db, format, outPath, evidence string
+	var sessions []string
+	var all, flows bool
+	var ff filterFlags
 	cmd := &cobra.Command{
-		Use:   "report [--db FILE] [--session NAME]",
+		Use:   "report [--db FILE|URL] [--session NAME]...",
 		Short: "Show what a stored session sent, and to whom",
 		Long: `Show a session kept in a phonehome database (by run, or by analyze --db) the
 way analyze shows a capture file: per destination, then what each received.
 Without --session the newest session is shown; phonehome sessions lists them.
-Without --db it reads the database run writes by default: phonehome.db in
-$XDG_DATA_HOME/phonehome, or ~/.local/share/phonehome.`,
+Without --db it reads $PHONEHOME_DB, else the database run writes by default:
+phonehome.db in $XDG_DATA_HOME/phonehome, or ~/.local/share/phonehome.
+
+A report can span sessions: name several with --session, or choose them with
+--all, --sensor, --device, --since and --until ("everything this phone sent
+in May, from every sensor": --device anna-phone --since 2026-05-01 --until
+2026-06-01).`,
 		Example: `  phonehome report
   phonehome report --db phone.db --session before-opt-out --format json
-  phonehome report --db phone.db --format html -o report.html --evidence evidence/`,
+  phonehome report --db phone.db --format html -o report.html --evidence evidence/
+  phonehome report --db postgres://phonehome@db.example/phonehome --device anna-phone --since 2026-05-01 --until 2026-06-01`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat("report", format); err != nil {
 				return err
 			}
 			ctx := cmd.Context()
-			st, sess, err := openStored(ctx, "report", db, session)
+			filter, err := ff.filter("report")
+			if err != nil {
+				return err
+			}
+			st, chosen, err := openChosen(ctx, "report", db, sessions, all, filter)
 			if err != nil {
 				return err
 			}
@@ -66,7 +78,7 @@ $XDG_DATA_HOME/phonehome, or ~/.local/share/phonehome.`,
 			}
 			popts.Sinks = append(popts.Sinks, addEvidence)
 			pl := pipeline.New(popts) // findings are stored with the flows: nothing to detect again
-			err = pipeline.ReadAhead(ctx, func(emit func(*flow.Flow) error) error { return st.FlowsWith(ctx, sess, readOpts, emit) },
+			err = pipeline.ReadAhead(ctx, func(emit func(*flow.Flow) error) error { return st.FlowsOf(ctx, chosen, filter, readOpts, emit) },
 				func(f *flow.Flow) error { pl.Done(f); return pl.Err() })
 			if err != nil {
 				return err
@@ -78,8 +90,8 @@ $XDG_DATA_HOME/phonehome, or ~/.local/share/phonehome.`,
 				return err
 			}
 			if !flows || format != "text" {
-				source := fmt.Sprintf("%s, %s", sess.Source, sess.Started.Format("2006-01-02 15:04:05"))
-				if err := writeReport(bw, format, summary, sess.Name, source, color); err != nil {
+				name, source := sessionsLabel(chosen, filter)
+				if err := writeReport(bw, format, summary, name, source, color); err != nil {
 					return err
 				}
 			}
@@ -87,8 +99,10 @@ $XDG_DATA_HOME/phonehome, or ~/.local/share/phonehome.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&db, "db", "", "the SQLite file written by run or analyze --db (default: the one run writes, "+defaultDBHelp+")")
-	f.StringVar(&session, "session", "", "the session to show (default: the newest)")
+	f.StringVar(&db, "db", "", "the database run or analyze --db wrote: "+dbHelp+"the one run writes, "+defaultDBHelp+")")
+	f.StringArrayVar(&sessions, "session", nil, "the session to show (repeatable: one report of them all; default: the newest)")
+	f.BoolVar(&all, "all", false, "report every session (those --sensor, --device, --since and --until choose)")
+	ff.add(f, true)
 	f.StringVar(&format, "format", "text", formatHelp)
 	f.StringVar(&evidence, "evidence", "", "also write an evidence pack into this directory: per party, the requests that carried personal data as HAR, with SHA-256 sums")
 	f.BoolVar(&flows, "flows", false, "list every flow instead of the table of destinations")
@@ -104,6 +118,14 @@ const defaultDBHelp = "phonehome.db in $XDG_DATA_HOME/phonehome, or ~/.local/sha
 // the one run writes by default. It never creates one: a reading command
 // given a wrong name would otherwise make an empty database and list nothing.
 func openDB(ctx context.Context, cmd, db string) (*store.Store, error) {
+	db = dbOrEnv(db)
+	if store.IsURL(db) {
+		st, err := store.Open(ctx, db, store.Options{ReadOnly: true})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", cmd, err)
+		}
+		return st, nil
+	}
 	named := db != ""
 	if !named {
 		var err error
@@ -123,6 +145,29 @@ func openDB(ctx context.Context, cmd, db string) (*store.Store, error) {
 	// reading needs no write access: an archived evidence file, a database
 	// owned by another user
 	return store.Open(ctx, db, store.Options{ReadOnly: true})
+}
+
+// openChosen opens an existing store (as openDB does) and chooses the
+// sessions to report: those named, else with --all or a filter every one
+// the filter chooses, else the newest.
+func openChosen(ctx context.Context, cmd, db string, names []string, all bool, f store.Filter) (*store.Store, []store.Session, error) {
+	if len(names) == 0 && !all && f.IsZero() {
+		st, sess, err := openStored(ctx, cmd, db, "")
+		if err != nil {
+			return nil, nil, err
+		}
+		return st, []store.Session{sess}, nil
+	}
+	st, err := openDB(ctx, cmd, db)
+	if err != nil {
+		return nil, nil, err
+	}
+	chosen, err := st.Select(ctx, names, f)
+	if err != nil {
+		st.Close()
+		return nil, nil, fmt.Errorf("%s: %w", cmd, err)
+	}
+	return st, chosen, nil
 }
 
 // openStored opens an existing store (as openDB does) and finds a session in

@@ -39,6 +39,7 @@ type runOpts struct {
 	listen           string
 	db               string
 	session          string
+	sensor           string
 	upstreamCA       []string
 	insecureUpstream bool
 	allow            []string
@@ -133,7 +134,8 @@ the first match deciding; SIGHUP reloads it without dropping connections:
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to listen on; a LAN address lets other devices use the proxy")
-	f.StringVar(&o.db, "db", "", "SQLite file to store the session in (default: phonehome.db in the user's data directory)")
+	f.StringVar(&o.db, "db", "", "where to store the session: "+dbHelp+"phonehome.db in the user's data directory)")
+	f.StringVar(&o.sensor, "sensor", "", "name of this machine in the sessions it stores (default: the host name)")
 	f.StringVar(&o.session, "session", "", "name of this run's session (default: run and the time)")
 	f.StringArrayVar(&o.upstreamCA, "upstream-ca", nil, "also trust this CA (PEM file) for upstream servers; repeatable")
 	f.BoolVar(&o.insecureUpstream, "insecure-upstream", false, "accept any upstream certificate (expired, self-signed, wrong name): for tests only")
@@ -319,7 +321,7 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if o.db == "" {
+	if o.db = dbOrEnv(o.db); o.db == "" {
 		if o.db, err = defaultDB(); err != nil {
 			return err
 		}
@@ -328,7 +330,7 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 	if name == "" {
 		name = "run " + time.Now().Format("2006-01-02 15:04:05")
 	}
-	st, sess, err := openSession(ctx, o.db, name, "proxy "+o.listen, o.maxBody)
+	st, sess, err := openSession(ctx, o.db, name, "proxy "+o.listen, o.sensor, o.maxBody)
 	if err != nil {
 		return err
 	}
@@ -345,7 +347,7 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr)
 	}
 	fmt.Fprintf(stderr, "phonehome proxy listening on %s; session %q in %s\nCA certificate: %s (SHA-256 %s)\n",
-		ln.Addr(), name, o.db, ca.CertPath(), ca.Fingerprint())
+		ln.Addr(), name, st.Where(), ca.CertPath(), ca.Fingerprint())
 
 	// Every source hands its flows to the pipeline, which decides before
 	// forwarding and analyses, stores and shows them behind a queue bounded
@@ -445,7 +447,7 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 	if stats.Lost > 0 {
 		fmt.Fprintf(stderr, "%d flows could not be stored\n", stats.Lost)
 	}
-	fmt.Fprintf(stderr, "session %q stored in %s (%d flows)\n", name, o.db, stats.Stored)
+	fmt.Fprintf(stderr, "session %q stored in %s (%d flows)\n", name, st.Where(), stats.Stored)
 	if serveErr != nil {
 		return fmt.Errorf("run: %w", serveErr)
 	}
@@ -594,7 +596,7 @@ func showLive(sub *live.Subscription, stdout, stderr io.Writer) {
 // names the file and the fix for the causes it knows).
 func storeAdvice(err error) string {
 	switch {
-	case errors.Is(err, store.ErrFull), errors.Is(err, store.ErrReadOnly), errors.Is(err, store.ErrLocked):
+	case errors.Is(err, store.ErrFull), errors.Is(err, store.ErrReadOnly), errors.Is(err, store.ErrLocked), errors.Is(err, store.ErrUnavailable):
 		return "do as the message says; nothing needs restarting"
 	}
 	return "check the database file and the disk it is on, or restart with --db naming another file"

@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"errors"
@@ -10,22 +10,19 @@ import (
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"phonehome/internal/store/record"
 )
 
-// Faults of the place a store lives in rather than of phonehome: they pass
+// Faults of the place a store lives in (see record.ErrFull): they pass
 // (space is freed, the file system is made writable again, the other program
 // ends), and then the same writes succeed. Errors of Open, CreateSession and
 // the Writer wrap one of them when it is the cause, with the action that
 // failed and what to do; test with errors.Is.
 var (
-	// ErrFull: the file system holding the database has no space left.
-	ErrFull = errors.New("disk full")
-	// ErrReadOnly: the database file or its directory cannot be written (file
-	// mode, a read-only mount), or the store was opened with ReadOnly.
-	ErrReadOnly = errors.New("database is read-only")
-	// ErrLocked: another connection, usually another process, holds the
-	// database's write lock for longer than Options.LockTimeout.
-	ErrLocked = errors.New("database is locked by another process")
+	ErrFull     = record.ErrFull
+	ErrReadOnly = record.ErrReadOnly
+	ErrLocked   = record.ErrLocked
 )
 
 // sqliteCode is the primary SQLite result code of err, or -1.

@@ -1,8 +1,7 @@
-package store
+package record
 
 import (
 	"database/sql"
-	"database/sql/driver"
 	"encoding/json"
 	"fmt"
 
@@ -19,8 +18,8 @@ type storedVerdict struct {
 	Redactions []flow.Redaction `json:"redactions,omitempty"`
 }
 
-// packVerdict is the column's value: NULL for a flow no rule decided on.
-func packVerdict(v flow.Verdict) driver.Value {
+// PackVerdict is the column's value: NULL for a flow no rule decided on.
+func PackVerdict(v flow.Verdict) any {
 	if v.Action == flow.ActionAllow && v.Rule == "" {
 		return nil
 	}
@@ -28,7 +27,8 @@ func packVerdict(v flow.Verdict) driver.Value {
 	return string(b)
 }
 
-func scanVerdict(f *flow.Flow, col sql.NullString) error {
+// ScanVerdict sets f.Verdict from the column.
+func ScanVerdict(f *flow.Flow, col sql.NullString) error {
 	if !col.Valid {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"phonehome/internal/flow"
+	"phonehome/internal/store/record"
 )
 
 // telemetry returns n bytes of JSON events, as trackers send them: keys
@@ -55,16 +56,16 @@ func TestBodiesRoundTrip(t *testing.T) {
 		data []byte
 		enc  int64 // how it is stored
 	}{
-		{"empty", []byte{}, encIdentity},
-		{"short", []byte("id=1"), encIdentity},
-		{"below the threshold", telemetry(compressFrom-1, 1), encIdentity},
-		{"at the threshold", telemetry(compressFrom, 2), encZstd},
-		{"a tracker's", telemetry(500, 3), encIdentity},
-		{"a tracker's batch", telemetry(3000, 3), encZstd},
-		{"entropy-coded", telemetry(entropyFrom, 4), encZstd},
-		{"100 KiB", telemetry(100<<10, 5), encZstd},
-		{"incompressible", noise(100<<10, 6), encIdentity},
-		{"zeros", make([]byte, 1<<20), encZstd},
+		{"empty", []byte{}, record.EncIdentity},
+		{"short", []byte("id=1"), record.EncIdentity},
+		{"below the threshold", telemetry(record.CompressFrom-1, 1), record.EncIdentity},
+		{"at the threshold", telemetry(record.CompressFrom, 2), record.EncZstd},
+		{"a tracker's", telemetry(500, 3), record.EncIdentity},
+		{"a tracker's batch", telemetry(3000, 3), record.EncZstd},
+		{"entropy-coded", telemetry(record.EntropyFrom, 4), record.EncZstd},
+		{"100 KiB", telemetry(100<<10, 5), record.EncZstd},
+		{"incompressible", noise(100<<10, 6), record.EncIdentity},
+		{"zeros", make([]byte, 1<<20), record.EncZstd},
 	}
 	w := st.Writer(ctx, sess)
 	for i, c := range cases {
@@ -88,7 +89,7 @@ func TestBodiesRoundTrip(t *testing.T) {
 		if reqEnc != c.enc || respEnc != c.enc {
 			t.Errorf("%s body (%d bytes) stored with encodings %d, %d; want %d", c.name, len(c.data), reqEnc, respEnc, c.enc)
 		}
-		if c.enc == encZstd && n > int64(len(c.data)-len(c.data)/8) {
+		if c.enc == record.EncZstd && n > int64(len(c.data)-len(c.data)/8) {
 			t.Errorf("%s body: %d bytes stored for %d", c.name, n, len(c.data))
 		}
 	}
@@ -159,7 +160,7 @@ func oldDatabase(t *testing.T, dir string, flows []*flow.Flow) string {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{"ALTER TABLE flows DROP COLUMN verdict", "ALTER TABLE flows DROP COLUMN req_body_enc", "ALTER TABLE flows DROP COLUMN resp_body_enc", "PRAGMA user_version = 4"} {
+	for _, q := range append(undoSensors(), "ALTER TABLE flows DROP COLUMN verdict", "ALTER TABLE flows DROP COLUMN req_body_enc", "ALTER TABLE flows DROP COLUMN resp_body_enc", "PRAGMA user_version = 4") {
 		if _, err := st.db.Exec(q); err != nil {
 			t.Fatal(q, err)
 		}
@@ -217,7 +218,7 @@ func TestOlderDatabaseReadsTheSame(t *testing.T) {
 	}
 	check(st, "new", 2)
 	var enc int64
-	if err := st.db.QueryRow("SELECT req_body_enc FROM flows WHERE session_id = ? AND seq = 1", sess.ID).Scan(&enc); err != nil || enc != encZstd {
+	if err := st.db.QueryRow("SELECT req_body_enc FROM flows WHERE session_id = ? AND seq = 1", sess.ID).Scan(&enc); err != nil || enc != record.EncZstd {
 		t.Errorf("a new flow's body after the upgrade: encoding %d, %v", enc, err)
 	}
 }

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package store
+package sqlite
 
 // canWrite and canRead cannot tell here without opening the file, which
 // would drop SQLite's locks; SQLite's own error says it instead.

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package store
+package sqlite
 
 // threadCPU is not known here.
 func threadCPU() (int64, bool) { return 0, false }

@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"context"
@@ -50,7 +50,7 @@ func TestVerdictRoundTrip(t *testing.T) {
 		t.Errorf("%d flows without a verdict column, want the allowed one", null)
 	}
 	// as a database of schema version 5 was
-	for _, q := range []string{"ALTER TABLE flows DROP COLUMN verdict", "PRAGMA user_version = 5"} {
+	for _, q := range append(undoSensors(), "ALTER TABLE flows DROP COLUMN verdict", "PRAGMA user_version = 5") {
 		if _, err := st.db.Exec(q); err != nil {
 			t.Fatal(q, err)
 		}

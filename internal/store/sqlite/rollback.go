@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 // Rollback drops the flows added since the last commit. A failed Add or
 // Flush has dropped them already (see Add), so a caller that will send them
@@ -11,6 +11,7 @@ func (w *Writer) Rollback() error {
 	w.conn.Raw(func(any) error { return w.stmt.Close() })
 	_, err := w.conn.ExecContext(w.ctx, "ROLLBACK")
 	w.conn.Close()
+	w.forget()
 	w.conn, w.stmt, w.pending, w.bytes = nil, nil, 0, 0
 	return err
 }

@@ -1,0 +1,67 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"phonehome/internal/store/record"
+)
+
+// classify says which fault err is, or nil: the server's SQLSTATE codes for
+// a full disk, a read-only server or user, a lock or a shutdown; and any
+// failure to reach the server or keep the connection (refused, reset, ended
+// while a query ran), which is the usual way a restart or a lost network
+// shows. A cancelled context is the caller's own doing and no fault.
+func classify(err error) error {
+	for _, k := range [...]error{record.ErrFull, record.ErrReadOnly, record.ErrLocked, record.ErrUnavailable} {
+		if errors.Is(err, k) {
+			return k
+		}
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case pe.Code == "53100": // disk_full
+			return record.ErrFull
+		case pe.Code == "25006", pe.Code == "42501": // read_only_sql_transaction, insufficient_privilege
+			return record.ErrReadOnly
+		case pe.Code == "55P03", pe.Code == "40P01": // lock_not_available, deadlock_detected
+			return record.ErrLocked
+		case strings.HasPrefix(pe.Code, "08"), strings.HasPrefix(pe.Code, "57P"): // connection exceptions; admin or crash shutdown, cannot connect now
+			return record.ErrUnavailable
+		case strings.HasPrefix(pe.Code, "53"): // out of memory, too many connections
+			return record.ErrUnavailable
+		}
+		return nil
+	}
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	// not the server's answer: the connection could not be made or was lost
+	return record.ErrUnavailable
+}
+
+// fault wraps err, from action, with the fault it is (if any) and what to do.
+func (s *Store) fault(action string, err error) error {
+	switch kind := classify(err); kind {
+	case record.ErrFull:
+		return fmt.Errorf("%s: %w (%w): the PostgreSQL server at %s has no disk space left; free some there, then retry", action, kind, err, s.where)
+	case record.ErrReadOnly:
+		if s.readOnly {
+			return fmt.Errorf("%s: %w: the store was opened read-only", action, kind)
+		}
+		return fmt.Errorf("%s: %w (%w): the server at %s refuses writes (a standby, or a user without the right to write): give a primary server and a user who may write there", action, kind, err, s.where)
+	case record.ErrLocked:
+		return fmt.Errorf("%s: %w (%w): another connection to %s holds a lock for longer than the lock timeout; end it, then retry", action, kind, err, s.where)
+	case record.ErrUnavailable:
+		if errors.Is(err, record.ErrUnavailable) {
+			return fmt.Errorf("%s: %w", action, err)
+		}
+		return fmt.Errorf("%s: %w (%w): start the PostgreSQL server at %s or check the network to it; writes succeed again once it answers", action, kind, err, s.where)
+	}
+	return fmt.Errorf("%s: %w", action, err)
+}
