@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -434,8 +435,15 @@ func (s *Server) apiReport(w http.ResponseWriter, r *http.Request) {
 	d.Session, d.Source = sess.Name, sess.Source
 	switch f := r.URL.Query().Get("format"); f {
 	case "", "json":
-		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		err = report.WriteJSON(w, &d)
+		// escaped as writeJSON does: values are hostile, and a client may
+		// paste them into a page
+		var b bytes.Buffer
+		if err = report.WriteJSON(&b, &d); err == nil {
+			var esc bytes.Buffer
+			json.HTMLEscape(&esc, b.Bytes())
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			_, err = w.Write(esc.Bytes())
+		}
 	case "html":
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Content-Disposition", `attachment; filename="`+fileName(sess.Name)+`.html"`)
