@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -85,6 +86,10 @@ func startUI(ctx context.Context, o runOpts, st *store.Store, sess store.Session
 		return nil, err
 	}
 	opts.Addr, opts.Store = o.ui, us
+	if o.lan.target != "" {
+		opts.Devices = append(opts.Devices, web.KnownDevice{Name: o.lan.target, Addr: o.lan.target, How: "ARP spoofing (--spoof)"})
+	}
+	opts.Logger = slog.New(slog.NewTextHandler(stderr, nil)) // rule changes and a live index that fell behind
 	opts.LiveSession = web.Session{ID: sess.ID, Name: sess.Name, Started: sess.Started, Source: sess.Source}
 	srv, err := web.New(opts)
 	if err != nil {

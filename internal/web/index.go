@@ -258,22 +258,31 @@ type Device struct {
 	Kinds    []flow.Kind `json:"kinds"`
 	Stopped  int         `json:"stopped"`
 	Cleartxt int         `json:"cleartext"`
+	How      string      `json:"captured_by,omitempty"`
 }
 
-// devices groups the rows by device.
-func (x *index) devices() []Device {
+// devices groups the rows by device, after the devices the capture was set
+// up for (listed even before they send anything).
+func (x *index) devices(known []KnownDevice) []Device {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	by := map[string]*Device{}
 	var order []string
+	for _, k := range known {
+		by[k.Name] = &Device{Name: k.Name, Client: k.Addr, How: k.How}
+		order = append(order, k.Name)
+	}
 	for i := range x.rows {
 		r := &x.rows[i]
 		d := by[r.Device]
 		if d == nil {
 			host, _, _ := strings.Cut(r.Client, ":")
-			d = &Device{Name: r.Device, Client: host, First: r.Time}
+			d = &Device{Name: r.Device, Client: host}
 			by[r.Device] = d
 			order = append(order, r.Device)
+		}
+		if d.Flows == 0 {
+			d.First = r.Time
 		}
 		d.Flows++
 		d.Last = r.Time

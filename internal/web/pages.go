@@ -138,7 +138,7 @@ func (s *Server) pageRoutes() {
 	m.HandleFunc("GET /{$}", s.page("live", "Live", s.liveData))
 	m.HandleFunc("GET /parties", s.page("parties", "Parties", s.reportData))
 	m.HandleFunc("GET /ids", s.page("ids", "Identifiers", s.reportData))
-	m.HandleFunc("GET /devices", s.page("devices", "Devices", func(r *http.Request, x *index) (any, error) { return x.devices(), nil }))
+	m.HandleFunc("GET /devices", s.page("devices", "Devices", func(r *http.Request, x *index) (any, error) { return x.devices(s.opts.Devices), nil }))
 	m.HandleFunc("GET /markers", s.page("markers", "Markers", s.markerData))
 	m.HandleFunc("GET /sessions", s.page("sessions", "Sessions", func(*http.Request, *index) (any, error) { return nil, nil }))
 	m.HandleFunc("GET /setup", s.page("setup", "Set up a phone", s.setupData))

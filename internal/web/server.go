@@ -42,6 +42,9 @@ type Options struct {
 	// CAPEM is the CA certificate the set-up page offers; CAFingerprint its SHA-256.
 	CAPEM         []byte
 	CAFingerprint string
+	// Devices are the devices the capture knows before they send anything
+	// (a spoofed device, WireGuard peers), for the Devices page.
+	Devices []KnownDevice
 	// ProxyAddr is where devices point their proxy setting, for the set-up page.
 	ProxyAddr string
 	// Token, when set, is required of every request (else a random one is
@@ -184,6 +187,13 @@ func (s *Server) Close() error {
 		return nil
 	}
 	return err
+}
+
+// KnownDevice is a device the capture was set up for.
+type KnownDevice struct {
+	Name string // as flows name it (Flow.DeviceName): a peer's name or the address
+	Addr string
+	How  string // "ARP spoofing", "WireGuard peer", ...
 }
 
 const tokenCookie = "phonehome_token"

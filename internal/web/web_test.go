@@ -533,3 +533,21 @@ func TestEveryPageRenders(t *testing.T) {
 		t.Errorf("rules with no capture: %d", code)
 	}
 }
+
+// TestDevicesPage: the devices the capture was set up for are listed before
+// they send anything; then with what they sent.
+func TestDevicesPage(t *testing.T) {
+	u := startUI(t, func(o *Options) {
+		o.Devices = []KnownDevice{{Name: "192.168.1.23", Addr: "192.168.1.23", How: "ARP spoofing (--spoof)"}}
+	})
+	if _, body := u.do(t, "GET", "/devices", ""); !strings.Contains(body, "ARP spoofing") || !strings.Contains(body, "192.168.1.23") {
+		t.Errorf("the spoofed device is not listed before it sends anything")
+	}
+	f := testFlow("", "t.example", "Tracker Inc", "imei", "body › json:device.imei")
+	f.Client.Addr = netip.MustParseAddr("192.168.1.23")
+	u.publish(t, f, testFlow("pixel", "t.example", "Tracker Inc", "", ""))
+	ds := u.live.devices(u.opts.Devices)
+	if len(ds) != 2 || ds[0].Flows != 1 || ds[0].How == "" || len(ds[0].Kinds) != 1 || ds[1].Name != "pixel" {
+		t.Errorf("devices: %+v", ds)
+	}
+}
