@@ -166,7 +166,31 @@ func (s *Server) stored(ctx context.Context, id int64) (*index, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read session %d: %w", id, err)
 		}
+		s.bg.Go(func() { s.warm(id, x) })
 		return x, nil
+	}
+}
+
+// warm reads a stored session again, whole, after its index is built, and
+// keeps its newest flows for their pages: the store reads flows in the
+// order they were written, so the newest would otherwise be the slowest to
+// open.
+func (s *Server) warm(id int64, x *index) {
+	err := s.opts.Store.Flows(s.ctx, id, true, func(f *flow.Flow) error { x.keep(f); return nil })
+	if err != nil && s.ctx.Err() == nil {
+		s.opts.Logger.Warn("web UI: reading a session's newest flows whole failed; their pages read them when opened", "session", id, "err", err)
+	}
+}
+
+// preload builds the index of the newest stored session, so that the UI's
+// first page does not wait for it.
+func (s *Server) preload() {
+	all, err := s.sessions(s.ctx)
+	if err != nil || len(all) == 0 {
+		return
+	}
+	if _, err := s.stored(s.ctx, all[len(all)-1].ID); err != nil && s.ctx.Err() == nil {
+		s.opts.Logger.Warn("web UI: reading the newest session failed", "err", err)
 	}
 }
 

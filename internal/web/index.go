@@ -107,8 +107,13 @@ type Page struct {
 }
 
 // keptBytes bounds the flows an index keeps whole (for their own page) in
-// bytes of bodies: the newest are kept, older ones are read from the store.
-const keptBytes = 64 << 20
+// bytes of bodies: the newest are kept, older ones are read from the store
+// (a read that stops at the flow: the older the flow, the shorter).
+const keptBytes = 32 << 20
+
+// keptFlows bounds them in number: a flow whole is several times its
+// bodies (headers, findings, the strings of both).
+const keptFlows = 4096
 
 // index is one session's flows as the pages read them: a row per flow in
 // the order they completed, the report's summary of them, and the newest
@@ -152,17 +157,34 @@ func (x *index) add(f *flow.Flow, keep bool) Row {
 		x.stopped[f.Verdict.Rule]++
 	}
 	if keep {
-		x.kept[r.ID] = f
-		x.keptIDs = append(x.keptIDs, r.ID)
-		x.keptSz += flowSize(f)
-		for x.keptSz > keptBytes && len(x.keptIDs) > 1 {
-			old := x.kept[x.keptIDs[0]]
-			delete(x.kept, x.keptIDs[0])
-			x.keptIDs = x.keptIDs[1:]
-			x.keptSz -= flowSize(old)
-		}
+		x.keepLocked(r.ID, f)
 	}
 	return r
+}
+
+// keep holds a stored flow whole (read after the index was built), if the
+// index has it; the newest are kept as the budget allows.
+func (x *index) keep(f *flow.Flow) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if _, ok := x.pos[f.ID]; ok {
+		x.keepLocked(f.ID, f)
+	}
+}
+
+func (x *index) keepLocked(id int64, f *flow.Flow) {
+	if _, ok := x.kept[id]; ok {
+		return
+	}
+	x.kept[id] = f
+	x.keptIDs = append(x.keptIDs, id)
+	x.keptSz += flowSize(f)
+	for (x.keptSz > keptBytes || len(x.keptIDs) > keptFlows) && len(x.keptIDs) > 1 {
+		old := x.kept[x.keptIDs[0]]
+		delete(x.kept, x.keptIDs[0])
+		x.keptIDs = x.keptIDs[1:]
+		x.keptSz -= flowSize(old)
+	}
 }
 
 func flowSize(f *flow.Flow) int64 {

@@ -70,6 +70,7 @@ type Server struct {
 	loading map[int64]chan struct{}
 	markers []Marker // without a store: the live session's, in memory
 	feed    *live.Subscription
+	bg      sync.WaitGroup // reads of stored sessions in the background
 	ctx     context.Context
 	cancel  context.CancelFunc
 }
@@ -136,6 +137,8 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 	if s.feed != nil {
 		go s.runFeed()
+	} else if s.opts.Store != nil {
+		s.bg.Go(s.preload)
 	}
 	err := s.srv.Serve(s.ln)
 	if errors.Is(err, http.ErrServerClosed) {
@@ -183,6 +186,7 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	err := s.srv.Close()
+	s.bg.Wait() // they stop at s.ctx; the store is closed after this
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
