@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -78,16 +77,7 @@ func getJSON(t *testing.T, url string, v any) {
 // analyze stored: their flows (one read whole from the database), report,
 // diff and evidence pack; it captures nothing and changes nothing.
 func TestUICommandBrowsesStoredSessions(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "phone.db")
-	for _, c := range [][]string{
-		{"analyze", "--example", "--db", db, "--session", "before"},
-		{"analyze", "--db", db, "--session", "after", afterFile},
-	} {
-		if _, errOut, code := phonehome(t, c...); code != 0 {
-			t.Fatalf("%v: exit %d: %s", c, code, errOut)
-		}
-	}
-	ui := startUICmd(t, db)
+	ui := startUICmd(t, storedBeforeAfter(t))
 	var ss []web.Session
 	getJSON(t, ui+"api/sessions", &ss)
 	if len(ss) != 2 || ss[0].Name != "before" || ss[1].Name != "after" || ss[0].Flows == 0 || ss[0].Live {

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"bytes"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -10,12 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"phonehome/internal/capture"
-	"phonehome/internal/decode"
-	"phonehome/internal/detect"
-	"phonehome/internal/detect/pii"
-	"phonehome/internal/detect/trackers"
-	"phonehome/internal/example"
+	"phonehome/internal/example/exampleflows"
 	"phonehome/internal/flow"
 	"phonehome/internal/live"
 	"phonehome/internal/policy"
@@ -25,17 +19,9 @@ import (
 // copied to n flows over 8 devices and a day, each URL made unique (as
 // bench/genstore makes the report benchmark's session).
 func benchFlows(tb testing.TB, n int) []*flow.Flow {
-	engine := detect.New(trackers.Builtin(), pii.New(""), decode.Limits{})
-	var base []*flow.Flow
-	for _, files := range [][]example.File{example.Files(), example.After()} {
-		for _, f := range files {
-			if _, err := capture.Read(bytes.NewReader(f.Data), f.Name, capture.Options{}, func(fl *flow.Flow) {
-				engine.Inspect(fl)
-				base = append(base, fl)
-			}); err != nil {
-				tb.Fatal(err)
-			}
-		}
+	base, err := exampleflows.Detected()
+	if err != nil {
+		tb.Fatal(err)
 	}
 	day := base[0].Start
 	out := make([]*flow.Flow, n)

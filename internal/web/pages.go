@@ -128,7 +128,7 @@ type pageData struct {
 	Sessions []Session
 	Capture  bool // a capture runs: live stream, switches and markers work
 	Switches bool
-	Q        string // "session=ID", to keep the session across links
+	Q        template.URL // "session=ID", to keep the session across links (made of a number only)
 	Data     any
 }
 
@@ -178,7 +178,7 @@ func (s *Server) base(r *http.Request, name, title string) (pageData, *index, er
 	}
 	d.Session = sess
 	if r.URL.Query().Get("session") != "" {
-		d.Q = "session=" + strconv.FormatInt(sess.ID, 10)
+		d.Q = template.URL("session=" + strconv.FormatInt(sess.ID, 10))
 	}
 	return d, x, nil
 }

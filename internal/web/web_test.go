@@ -551,3 +551,13 @@ func TestDevicesPage(t *testing.T) {
 		t.Errorf("devices: %+v", ds)
 	}
 }
+
+// TestSessionKeptAcrossLinks: a page opened on a session links to the other
+// pages of the same session.
+func TestSessionKeptAcrossLinks(t *testing.T) {
+	u := startUI(t, nil)
+	_, body := u.do(t, "GET", "/parties?session=7", "")
+	if !strings.Contains(body, `href="/devices?session=7"`) {
+		t.Errorf("the navigation does not keep the session:\n%s", body)
+	}
+}

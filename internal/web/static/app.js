@@ -166,14 +166,25 @@
     if (!paused) { for (const r of held) add(r, true); held = []; }
     status.textContent = paused ? "paused" : "live";
   });
-  (async () => {
+  // fill lists the newest flows; after a reconnect it adds what the stream
+  // missed, in order
+  async function fill(again) {
     try {
       const page = await api("GET", "/api/flows?limit=500&session=" + encodeURIComponent(session));
       for (const r of page.flows.reverse()) add(r, false);
+      if (again) { rows.sort((a, b) => a.id - b.id); redraw(); }
     } catch (e) { if (status) status.textContent = "could not list the flows: " + e.message; }
+  }
+  (async () => {
+    await fill(false);
     if (!isLive) return;
     const es = new EventSource("/api/events");
-    es.addEventListener("open", () => { status.textContent = paused ? "paused" : "live"; });
+    let opened = false;
+    es.addEventListener("open", () => {
+      status.textContent = paused ? "paused" : "live";
+      if (opened) fill(true);
+      opened = true;
+    });
     es.addEventListener("error", () => { status.textContent = "reconnecting…"; });
     es.addEventListener("flow", (ev) => {
       const r = JSON.parse(ev.data);
