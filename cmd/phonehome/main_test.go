@@ -360,7 +360,10 @@ func TestReportMatchesAnalyze(t *testing.T) {
 	}
 }
 
-func TestDiffStoredSessions(t *testing.T) {
+// storedBeforeAfter is a database of two sessions analyze stored: the
+// example phone before the opt-out ("before") and the day after ("after").
+func storedBeforeAfter(t *testing.T) string {
+	t.Helper()
 	db := filepath.Join(t.TempDir(), "phone.db")
 	for _, c := range [][]string{
 		{"analyze", "--example", "--db", db, "--session", "before"},
@@ -370,6 +373,11 @@ func TestDiffStoredSessions(t *testing.T) {
 			t.Fatalf("%v: exit %d: %s", c, code, errOut)
 		}
 	}
+	return db
+}
+
+func TestDiffStoredSessions(t *testing.T) {
+	db := storedBeforeAfter(t)
 	stored, errOut, code := phonehome(t, "diff", "--db", db, "before", "after")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)

@@ -33,6 +33,7 @@ import (
 	"phonehome/internal/policy"
 	"phonehome/internal/report"
 	"phonehome/internal/store"
+	"phonehome/internal/web"
 )
 
 type runOpts struct {
@@ -65,6 +66,8 @@ type runOpts struct {
 	policyFile       string
 	presets          []string
 	redact, fake     []string // kinds
+	ui               string   // --ui address, or "off"
+	uiSet            bool     // --ui was given (a default that is taken is only warned about)
 }
 
 func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -130,7 +133,10 @@ the first match deciding; SIGHUP reloads it without dropping connections:
   phonehome run --preset block-trackers --block owner:Xiaomi --block .app-measurement.com
   phonehome run --policy policy.yaml      # kill -HUP reloads it`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error { return runProxy(cmd.Context(), o, stdout, stderr) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.uiSet = cmd.Flags().Changed("ui")
+			return runProxy(cmd.Context(), o, stdout, stderr)
+		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to listen on; a LAN address lets other devices use the proxy")
@@ -173,6 +179,7 @@ the first match deciding; SIGHUP reloads it without dropping connections:
 	f.StringArrayVar(&o.presets, "preset", nil, "add a preset rule set: block-trackers, block-ads, vendor-telemetry or strip-identifiers; repeatable")
 	f.StringArrayVar(&o.redact, "redact", nil, "take this kind of data (imei, advertising_id, location, ...) out of every request that carries it; repeatable")
 	f.StringArrayVar(&o.fake, "fake", nil, "replace this kind of data with a consistent fake of the same shape; repeatable")
+	f.StringVar(&o.ui, "ui", "127.0.0.1:8081", "serve the web UI (live flows, parties, switches, markers) on this address, or off; anywhere but loopback it requires the token it prints")
 	return cmd
 }
 
@@ -381,8 +388,18 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 		parts.close()
 		return err
 	}
+	var reload policySetter = pl
+	if o.ui != "off" {
+		uiPolicy := web.NewPolicy(pol, policy.Options{Known: known, Status: o.blockStatus}, pl.SetPolicy)
+		stopUI, err := startUI(ctx, o, st, sess, ca, web.Options{Live: broker, Policy: uiPolicy, ProxyAddr: proxyAddrFor(ln.Addr())}, stderr)
+		if err != nil {
+			return fail(err)
+		}
+		parts.push(stopUI)
+		reload = uiPolicy // a reloaded file keeps the UI's switches in front
+	}
 	if o.policyFile != "" {
-		parts.push(reloadOnHangup(o, known, pl, stderr))
+		parts.push(reloadOnHangup(o, known, reload, stderr))
 	}
 	if o.debugListen != "" {
 		stopDebug, err := serveDebug(o.debugListen, stderr)
@@ -526,10 +543,14 @@ func trackerKB(paths []string) (*trackers.KB, error) {
 	return kb, nil
 }
 
+// policySetter puts a policy in force: the pipeline, or the web UI's
+// switches in front of it.
+type policySetter interface{ SetPolicy(policy.Policy) }
+
 // reloadOnHangup reads the policy file again on SIGHUP and puts it in force;
 // a file that is refused leaves the rules in force as they were. The
 // function returned stops listening.
-func reloadOnHangup(o runOpts, known *trackers.KB, pl *pipeline.Pipeline, stderr io.Writer) func() {
+func reloadOnHangup(o runOpts, known *trackers.KB, pl policySetter, stderr io.Writer) func() {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	stop, done := make(chan struct{}), make(chan struct{})

@@ -1,0 +1,180 @@
+//go:build unix
+
+package main
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"phonehome/internal/report"
+	"phonehome/internal/web"
+)
+
+// startUICmd runs phonehome ui on db until the test ends and returns its address.
+func startUICmd(t *testing.T, db string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"ui", "--db", db, "--ui", "127.0.0.1:0"}, strings.NewReader(""), &stdout, &stderr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("phonehome ui: exit %d: %s", code, stderr.String())
+		}
+	})
+	re := regexp.MustCompile(`UI on (http://127\.0\.0\.1:\d+/)`)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if m := re.FindStringSubmatch(stderr.String()); m != nil {
+			return m[1]
+		}
+	}
+	t.Fatalf("phonehome ui did not start: %s", stderr.String())
+	return ""
+}
+
+func httpDo(t *testing.T, method, url, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	code, b := httpDo(t, "GET", url, "")
+	if code != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", url, code, b)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+}
+
+// TestUICommandBrowsesStoredSessions: phonehome ui serves two sessions that
+// analyze stored: their flows (one read whole from the database), report,
+// diff and evidence pack; it captures nothing and changes nothing.
+func TestUICommandBrowsesStoredSessions(t *testing.T) {
+	ui := startUICmd(t, storedBeforeAfter(t))
+	var ss []web.Session
+	getJSON(t, ui+"api/sessions", &ss)
+	if len(ss) != 2 || ss[0].Name != "before" || ss[1].Name != "after" || ss[0].Flows == 0 || ss[0].Live {
+		t.Fatalf("sessions: %+v", ss)
+	}
+	before, after := ss[0].ID, ss[1].ID
+	var p web.Page
+	getJSON(t, fmt.Sprintf("%sapi/flows?session=%d&limit=1000", ui, before), &p)
+	if int64(len(p.Flows)) != ss[0].Flows {
+		t.Errorf("%d flows listed of %d", len(p.Flows), ss[0].Flows)
+	}
+	var withData web.Row
+	for _, r := range p.Flows {
+		if len(r.Kinds) > 0 && r.Status != 0 {
+			withData = r
+		}
+	}
+	// the oldest such flow: the read goes through most of the session
+	var d web.FlowDetail
+	getJSON(t, fmt.Sprintf("%sapi/flows/%d?session=%d", ui, withData.ID, before), &d)
+	if d.ID != withData.ID || len(d.Findings) == 0 || d.Headers == nil || len(d.Headers.Response) == 0 {
+		t.Errorf("stored flow %d: %d findings, headers %+v", withData.ID, len(d.Findings), d.Headers)
+	}
+	var doc report.Doc
+	getJSON(t, fmt.Sprintf("%sapi/report?session=%d", ui, before), &doc)
+	if doc.Session != "before" || len(doc.Parties) == 0 || int64(doc.Flows) != ss[0].Flows {
+		t.Errorf("report: session %q, %d parties, %d flows", doc.Session, len(doc.Parties), doc.Flows)
+	}
+	code, b := httpDo(t, "GET", fmt.Sprintf("%sdiff?a=%d&b=%d", ui, before, after), "")
+	if code != http.StatusOK || !bytes.Contains(b, []byte("STILL SENT")) || !bytes.Contains(b, []byte("graph.facebook.com")) {
+		t.Errorf("diff page: %d\n%s", code, b)
+	}
+	code, b = httpDo(t, "GET", fmt.Sprintf("%ssessions/%d/evidence.zip", ui, before), "")
+	if code != http.StatusOK {
+		t.Fatalf("evidence pack: %d %s", code, b)
+	}
+	zr, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatalf("evidence pack is not a zip: %v", err)
+	}
+	var names []string
+	for _, f := range zr.File {
+		names = append(names, f.Name)
+	}
+	if !strings.Contains(strings.Join(names, " "), "manifest.json") || !strings.Contains(strings.Join(names, " "), ".har") {
+		t.Errorf("evidence pack holds %v", names)
+	}
+	code, b = httpDo(t, "GET", fmt.Sprintf("%sapi/report?session=%d&format=html", ui, after), "")
+	if code != http.StatusOK || !bytes.Contains(b, []byte("<html")) {
+		t.Errorf("HTML report: %d", code)
+	}
+	for _, page := range []string{"", "parties", "devices", "ids", "markers", "sessions", "setup"} {
+		if code, b := httpDo(t, "GET", fmt.Sprintf("%s%s?session=%d", ui, page, before), ""); code != http.StatusOK {
+			t.Errorf("/%s: %d %s", page, code, b)
+		}
+	}
+	if code, b := httpDo(t, "POST", ui+"api/markers", `{"label":"x"}`); code != http.StatusConflict || !bytes.Contains(b, []byte("phonehome run")) {
+		t.Errorf("a marker with no capture: %d %s", code, b)
+	}
+	if code, _ := httpDo(t, "GET", ui+"api/rules", ""); code != http.StatusNotFound {
+		t.Errorf("rules with no capture: %d", code)
+	}
+}
+
+// TestRunUIMarkersPersist: a marker set during phonehome run is stored
+// with the session, and groups the flows that followed it when the session
+// is browsed later.
+func TestRunUIMarkersPersist(t *testing.T) {
+	up := newCountingUpstream(false)
+	defer up.Close()
+	rp := startRun(t, "--ui", "127.0.0.1:0")
+	ui := uiURL(t, rp)
+	if out, err := curl("-x", "http://"+rp.addr, up.URL+"/before"); err != nil {
+		t.Fatal(err, out)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if code, b := httpDo(t, "POST", ui+"api/markers", `{"label":"I opened Contacts now","note":"first try"}`); code != http.StatusCreated {
+		t.Fatalf("POST /api/markers: %d %s", code, b)
+	}
+	for _, p := range []string{"/contacts/a", "/contacts/b"} {
+		if out, err := curl("-x", "http://"+rp.addr, up.URL+p); err != nil {
+			t.Fatal(err, out)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if code := rp.stop(); code != 0 {
+		t.Fatalf("phonehome run: exit %d: %s", code, rp.stderr.String())
+	}
+	ui2 := startUICmd(t, rp.db)
+	var gs []web.MarkerGroup
+	getJSON(t, ui2+"api/markers", &gs)
+	if len(gs) != 1 || gs[0].Marker.Label != "I opened Contacts now" || gs[0].Marker.Note != "first try" || gs[0].Flows != 2 {
+		t.Fatalf("stored marker groups: %+v", gs)
+	}
+	for _, r := range gs[0].First {
+		if !strings.Contains(r.URL, "/contacts/") {
+			t.Errorf("a flow before the marker is in its group: %s", r.URL)
+		}
+	}
+}

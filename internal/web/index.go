@@ -1,0 +1,400 @@
+package web
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"phonehome/internal/detect"
+	"phonehome/internal/flow"
+	"phonehome/internal/report"
+)
+
+// Row is a flow as the lists show it: what fits on one line. The API's
+// /api/flows and the live stream send rows; /api/flows/{id} sends the flow.
+type Row struct {
+	ID        int64       `json:"id"`
+	Time      time.Time   `json:"time"`
+	Device    string      `json:"device"`
+	Client    string      `json:"client"`
+	Method    string      `json:"method,omitempty"`
+	Host      string      `json:"host"`
+	URL       string      `json:"url,omitempty"`
+	Status    int         `json:"status,omitempty"`
+	Transport string      `json:"transport"`
+	Cleartext bool        `json:"cleartext"`
+	Owner     string      `json:"owner,omitempty"`
+	Category  string      `json:"category,omitempty"`
+	Party     string      `json:"party"`
+	App       string      `json:"app,omitempty"`
+	Kinds     []flow.Kind `json:"kinds,omitempty"`
+	Verdict   string      `json:"verdict"`
+	Rule      string      `json:"rule,omitempty"`
+	BytesUp   int64       `json:"bytes_up"`
+	BytesDown int64       `json:"bytes_down"`
+}
+
+// partyOf names the party as the report does: the owner, else the site.
+func partyOf(f *flow.Flow) string {
+	switch {
+	case f.Dest.Owner != "":
+		return f.Dest.Owner
+	case f.Dest.Site != "":
+		return f.Dest.Site
+	}
+	return f.HostOrAddr()
+}
+
+// rowOf summarises f; the strings are shared with f, which nobody mutates.
+func rowOf(f *flow.Flow) Row {
+	r := Row{ID: f.ID, Time: f.Start, Device: f.DeviceName(), Client: f.Client.String(), Host: f.HostOrAddr(),
+		Transport: f.Transport.String(), Owner: f.Dest.Owner, Category: f.Dest.Category, Party: partyOf(f), App: f.App,
+		Verdict: f.Verdict.Action.String(), Rule: f.Verdict.Rule, BytesUp: f.BytesUp, BytesDown: f.BytesDown}
+	if q := f.Request; q != nil {
+		r.Method, r.URL = q.Method, q.URL
+	}
+	if f.DNS != nil && r.URL == "" {
+		r.URL = "dns " + f.DNS.Type + " " + f.DNS.Name
+	}
+	if s := f.Response; s != nil {
+		r.Status = s.Status
+	}
+	for _, x := range detect.Reported(f) {
+		if !slices.Contains(r.Kinds, x.Kind) {
+			r.Kinds = append(r.Kinds, x.Kind)
+		}
+	}
+	r.Cleartext = f.Transport.Cleartext() && len(r.Kinds) > 0
+	return r
+}
+
+// Query chooses flows of a session, newest first. Empty fields match all.
+type Query struct {
+	Session int64
+	Device  string
+	Party   string // owner or site, as rows name it
+	Kind    flow.Kind
+	Host    string // a part of the host
+	Verdict string // allow, block, redact, passthrough
+	// Before is a cursor: only flows older than the flow with this id (0: from
+	// the newest). Page.Next is the cursor of the next page.
+	Before int64
+	// From and To bound the flows' start (zero: unbounded; To is exclusive).
+	From, To time.Time
+	Limit    int // default 100, at most 1000
+}
+
+func (q *Query) match(r *Row) bool {
+	switch {
+	case q.Device != "" && r.Device != q.Device,
+		q.Party != "" && r.Party != q.Party,
+		q.Verdict != "" && r.Verdict != q.Verdict,
+		q.Host != "" && !strings.Contains(r.Host, q.Host),
+		q.Kind != "" && !slices.Contains(r.Kinds, q.Kind),
+		!q.From.IsZero() && r.Time.Before(q.From),
+		!q.To.IsZero() && !r.Time.Before(q.To):
+		return false
+	}
+	return true
+}
+
+// Page is one page of a query's rows, newest first.
+type Page struct {
+	Flows []Row `json:"flows"`
+	// Next is the Before of the next page; 0 when this is the last.
+	Next int64 `json:"next,omitempty"`
+}
+
+// keptBytes bounds the flows an index keeps whole (for their own page) in
+// bytes of bodies: the newest are kept, older ones are read from the store
+// (a read that stops at the flow: the older the flow, the shorter).
+const keptBytes = 32 << 20
+
+// keptFlows bounds them in number: a flow whole is several times its
+// bodies (headers, findings, the strings of both).
+const keptFlows = 4096
+
+// index is one session's flows as the pages read them: a row per flow in
+// the order they completed, the report's summary of them, and the newest
+// flows whole. Pages read it under a read lock; the live feed appends.
+type index struct {
+	mu      sync.RWMutex
+	rows    []Row
+	pos     map[int64]int // flow id → position in rows
+	kept    map[int64]*flow.Flow
+	keptIDs []int64 // oldest first
+	keptSz  int64
+	summary *report.Summary
+	doc     *report.Doc // summary.Doc() as of docN rows
+	docN    int
+	docAt   time.Time
+	stopped map[string]int // rule → flows it blocked or redacted
+	nextTmp int64          // ids for flows the store could not number
+}
+
+func newIndex() *index {
+	return &index{pos: map[int64]int{}, kept: map[int64]*flow.Flow{}, summary: report.NewSummary(), stopped: map[string]int{}}
+}
+
+// add takes a completed flow; keep says whether to hold it whole. f must not
+// change afterwards.
+func (x *index) add(f *flow.Flow, keep bool) Row {
+	r := rowOf(f)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if r.ID == 0 {
+		x.nextTmp--
+		r.ID = x.nextTmp // a flow the store failed to number is still shown
+	}
+	if _, dup := x.pos[r.ID]; dup {
+		return r
+	}
+	x.pos[r.ID] = len(x.rows)
+	x.rows = append(x.rows, r)
+	x.summary.Add(f)
+	if a := f.Verdict.Action; a == flow.ActionBlock || a == flow.ActionRedact {
+		x.stopped[f.Verdict.Rule]++
+	}
+	if keep {
+		x.keepLocked(r.ID, f)
+	}
+	return r
+}
+
+// keep holds a stored flow whole (read after the index was built), if the
+// index has it; the newest are kept as the budget allows.
+func (x *index) keep(f *flow.Flow) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if _, ok := x.pos[f.ID]; ok {
+		x.keepLocked(f.ID, f)
+	}
+}
+
+func (x *index) keepLocked(id int64, f *flow.Flow) {
+	if _, ok := x.kept[id]; ok {
+		return
+	}
+	x.kept[id] = f
+	x.keptIDs = append(x.keptIDs, id)
+	x.keptSz += flowSize(f)
+	for (x.keptSz > keptBytes || len(x.keptIDs) > keptFlows) && len(x.keptIDs) > 1 {
+		old := x.kept[x.keptIDs[0]]
+		delete(x.kept, x.keptIDs[0])
+		x.keptIDs = x.keptIDs[1:]
+		x.keptSz -= flowSize(old)
+	}
+}
+
+func flowSize(f *flow.Flow) int64 {
+	n := int64(512)
+	if f.Request != nil {
+		n += int64(len(f.Request.Body.Data) + len(f.Request.URL))
+	}
+	if f.Response != nil {
+		n += int64(len(f.Response.Body.Data))
+	}
+	return n
+}
+
+// page answers q from the rows, newest first.
+func (x *index) page(q Query) Page {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, 1000)
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	end := len(x.rows)
+	if q.Before != 0 {
+		if i, ok := x.pos[q.Before]; ok {
+			end = i
+		}
+	}
+	p := Page{Flows: []Row{}}
+	for i := end - 1; i >= 0; i-- {
+		r := &x.rows[i]
+		if !q.match(r) {
+			continue
+		}
+		if len(p.Flows) == limit {
+			p.Next = p.Flows[limit-1].ID
+			break
+		}
+		p.Flows = append(p.Flows, *r)
+	}
+	return p
+}
+
+// flow returns a kept flow, or nil.
+func (x *index) flow(id int64) *flow.Flow {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.kept[id]
+}
+
+// has reports whether the session has a flow of this id.
+func (x *index) has(id int64) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	_, ok := x.pos[id]
+	return ok
+}
+
+// report returns the report's document of the flows so far. Building it
+// walks the whole summary, so a live session's is rebuilt at most once a
+// second however often pages ask.
+func (x *index) report(now time.Time) *report.Doc {
+	x.mu.RLock()
+	doc, n, at := x.doc, x.docN, x.docAt
+	fresh := doc != nil && (n == len(x.rows) || now.Sub(at) < time.Second)
+	x.mu.RUnlock()
+	if fresh {
+		return doc
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.doc == nil || x.docN != len(x.rows) {
+		x.doc, x.docN, x.docAt = x.summary.Doc(), len(x.rows), now
+	}
+	return x.doc
+}
+
+// stoppedBy counts the flows each rule stopped.
+func (x *index) stoppedBy(rule string) int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.stopped[rule]
+}
+
+// Device is one client as the Devices page lists it.
+type Device struct {
+	Name     string      `json:"name"`
+	Client   string      `json:"client"`
+	Flows    int         `json:"flows"`
+	First    time.Time   `json:"first"`
+	Last     time.Time   `json:"last"`
+	Parties  []string    `json:"parties"`
+	Kinds    []flow.Kind `json:"kinds"`
+	Stopped  int         `json:"stopped"`
+	Cleartxt int         `json:"cleartext"`
+	How      string      `json:"captured_by,omitempty"`
+}
+
+// devices groups the rows by device, after the devices the capture was set
+// up for (listed even before they send anything).
+func (x *index) devices(known []KnownDevice) []Device {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	by := map[string]*Device{}
+	var order []string
+	for _, k := range known {
+		by[k.Name] = &Device{Name: k.Name, Client: k.Addr, How: k.How}
+		order = append(order, k.Name)
+	}
+	for i := range x.rows {
+		r := &x.rows[i]
+		d := by[r.Device]
+		if d == nil {
+			host, _, _ := strings.Cut(r.Client, ":")
+			d = &Device{Name: r.Device, Client: host}
+			by[r.Device] = d
+			order = append(order, r.Device)
+		}
+		if d.Flows == 0 {
+			d.First = r.Time
+		}
+		d.Flows++
+		d.Last = r.Time
+		if !slices.Contains(d.Parties, r.Party) && len(d.Parties) < 50 {
+			d.Parties = append(d.Parties, r.Party)
+		}
+		for _, k := range r.Kinds {
+			if !slices.Contains(d.Kinds, k) {
+				d.Kinds = append(d.Kinds, k)
+			}
+		}
+		if r.Verdict == "block" || r.Verdict == "redact" {
+			d.Stopped++
+		}
+		if r.Cleartext {
+			d.Cleartxt++
+		}
+	}
+	out := make([]Device, 0, len(order))
+	for _, n := range order {
+		out = append(out, *by[n])
+	}
+	return out
+}
+
+// MarkerGroup is what followed a marker: its flows up to the next marker,
+// counted per party.
+type MarkerGroup struct {
+	Marker  Marker         `json:"marker"`
+	Flows   int            `json:"flows"`
+	Parties []PartyCount   `json:"parties"`
+	First   []Row          `json:"first"` // the first few flows after it
+	Kinds   map[string]int `json:"kinds"`
+}
+
+// PartyCount is one party's share of a marker's flows.
+type PartyCount struct {
+	Party string      `json:"party"`
+	Flows int         `json:"flows"`
+	Kinds []flow.Kind `json:"kinds"`
+}
+
+// groups puts the flows after each marker (oldest marker first) together.
+func (x *index) groups(ms []Marker) []MarkerGroup {
+	ms = slices.Clone(ms)
+	slices.SortFunc(ms, func(a, b Marker) int { return a.Time.Compare(b.Time) })
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	out := make([]MarkerGroup, len(ms))
+	for i, m := range ms {
+		g := MarkerGroup{Marker: m, Kinds: map[string]int{}}
+		var to time.Time
+		if i+1 < len(ms) {
+			to = ms[i+1].Time
+		}
+		by := map[string]int{}
+		// rows are in completion order, which long requests break: every
+		// row is looked at (a few milliseconds for 100,000)
+		for j := range x.rows {
+			r := &x.rows[j]
+			if r.Time.Before(m.Time) || !to.IsZero() && !r.Time.Before(to) {
+				continue
+			}
+			g.Flows++
+			if len(g.First) < 20 {
+				g.First = append(g.First, *r)
+			}
+			k, ok := by[r.Party]
+			if !ok {
+				k = len(g.Parties)
+				by[r.Party] = k
+				g.Parties = append(g.Parties, PartyCount{Party: r.Party})
+			}
+			g.Parties[k].Flows++
+			for _, kind := range r.Kinds {
+				g.Kinds[string(kind)]++
+				if !slices.Contains(g.Parties[k].Kinds, kind) {
+					g.Parties[k].Kinds = append(g.Parties[k].Kinds, kind)
+				}
+			}
+		}
+		slices.SortStableFunc(g.Parties, func(a, b PartyCount) int { return b.Flows - a.Flows })
+		out[i] = g
+	}
+	return out
+}
+
+// count is how many flows the index holds.
+func (x *index) count() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return len(x.rows)
+}
