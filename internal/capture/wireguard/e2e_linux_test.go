@@ -33,6 +33,7 @@ import (
 	"phonehome/internal/capture"
 	"phonehome/internal/capture/dnsproxy"
 	"phonehome/internal/capture/proxy"
+	"phonehome/internal/capture/wireguard/wgtest"
 	"phonehome/internal/certs"
 	"phonehome/internal/flow"
 )
@@ -102,21 +103,6 @@ func (n netns) enter(role string, fn func()) {
 	fn()
 }
 
-func needTunnelTools(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces and a wireguard-go client (CI runs as root)")
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skip("needs /dev/net/tun for the wireguard-go client")
-	}
-	for _, tool := range []string{"ip", "wireguard-go", "wg", "curl", "dig"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (Debian: iproute2, wireguard-go, wireguard-tools, curl, bind9-dnsutils)", tool)
-		}
-	}
-}
-
 // makeNet creates the namespaces and links, removed when the test ends.
 func makeNet(t testing.TB) netns {
 	n := netns{t: t, prefix: fmt.Sprintf("phwg%d", os.Getpid()%100000)}
@@ -153,7 +139,12 @@ func TestTunnelEndToEnd(t *testing.T) {
 		insideGate(t, netns{t: t, prefix: os.Getenv(gateEnv)})
 		return
 	}
-	needTunnelTools(t)
+	wgtest.Skip(t)
+	for _, tool := range []string{"curl", "dig"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s (Debian: curl, bind9-dnsutils)", tool)
+		}
+	}
 	n := makeNet(t)
 	// the same test, run again inside the gate's namespace
 	args := []string{"netns", "exec", n.name("gate"), os.Args[0], "-test.run", "^TestTunnelEndToEnd$", "-test.v", "-test.count", "1"}
@@ -357,18 +348,9 @@ func (g *gate) startServer(roots *x509.CertPool) {
 	}
 }
 
-// phone is a wireguard-go client in a phone's namespace.
-type phone struct {
-	role string
-	ifc  string
-	cmd  *exec.Cmd
-	out  *strings.Builder
-}
-
 // join adds a peer, and brings its configuration up in a phone's namespace
-// as a user's phone would: wg setconf reads the [Peer] and key lines,
-// the addresses and routes are the ones the configuration names.
-func (g *gate) join(role, name string) *phone {
+// as a user's phone would.
+func (g *gate) join(role, name string) *wgtest.Client {
 	t := g.n.t
 	peer, priv, err := AddPeer(filepath.Join(g.dir, "wireguard"), name, rand.Reader, time.Now())
 	if err != nil {
@@ -377,59 +359,7 @@ func (g *gate) join(role, name string) *phone {
 	gateIP := map[string]string{"phone1": "10.99.1.1", "phone2": "10.99.3.1"}[role]
 	conf := ClientConfig{PrivateKey: priv, Peer: peer, ServerKey: g.srv.PublicKey(),
 		Endpoint: net.JoinHostPort(gateIP, strconv.Itoa(int(g.srv.Port())))}.String()
-	// what wg-quick strip leaves: wg itself reads no Address or DNS
-	var wgConf, addrs []string
-	for _, line := range strings.Split(conf, "\n") {
-		k, v, _ := strings.Cut(line, "=")
-		switch strings.TrimSpace(k) {
-		case "Address":
-			addrs = strings.Split(v, ",")
-		case "DNS":
-		default:
-			wgConf = append(wgConf, line)
-		}
-	}
-	path := filepath.Join(g.dir, name+".conf")
-	if err := os.WriteFile(path, []byte(strings.Join(wgConf, "\n")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	// the control socket is shared across namespaces: names must differ
-	p := &phone{role: role, ifc: fmt.Sprintf("wg%s%d", role[len(role)-1:], os.Getpid()%100000), out: &strings.Builder{}}
-	p.cmd = exec.Command("ip", "netns", "exec", g.n.name(role), "wireguard-go", "-f", p.ifc)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.Env = append(os.Environ(), "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1")
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; ; i++ {
-		if _, err := os.Stat("/var/run/wireguard/" + p.ifc + ".sock"); err == nil {
-			break
-		}
-		if i == 100 {
-			t.Fatalf("wireguard-go did not start: %s", p.out)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	g.n.in(role, "wg", "setconf", p.ifc, path)
-	for _, a := range addrs {
-		g.n.in(role, "ip", "addr", "add", strings.TrimSpace(a), "dev", p.ifc)
-	}
-	g.n.in(role, "ip", "link", "set", p.ifc, "mtu", strconv.Itoa(MTU), "up")
-	g.n.in(role, "ip", "route", "add", "default", "dev", p.ifc)
-	g.n.in(role, "ip", "-6", "route", "add", "default", "dev", p.ifc)
-	return p
-}
-
-func (p *phone) leave() {
-	p.cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		p.cmd.Process.Kill()
-		<-done
-	}
+	return wgtest.Up(t, g.n.name(role), wgtest.Name(role[len(role)-1:]), conf)
 }
 
 func (g *gate) curl(role string, args ...string) (string, error) {
@@ -471,11 +401,10 @@ func insideGate(t *testing.T, n netns) {
 		}
 	}()
 	pixel := g.join("phone1", "pixel")
-	defer pixel.leave()
 
 	// HTTP, to an address, over IPv4 and IPv6
 	if out, err := g.curl("phone1", "http://"+srvIP+"/track?gaid=38400000-8cf0-11bd-b23e-10b96e40000d"); err != nil || !strings.Contains(out, `"ok":true`) {
-		t.Fatalf("HTTP through the tunnel: %v %s\nwireguard-go: %s", err, out, pixel.out)
+		t.Fatalf("HTTP through the tunnel: %v %s\nwireguard-go: %s", err, out, pixel.Log())
 	}
 	if f := g.find(func(f *flow.Flow) bool {
 		return f.Transport == flow.TransportHTTP && f.Request != nil && strings.Contains(f.Request.URL, "gaid=")
@@ -561,7 +490,6 @@ func insideGate(t *testing.T, n netns) {
 
 	// a second phone at once, under its own name; then its peer is removed
 	tablet := g.join("phone2", "tablet")
-	defer tablet.leave()
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	for _, role := range []string{"phone1", "phone2"} {
@@ -597,8 +525,8 @@ func insideGate(t *testing.T, n netns) {
 	}
 
 	// everything is released once the peers leave and the server closes
-	pixel.leave()
-	tablet.leave()
+	pixel.Stop()
+	tablet.Stop()
 	g.closeAll()
 	g.closeAll = nil
 	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
