@@ -60,18 +60,24 @@ func (l *lockedBuf) String() string {
 // Up starts wireguard-go as interface ifc in namespace ns and configures it
 // from conf (wg-quick text): wg setconf takes the key and [Peer] lines, and
 // the Address lines become the interface's addresses; all traffic (IPv4
-// and IPv6) is routed into the tunnel, the endpoint staying reachable by
-// its more specific route. The client stops when the test ends.
+// and IPv6) is routed into the tunnel, by halves more specific than any
+// default route (which stays, for the endpoint), unless the configuration
+// has a ListenPort (a server: its Address prefix is routed). The client
+// stops when the test ends.
 func Up(t testing.TB, ns, ifc, conf string) *Client {
 	t.Helper()
 	// what wg-quick strip leaves: wg itself reads no Address, DNS or MTU
 	var wgConf, addrs []string
+	server := false
 	for _, line := range strings.Split(conf, "\n") {
 		k, v, _ := strings.Cut(line, "=")
 		switch strings.TrimSpace(k) {
 		case "Address":
 			addrs = strings.Split(v, ",")
 		case "DNS", "MTU":
+		case "ListenPort":
+			server = true
+			wgConf = append(wgConf, line)
 		default:
 			wgConf = append(wgConf, line)
 		}
@@ -110,8 +116,11 @@ func Up(t testing.TB, ns, ifc, conf string) *Client {
 		run("ip", "addr", "add", strings.TrimSpace(a), "dev", ifc)
 	}
 	run("ip", "link", "set", ifc, "mtu", strconv.Itoa(1420), "up")
-	run("ip", "route", "add", "default", "dev", ifc)
-	run("ip", "-6", "route", "add", "default", "dev", ifc)
+	if !server {
+		for _, half := range []string{"0.0.0.0/1", "128.0.0.0/1", "::/1", "8000::/1"} {
+			run("ip", "route", "add", half, "dev", ifc)
+		}
+	}
 	return c
 }
 
