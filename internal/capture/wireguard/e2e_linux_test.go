@@ -220,7 +220,10 @@ func testServerCA(t testing.TB) (*x509.CertPool, tls.Certificate) {
 	return pool, tls.Certificate{Certificate: [][]byte{lder}, PrivateKey: lkey}
 }
 
-const bigSize = 20 << 20
+const (
+	bigSize = 20 << 20
+	bigTXT  = 20 // records in a TXT answer
+)
 
 // upstream starts, in the server's namespace, HTTP on 80 and HTTPS on 443
 // (IPv4 and IPv6), DNS on 53 (every name is the server), a UDP 443 socket
@@ -229,6 +232,7 @@ func (g *gate) upstream(cert tls.Certificate) {
 	t := g.n.t
 	var lns []net.Listener
 	var dnsPC, quicPC, echoPC net.PacketConn
+	var dnsLn net.Listener
 	g.n.enter("srv", func() {
 		for _, a := range []string{srvIP + ":80", "[" + srvIP6 + "]:80", srvIP + ":443", "[" + srvIP6 + "]:443"} {
 			ln, err := net.Listen("tcp", a)
@@ -239,6 +243,9 @@ func (g *gate) upstream(cert tls.Certificate) {
 		}
 		var err error
 		if dnsPC, err = net.ListenPacket("udp", srvIP+":53"); err != nil {
+			t.Fatal(err)
+		}
+		if dnsLn, err = net.Listen("tcp", srvIP+":53"); err != nil {
 			t.Fatal(err)
 		}
 		if quicPC, err = net.ListenPacket("udp", srvIP+":443"); err != nil {
@@ -270,7 +277,7 @@ func (g *gate) upstream(cert tls.Certificate) {
 		}
 		go hs.Serve(ln)
 	}
-	ds := &dns.Server{PacketConn: dnsPC, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+	answer := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(r)
 		q := r.Question[0]
@@ -280,10 +287,20 @@ func (g *gate) upstream(cert tls.Certificate) {
 			m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: net.ParseIP(srvIP)})
 		case dns.TypeAAAA:
 			m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr, AAAA: net.ParseIP(srvIP6)})
+		case dns.TypeTXT: // too big for a UDP answer of 512 bytes
+			for i := 0; i < bigTXT; i++ {
+				m.Answer = append(m.Answer, &dns.TXT{Hdr: hdr, Txt: []string{fmt.Sprintf("%03d %s", i, strings.Repeat("x", 200))}})
+			}
+		}
+		if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
+			m.Truncate(udpSize(r)) // as a real server does: the rest over TCP
 		}
 		w.WriteMsg(m)
-	})}
+	})
+	ds := &dns.Server{PacketConn: dnsPC, Handler: answer}
+	dts := &dns.Server{Listener: dnsLn, Handler: answer}
 	go ds.ActivateAndServe()
+	go dts.ActivateAndServe()
 	go func() {
 		buf := make([]byte, 2048)
 		for {
@@ -307,6 +324,7 @@ func (g *gate) upstream(cert tls.Certificate) {
 	g.closeAll = func() {
 		hs.Close()
 		ds.Shutdown()
+		dts.Shutdown()
 		quicPC.Close()
 		echoPC.Close()
 		if prev != nil {
@@ -434,6 +452,11 @@ func insideGate(t *testing.T, n netns) {
 			t.Fatalf("dig @%s: %q, want the upstream's answer %s", server, out, srvIP)
 		}
 	}
+	// an answer too big for UDP is cut (TC), and asked again over TCP
+	out := n.in("phone1", "dig", "+noedns", "+short", "+time=3", "+tries=2", "@"+Server4.String(), "big.test", "TXT")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != bigTXT {
+		t.Errorf("a big answer through the tunnel's resolver (over TCP after a cut UDP one): %d records, want %d\n%s\n%s", len(lines), bigTXT, out, n.in("phone1", "dig", "+noedns", "@"+Server4.String(), "big.test", "TXT"))
+	}
 	if f := g.find(func(f *flow.Flow) bool { return f.Transport == flow.TransportDNS && f.DNS.Name == "tracker.test" }); f == nil || f.Device != "pixel" {
 		t.Errorf("DNS lookup recorded under the peer's name: %+v\n%s", f, g.dump())
 	}
@@ -480,7 +503,7 @@ func insideGate(t *testing.T, n netns) {
 	}
 	own.Close()
 	// a 20 MB download, decrypted and recorded on the way
-	out, err := g.curl("phone1", "--cacert", g.caPath, "--resolve", "server.test:443:"+srvIP, "-o", "/dev/null", "-w", "%{size_download}", "https://server.test/big")
+	out, err = g.curl("phone1", "--cacert", g.caPath, "--resolve", "server.test:443:"+srvIP, "-o", "/dev/null", "-w", "%{size_download}", "https://server.test/big")
 	if err != nil || strings.TrimSpace(out) != strconv.Itoa(bigSize) {
 		t.Fatalf("20 MB download: %v %s", err, out)
 	}

@@ -314,7 +314,10 @@ func (s *Server) serveTCP(r *tcp.ForwarderRequest) {
 		return
 	}
 	defer s.wg.Done()
-	if why := s.refused(dst); why != "" {
+	// DNS over TCP to the tunnel's resolver: what a client asks again with
+	// when an answer was too big for UDP
+	resolver := dst.Port() == 53 && s.opts.DNS != nil && (dst.Addr() == Server4 || dst.Addr() == Server6)
+	if why := s.refused(dst); why != "" && !resolver {
 		r.Complete(true)
 		s.record(src, dst, flow.TransportTCP, why)
 		return
@@ -326,7 +329,15 @@ func (s *Server) serveTCP(r *tcp.ForwarderRequest) {
 		return
 	}
 	r.Complete(false)
-	s.proxy.ServeIntercepted(s.ctx, gonet.NewTCPConn(&wq, ep), dst)
+	c := gonet.NewTCPConn(&wq, ep)
+	if resolver {
+		defer c.Close()
+		stop := context.AfterFunc(s.ctx, func() { c.Close() })
+		defer stop()
+		s.serveDNSTCP(c, src)
+		return
+	}
+	s.proxy.ServeIntercepted(s.ctx, c, dst)
 }
 
 // serveUDP takes a datagram that starts an association: DNS is answered,
@@ -397,7 +408,6 @@ func (s *Server) record(src, dst netip.AddrPort, t flow.Transport, why string) {
 // serveDNS answers the queries of one association with the recording
 // resolver, under the peer's name, until it falls idle.
 func (s *Server) serveDNS(c *gonet.UDPConn, src netip.AddrPort) {
-	w := &dnsWriter{c: c}
 	name := s.Device(src.Addr())
 	buf := make([]byte, 64<<10)
 	for {
@@ -407,6 +417,23 @@ func (s *Server) serveDNS(c *gonet.UDPConn, src netip.AddrPort) {
 			return
 		}
 		if q := parseQuery(buf[:n]); q != nil {
+			s.opts.DNS.ServeDevice(&dnsWriter{c: c, max: udpSize(q)}, q, name)
+		}
+	}
+}
+
+// serveDNSTCP answers the queries of one TCP connection (each framed by its
+// length) until the client closes it or falls idle.
+func (s *Server) serveDNSTCP(c *gonet.TCPConn, src netip.AddrPort) {
+	name := s.Device(src.Addr())
+	w := &dnsWriter{c: c, framed: true}
+	for {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b, err := readFramed(c)
+		if err != nil {
+			return
+		}
+		if q := parseQuery(b); q != nil {
 			s.opts.DNS.ServeDevice(w, q, name)
 		}
 	}
