@@ -194,7 +194,7 @@ func startWireGuard(ctx context.Context, o runOpts, popts proxy.Options, resolve
 	if err != nil {
 		return nil, fmt.Errorf("run: --wireguard: %w", err)
 	}
-	fmt.Fprintf(stderr, "WireGuard on UDP port %d (server key %s), %d peers\n", srv.Port(), srv.PublicKey(), len(srv.Peers()))
+	fmt.Fprintf(stderr, "WireGuard on UDP port %d (server key %s); peers: %d\n", srv.Port(), srv.PublicKey(), len(srv.Peers()))
 	if len(srv.Peers()) == 0 {
 		c, where, err := addPeer(dir, "phone", "", srv.Port())
 		if err != nil {

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"phonehome/internal/capture/proxy"
+	"phonehome/internal/capture/wireguard"
 )
 
 func TestWireGuardCommands(t *testing.T) {
@@ -53,5 +58,32 @@ func TestWireGuardCommands(t *testing.T) {
 	}
 	if _, errOut, code = phonehome(t, "run", "--wireguard=192.168.1.10:51820", "--db", filepath.Join(t.TempDir(), "x.db")); code != 1 || !strings.Contains(errOut, "give only a port") {
 		t.Errorf("run --wireguard with a host: %d %s", code, errOut)
+	}
+}
+
+// run --wireguard with no peer yet makes one, named phone, and shows its QR
+// code; the next start finds it and makes none.
+func TestRunWireGuardMakesAFirstPeer(t *testing.T) {
+	if _, err := wireguard.LANAddress(); err != nil {
+		t.Skipf("this machine has no LAN address to name as the endpoint: %v", err)
+	}
+	o := runOpts{caDir: t.TempDir(), wireguard: ":0"}
+	var out, errOut bytes.Buffer
+	stop, err := startWireGuard(context.Background(), o, proxy.Options{}, nil, &out, &errOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if !strings.Contains(out.String(), "█") || !strings.Contains(errOut.String(), "peer phone: 10.77.0.2") || !strings.Contains(errOut.String(), "LAN address") {
+		t.Errorf("first start:\n%s\n%s", out.String(), errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	if stop, err = startWireGuard(context.Background(), o, proxy.Options{}, nil, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if out.Len() != 0 || !strings.Contains(errOut.String(), "peers: 1") {
+		t.Errorf("second start made another peer:\n%s\n%s", out.String(), errOut.String())
 	}
 }
