@@ -49,7 +49,10 @@ func TestRunWireGuard(t *testing.T) {
 	config := filepath.Join(dir, "config")
 	conf := addPeerConf(t, bin, config, "pixel")
 	db := filepath.Join(dir, "wg.db")
-	p := l.start(bin, config, "WireGuard on UDP port 51820", "run", "--wireguard", "--listen", "127.0.0.1:0",
+	// a rule for this peer alone, by its name
+	pol := filepath.Join(dir, "policy.yaml")
+	os.WriteFile(pol, []byte("- action: block\n  host: blocked.test\n  device: pixel\n- action: block\n  host: other.test\n  device: tablet\n"), 0o644)
+	p := l.start(bin, config, "WireGuard on UDP port 51820", "run", "--wireguard", "--listen", "127.0.0.1:0", "--policy", pol,
 		"--db", db, "--session", "wg", "--upstream-ca", serverCA, "--dns-upstream", srvIP+":53")
 	defer func() {
 		select {
@@ -73,6 +76,15 @@ func TestRunWireGuard(t *testing.T) {
 	}
 	if out := l.in("phone", "dig", "+short", "+time=3", "@"+wireguard.Server4.String(), "tracker.test", "A"); strings.TrimSpace(out) != srvIP {
 		t.Errorf("DNS to the tunnel's resolver: %q", out)
+	}
+	if out, _ := curl("-w", " %{http_code}", "-H", "Host: blocked.test", "http://"+srvIP+"/"); !strings.HasSuffix(out, " 403") {
+		t.Errorf("a device:pixel rule must block the peer's request: %q", out)
+	}
+	if out := l.in("phone", "dig", "+short", "+time=3", "@"+wireguard.Server4.String(), "blocked.test", "A"); strings.TrimSpace(out) != "0.0.0.0" {
+		t.Errorf("a device:pixel rule must block the peer's lookup: %q", out)
+	}
+	if out, err := curl("-H", "Host: other.test", "http://"+srvIP+"/"); err != nil || !strings.Contains(out, `"ok":true`) {
+		t.Errorf("another device's rule must not block this peer: %v %q", err, out)
 	}
 	sendQUIC(t, l)
 	time.Sleep(300 * time.Millisecond)

@@ -34,6 +34,10 @@ import (
 // DefaultPort is WireGuard's usual port.
 const DefaultPort = 51820
 
+// maxUDP bounds the UDP associations served at once, for all peers; a
+// datagram that would start one more is dropped.
+const maxUDP = 4096
+
 // Options configure a server.
 type Options struct {
 	// Listen is the UDP address peers send to: ":51820" (the default),
@@ -77,7 +81,8 @@ type Server struct {
 	proxy *proxy.Proxy
 	quic  transparent.QUICTries
 
-	names atomic.Pointer[map[netip.Addr]string] // tunnel address → peer name
+	names   atomic.Pointer[map[netip.Addr]string] // tunnel address → peer name
+	udpOpen atomic.Int32                          // UDP associations being served
 
 	ctx    context.Context // ends at Close: connections being served end
 	cancel context.CancelFunc
@@ -360,15 +365,24 @@ func (s *Server) serveUDP(r *udp.ForwarderRequest) {
 	if !s.enter() {
 		return
 	}
+	// each association holds a goroutine and, relayed, a host socket: a
+	// peer that sprays datagrams to new ports must not exhaust them
+	if s.udpOpen.Add(1) > maxUDP {
+		s.udpOpen.Add(-1)
+		s.wg.Done()
+		return
+	}
 	var wq waiter.Queue
 	ep, err := r.CreateEndpoint(&wq)
 	if err != nil {
+		s.udpOpen.Add(-1)
 		s.wg.Done()
 		return
 	}
 	c := gonet.NewUDPConn(&wq, ep)
 	go func() {
 		defer s.wg.Done()
+		defer s.udpOpen.Add(-1)
 		defer c.Close()
 		stop := context.AfterFunc(s.ctx, func() { c.Close() })
 		defer stop()
