@@ -132,7 +132,8 @@ func TestRunWireGuard(t *testing.T) {
 // from the server to the phone: directly; through a plain wireguard-go ↔
 // wireguard-go tunnel to the auditor, forwarded by its kernel (the
 // reference); and through phonehome run --wireguard, decrypted, analysed
-// and stored (goal: at least 50% of direct).
+// and stored. The goal: at least 50% of the same download through a tunnel
+// without phonehome (the reference); direct is shown beside.
 func BenchmarkWireGuardThroughput(b *testing.B) {
 	wgtest.Skip(b)
 	l := newLAN(b)

@@ -3,17 +3,12 @@
 package wireguard
 
 import (
-	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -28,7 +23,6 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"golang.org/x/sys/unix"
 
 	"phonehome/internal/capture"
 	"phonehome/internal/capture/dnsproxy"
@@ -36,6 +30,7 @@ import (
 	"phonehome/internal/capture/wireguard/wgtest"
 	"phonehome/internal/certs"
 	"phonehome/internal/flow"
+	"phonehome/internal/nstest"
 )
 
 // The network of the end-to-end test, made of namespaces:
@@ -80,27 +75,7 @@ func (n netns) in(role string, args ...string) string {
 // enter runs fn on a thread in a role's namespace: sockets it opens stay there.
 func (n netns) enter(role string, fn func()) {
 	n.t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	home, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	defer home.Close()
-	there, err := os.Open("/run/netns/" + n.name(role))
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	defer there.Close()
-	if err := unix.Setns(int(there.Fd()), unix.CLONE_NEWNET); err != nil {
-		n.t.Fatal(err)
-	}
-	defer func() {
-		if err := unix.Setns(int(home.Fd()), unix.CLONE_NEWNET); err != nil {
-			panic(err) // a thread left in another namespace must not be reused
-		}
-	}()
-	fn()
+	nstest.Enter(n.t, n.name(role), fn)
 }
 
 // makeNet creates the namespaces and links, removed when the test ends.
@@ -196,28 +171,20 @@ func (g *gate) dump() string {
 	return b.String()
 }
 
-// testServerCA makes the server's CA and a leaf for server.test, valid for
-// its IPv4 and IPv6 addresses.
-func testServerCA(t testing.TB) (*x509.CertPool, tls.Certificate) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "wireguard test server CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+// serverCA is the server's own CA (another phonehome CA serves as one) and
+// what its certificates are minted by.
+func serverCA(t testing.TB, dir string) (*x509.CertPool, func(*tls.ClientHelloInfo) (*tls.Certificate, error)) {
+	ca, _, err := certs.LoadOrCreate(dir, certs.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, _ := x509.ParseCertificate(der)
-	lkey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "server.test"}, DNSNames: []string{"server.test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	lder, err := x509.CreateCertificate(rand.Reader, leaf, ca, &lkey.PublicKey, key)
+	m, err := certs.NewMinter(ca, 0, certs.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return pool, tls.Certificate{Certificate: [][]byte{lder}, PrivateKey: lkey}
+	pool.AddCert(ca.Cert)
+	return pool, m.GetCertificate("server.test")
 }
 
 const (
@@ -228,7 +195,7 @@ const (
 // upstream starts, in the server's namespace, HTTP on 80 and HTTPS on 443
 // (IPv4 and IPv6), DNS on 53 (every name is the server), a UDP 443 socket
 // that counts what reaches it and a UDP echo on 7.
-func (g *gate) upstream(cert tls.Certificate) {
+func (g *gate) upstream(cert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) {
 	t := g.n.t
 	var lns []net.Listener
 	var dnsPC, quicPC, echoPC net.PacketConn
@@ -273,7 +240,7 @@ func (g *gate) upstream(cert tls.Certificate) {
 	hs := &http.Server{Handler: mux}
 	for i, ln := range lns {
 		if i >= 2 {
-			ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}})
+			ln = tls.NewListener(ln, &tls.Config{GetCertificate: cert})
 		}
 		go hs.Serve(ln)
 	}
@@ -410,7 +377,7 @@ func insideGate(t *testing.T, n netns) {
 	}
 	goroutines, fds := runtime.NumGoroutine(), openFDs()
 	g := &gate{n: n, dir: t.TempDir()}
-	roots, cert := testServerCA(t)
+	roots, cert := serverCA(t, filepath.Join(g.dir, "server-ca"))
 	g.upstream(cert)
 	g.startServer(roots)
 	defer func() {
@@ -461,17 +428,7 @@ func insideGate(t *testing.T, n netns) {
 		t.Errorf("DNS lookup recorded under the peer's name: %+v\n%s", f, g.dump())
 	}
 	// QUIC is dropped (apps fall back to TCP) and who tried is recorded
-	payloads := quicInitials(t)
-	n.enter("phone1", func() {
-		c, err := net.Dial("udp4", srvIP+":443")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		for _, p := range payloads {
-			c.Write(p)
-		}
-	})
+	nstest.SendUDP(t, n.name("phone1"), srvIP+":443", nstest.QUICInitials(t))
 	if f := g.find(func(f *flow.Flow) bool { return f.Transport == flow.TransportQUIC }); f == nil || f.Device != "pixel" || !f.Notes.Has(flow.NoteQUICDropped) || f.Host == "" {
 		t.Errorf("QUIC attempt recorded with its server name: %+v\n%s", f, g.dump())
 	}
@@ -562,40 +519,4 @@ func insideGate(t *testing.T, n netns) {
 	buf := make([]byte, 1<<20)
 	t.Errorf("after the server closed: %d goroutines (at start %d), %d descriptors (at start %d)\n%s\n%s",
 		nowG, goroutines, nowFD, fds, fdList(), buf[:runtime.Stack(buf, true)])
-}
-
-// quicInitials are the client's UDP payloads of a real Chromium QUIC
-// handshake, from the capture package's fixture.
-func quicInitials(t testing.TB) [][]byte {
-	b, err := os.ReadFile(filepath.Join("..", "testdata", "quic-chromium.pcap"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out [][]byte
-	r := bytes.NewReader(b)
-	if _, err := r.Seek(24, io.SeekStart); err != nil { // the file header
-		t.Fatal(err)
-	}
-	hdr := make([]byte, 16)
-	for {
-		if _, err := io.ReadFull(r, hdr); err != nil {
-			break
-		}
-		rec := make([]byte, int(hdr[8])|int(hdr[9])<<8|int(hdr[10])<<16|int(hdr[11])<<24)
-		if _, err := io.ReadFull(r, rec); err != nil {
-			break
-		}
-		// Ethernet, IPv4, UDP to 443
-		if len(rec) < 42 || rec[12] != 0x08 || rec[13] != 0 || rec[23] != 17 {
-			continue
-		}
-		udp := rec[14+int(rec[14]&0x0f)*4:]
-		if int(udp[2])<<8|int(udp[3]) == 443 {
-			out = append(out, udp[8:])
-		}
-	}
-	if len(out) == 0 {
-		t.Fatal("no QUIC client packets in the fixture")
-	}
-	return out
 }

@@ -25,6 +25,8 @@ import (
 	"regexp"
 	"slices"
 	"time"
+
+	"phonehome/internal/certs"
 )
 
 // Key is a Curve25519 key, private or public, as WireGuard uses it.
@@ -218,21 +220,5 @@ func writePrivate(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return certs.WriteFile(path, data, 0o600)
 }
