@@ -20,7 +20,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,9 +27,9 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"golang.org/x/sys/unix"
 
 	"phonehome/internal/flow"
+	"phonehome/internal/nstest"
 	"phonehome/internal/store"
 )
 
@@ -169,27 +168,7 @@ func (l *lan) sysctl(role, name, value string) {
 // it opens stay there.
 func (l *lan) inNS(role string, fn func()) {
 	l.t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	self, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	defer self.Close()
-	target, err := os.Open("/run/netns/" + l.ns[role])
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		l.t.Fatal(err)
-	}
-	defer func() {
-		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
-			panic(err) // a thread left in another namespace must not be reused
-		}
-	}()
-	fn()
+	nstest.Enter(l.t, l.ns[role], fn)
 }
 
 func (l *lan) mac(role, dev string) string {
@@ -475,47 +454,9 @@ func TestSpoofLAN(t *testing.T) {
 // sendQUIC sends the Initial packets of a real Chromium QUIC handshake from
 // the phone to the server's UDP 443.
 func sendQUIC(t testing.TB, l *lan) int {
-	payloads := quicPayloads(t)
-	l.inNS("phone", func() {
-		c, err := net.Dial("udp4", srvIP+":443")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		for _, p := range payloads {
-			c.Write(p)
-		}
-	})
+	payloads := nstest.QUICInitials(t)
+	nstest.SendUDP(t, l.ns["phone"], srvIP+":443", payloads)
 	return len(payloads)
-}
-
-// quicPayloads are the client's UDP payloads in the QUIC fixture.
-func quicPayloads(t testing.TB) [][]byte {
-	var out [][]byte
-	f, err := os.Open(filepath.Join("..", "..", "internal", "capture", "testdata", "quic-chromium.pcap"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b, _ := io.ReadAll(f)
-	// pcap: 24-byte header, then 16-byte record headers; Ethernet + IPv4 + UDP
-	for off := 24; off+16 <= len(b); {
-		n := int(uint32(b[off+8]) | uint32(b[off+9])<<8 | uint32(b[off+10])<<16 | uint32(b[off+11])<<24)
-		rec := b[off+16 : min(off+16+n, len(b))]
-		off += 16 + n
-		if len(rec) < 14+20+8 || rec[12] != 0x08 || rec[13] != 0 || rec[14+9] != 17 {
-			continue
-		}
-		ihl := int(rec[14]&0x0f) * 4
-		udp := rec[14+ihl:]
-		if int(udp[2])<<8|int(udp[3]) == 443 {
-			out = append(out, udp[8:])
-		}
-	}
-	if len(out) == 0 {
-		t.Fatal("no QUIC client packets in the fixture")
-	}
-	return out
 }
 
 // checkRecorded reads the session back: the phone's requests with their data.

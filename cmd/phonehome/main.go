@@ -71,7 +71,7 @@ proxy and install phonehome's certificate), or with nothing set up on it
 	}
 	root.SetVersionTemplate("phonehome {{.Version}}\n") // as phonehome version prints it
 	root.Flags().BoolP("version", "v", false, "print the version of phonehome, as phonehome version does")
-	root.AddCommand(newAnalyzeCmd(stdout, stderr), newStoreCmd(stdout, stderr), newRunCmd(stdout, stderr), newReportCmd(stdout, stderr), newDiffCmd(stdout, stderr), newExplainCmd(stdout, stderr), newSpoofCmd(stdout, stderr), newCACmd(stdout, stderr), newSessionsCmd(stdout), newUICmd(stdout, stderr), newVersionCmd(stdout))
+	root.AddCommand(newAnalyzeCmd(stdout, stderr), newStoreCmd(stdout, stderr), newRunCmd(stdout, stderr), newReportCmd(stdout, stderr), newDiffCmd(stdout, stderr), newExplainCmd(stdout, stderr), newSpoofCmd(stdout, stderr), newCACmd(stdout, stderr), newWireGuardCmd(stdout, stderr), newSessionsCmd(stdout), newUICmd(stdout, stderr), newVersionCmd(stdout))
 	// --cpuprofile is for developers measuring the hot paths (see bench/).
 	var profile string
 	var stopProfile func()

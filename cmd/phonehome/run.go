@@ -68,6 +68,8 @@ type runOpts struct {
 	redact, fake     []string // kinds
 	ui               string   // --ui address, or "off"
 	uiSet            bool     // --ui was given (a default that is taken is only warned about)
+	wireguard        string   // --wireguard UDP address; "": off
+	wgReachHost      bool
 }
 
 func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -94,6 +96,14 @@ records every lookup, and drops its QUIC so apps fall back to TCP. On exit
 (also Ctrl-C or SIGTERM) the real addresses are announced again and every
 kernel change is undone; after a crash, the next start undoes them.
 --dns ADDR alone runs the recording resolver for devices you point at it.
+
+--wireguard runs a WireGuard server (UDP 51820, no root needed): a phone
+scans a QR code in the WireGuard app and every packet it sends goes through
+phonehome, on any network, recorded under the peer's name (phonehome
+wireguard add NAME; with no peer yet, one named phone is made and its QR code
+shown). TCP is intercepted whatever its port, DNS is answered by the
+recording resolver, QUIC is dropped (--allow-quic relays it), other UDP is
+relayed; peers reach only the outside, not this machine.
 
 Blocking: --block PATTERN (repeatable) refuses what matches: a host
 ("tracker.example" exactly, ".example.com" for it and its subdomains,
@@ -130,6 +140,7 @@ the first match deciding; SIGHUP reloads it without dropping connections:
   sudo phonehome run --spoof 192.168.1.23
   sudo phonehome run --spoof 192.168.1.23 --gateway 192.168.1.1 --iface wlan0 --block-doh
   phonehome run --dns 192.168.1.10:53
+  phonehome run --wireguard              # phones join by QR code (phonehome wireguard add NAME)
   phonehome run --preset block-trackers --block owner:Xiaomi --block .app-measurement.com
   phonehome run --policy policy.yaml      # kill -HUP reloads it`,
 		Args: cobra.NoArgs,
@@ -167,7 +178,7 @@ the first match deciding; SIGHUP reloads it without dropping connections:
 	f.StringVar(&o.lan.iface, "iface", "", "with --spoof: the network interface (default: the one on the device's network)")
 	f.StringVar(&o.ports, "ports", "80,443", "with --spoof: the device's TCP ports sent to the transparent proxy")
 	f.StringVar(&o.transparent, "transparent", ":0", "with --spoof: address of the transparent proxy (redirected connections arrive there)")
-	f.BoolVar(&o.lan.allowQUIC, "allow-quic", false, "with --spoof: let the device's QUIC (UDP 443) through instead of dropping it (it cannot be decrypted)")
+	f.BoolVar(&o.lan.allowQUIC, "allow-quic", false, "with --spoof or --wireguard: let the device's QUIC (UDP 443) through instead of dropping it (it cannot be decrypted)")
 	f.StringVar(&o.dns, "dns", "", "run a recording DNS resolver on this address (with --spoof: the device's DNS goes to it; default a free port)")
 	f.StringVar(&o.dnsUpstream, "dns-upstream", "", "resolver the DNS resolver forwards to (default: the first nameserver of /etc/resolv.conf)")
 	f.BoolVar(&o.blockDoH, "block-doh", false, "refuse known DNS-over-HTTPS endpoints so devices fall back to plain DNS")
@@ -180,6 +191,9 @@ the first match deciding; SIGHUP reloads it without dropping connections:
 	f.StringArrayVar(&o.redact, "redact", nil, "take this kind of data (imei, advertising_id, location, ...) out of every request that carries it; repeatable")
 	f.StringArrayVar(&o.fake, "fake", nil, "replace this kind of data with a consistent fake of the same shape; repeatable")
 	f.StringVar(&o.ui, "ui", "127.0.0.1:8081", "serve the web UI (live flows, parties, switches, markers) on this address, or off; anywhere but loopback it requires the token it prints")
+	f.StringVar(&o.wireguard, "wireguard", "", "run a WireGuard server that phones join by QR code (phonehome wireguard add NAME); --wireguard alone listens on UDP :51820, --wireguard=:PORT elsewhere")
+	f.Lookup("wireguard").NoOptDefVal = ":51820"
+	f.BoolVar(&o.wgReachHost, "wireguard-reach-host", false, "with --wireguard: let peers reach this machine's own addresses and loopback services (by default they reach only the outside)")
 	return cmd
 }
 
@@ -235,7 +249,7 @@ func liveLine(f *flow.Flow, newDest bool) string {
 	if f.Dest.Category != "" {
 		who = append(who, f.Dest.Category)
 	}
-	line := fmt.Sprintf("%s %-15s %s", f.Start.Format("15:04:05"), f.Client.Addr, f.HostOrAddr())
+	line := fmt.Sprintf("%s %-15s %s", f.Start.Format("15:04:05"), f.DeviceName(), f.HostOrAddr())
 	if len(who) > 0 {
 		line += " (" + strings.Join(who, ", ") + ")"
 	}
@@ -390,7 +404,7 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 	}
 	var reload policySetter = pl
 	if o.ui != "off" {
-		uiPolicy := web.NewPolicy(pol, policy.Options{Known: known, Status: o.blockStatus}, pl.SetPolicy)
+		uiPolicy := web.NewPolicy(pol, engineOptions(o, known), pl.SetPolicy)
 		stopUI, err := startUI(ctx, o, st, sess, ca, web.Options{Live: broker, Policy: uiPolicy, ProxyAddr: proxyAddrFor(ln.Addr())}, stderr)
 		if err != nil {
 			return fail(err)
@@ -420,7 +434,7 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 		}}
 	p := proxy.New(popts)
 	var dnsPort int
-	if o.dns != "" || o.lan.target != "" {
+	if o.dns != "" || o.lan.target != "" || o.wireguard != "" {
 		if resolver, err = startResolver(o, pl, stderr); err != nil {
 			return fail(err)
 		}
@@ -439,6 +453,13 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 			}
 			return err
 		}, "restoring the network", stderr))
+	}
+	if o.wireguard != "" {
+		stop, err := startWireGuard(ctx, o, popts, resolver, stdout, stderr)
+		if err != nil {
+			return fail(err)
+		}
+		parts.push(stop)
 	}
 	serveErr := p.Serve(ctx, ln)
 	parts.close()
@@ -469,6 +490,16 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 		return fmt.Errorf("run: %w", serveErr)
 	}
 	return pl.Err()
+}
+
+// engineOptions are the policy engine's options from the flags, the same for
+// the rules of the flags and files and for the web UI's switches.
+func engineOptions(o runOpts, known *trackers.KB) policy.Options {
+	fallback := flow.ActionBlock
+	if o.redactFallback == "forward" {
+		fallback = flow.ActionAllow
+	}
+	return policy.Options{Known: known, Status: o.blockStatus, RedactFallback: fallback}
 }
 
 // runPolicy builds the rules the flags ask for, in the order they apply:
@@ -518,11 +549,7 @@ func runPolicy(o runOpts, known *trackers.KB) (policy.Policy, error) {
 	if len(rules) == 0 {
 		return nil, nil
 	}
-	fallback := flow.ActionBlock
-	if o.redactFallback == "forward" {
-		fallback = flow.ActionAllow
-	}
-	return policy.NewEngine(rules, policy.Options{Known: known, Status: o.blockStatus, RedactFallback: fallback}), nil
+	return policy.NewEngine(rules, engineOptions(o, known)), nil
 }
 
 // trackerKB is the tracker knowledge owner: and category: rules read: the

@@ -157,15 +157,16 @@ func create(dir string, opts Options) (*CA, error) {
 		{DERFile, der, 0o644},
 	}
 	for _, f := range files {
-		if err := writeFile(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
+		if err := WriteFile(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
 			return nil, fmt.Errorf("write CA: %w", err)
 		}
 	}
 	return &CA{Cert: cert, Key: key, Dir: dir}, nil
 }
 
-// writeFile writes atomically, so a crash never leaves half a key.
-func writeFile(path string, data []byte, mode os.FileMode) error {
+// WriteFile writes a file with mode atomically, so a crash never leaves half
+// a key.
+func WriteFile(path string, data []byte, mode os.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
 	if err != nil {
 		return err

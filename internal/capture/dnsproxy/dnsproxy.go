@@ -97,9 +97,14 @@ func (s *Server) Name(a netip.Addr) string {
 }
 
 // ServeDNS answers one query by asking the upstream, and records it.
-func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) { s.ServeDevice(w, r, "") }
+
+// ServeDevice is ServeDNS for a query whose source knows the device that
+// asked (a WireGuard peer): the lookup is recorded, and decided on, under
+// that device's name.
+func (s *Server) ServeDevice(w dns.ResponseWriter, r *dns.Msg, device string) {
 	start := s.opts.Now()
-	f := &flow.Flow{Start: start, Transport: flow.TransportDNS, DNS: &flow.DNS{ID: r.Id}}
+	f := &flow.Flow{Start: start, Transport: flow.TransportDNS, DNS: &flow.DNS{ID: r.Id}, Device: device}
 	if ap, err := netip.ParseAddrPort(w.RemoteAddr().String()); err == nil {
 		f.Client = flow.Endpoint{Addr: ap.Addr().Unmap(), Port: ap.Port()}
 	}

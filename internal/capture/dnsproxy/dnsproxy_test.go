@@ -168,3 +168,25 @@ func TestBlockModes(t *testing.T) {
 		t.Errorf("bad mode: %v", err)
 	}
 }
+
+func TestServeDeviceNamesTheDevice(t *testing.T) {
+	got := make(chan *flow.Flow, 1)
+	s := New(Options{Upstream: upstream(t), Handler: capture.Observer(func(f *flow.Flow) { got <- f })})
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the source (a WireGuard peer's netstack) knows who asked
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) { s.ServeDevice(w, r, "pixel") })}
+	go srv.ActivateAndServe()
+	defer srv.Shutdown()
+	m := new(dns.Msg)
+	m.SetQuestion("app-measurement.com.", dns.TypeA)
+	r, _, err := new(dns.Client).Exchange(m, pc.LocalAddr().String())
+	if err != nil || len(r.Answer) != 1 {
+		t.Fatalf("query: %v %v", err, r)
+	}
+	if f := <-got; f.Device != "pixel" || f.DNS.Name != "app-measurement.com" || f.DeviceName() != "pixel" {
+		t.Errorf("flow: device %q name %q, want pixel and the name asked", f.Device, f.DNS.Name)
+	}
+}

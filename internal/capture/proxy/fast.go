@@ -255,7 +255,7 @@ func (p *Proxy) serveFast(ctx context.Context, c *clientConn) (handled, keep boo
 	c.br.Discard(h.size)
 	c.headDone()
 
-	f := &flow.Flow{Start: p.opts.Now(), Host: host, Transport: flow.TransportHTTP, Client: endpoint(c.remote)}
+	f := &flow.Flow{Start: p.opts.Now(), Host: host, Transport: flow.TransportHTTP, Client: endpoint(c.remote), Device: p.device(c.remote)}
 	if c.scheme == "https" {
 		f.Transport = flow.TransportHTTPS
 		f.TLS = &flow.TLSInfo{SNI: host, Decrypted: true}

@@ -107,6 +107,11 @@ type Options struct {
 	// Name names an address (from DNS answers) for a transparently
 	// intercepted connection that carries no name itself; nil or "": none.
 	Name func(netip.Addr) string
+	// Device names the device behind a client address when the source
+	// knows it (a WireGuard peer, whose tunnel address its key vouches
+	// for): every flow and hello from that client carries the name. nil or
+	// "": the device is known by its address.
+	Device func(netip.Addr) string
 }
 
 // Proxy is an http.Handler that forwards and records.
@@ -214,7 +219,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // forward sends r upstream and the answer back, recording both.
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, scheme, client string) {
 	start := p.opts.Now()
-	f := &flow.Flow{Start: start, Host: r.URL.Hostname(), Transport: flow.TransportHTTP, Client: endpoint(client)}
+	f := &flow.Flow{Start: start, Host: r.URL.Hostname(), Transport: flow.TransportHTTP, Client: endpoint(client), Device: p.device(client)}
 	if scheme == "https" {
 		f.Transport = flow.TransportHTTPS
 		f.TLS = &flow.TLSInfo{SNI: r.URL.Hostname(), Decrypted: true}
@@ -479,7 +484,7 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 	if why != "" {
 		target := net.JoinHostPort(host, portStr)
 		if up, err = net.DialTimeout("tcp", target, p.opts.DialTimer); err != nil {
-			f := &flow.Flow{Start: p.opts.Now(), Host: host, Client: endpoint(r.RemoteAddr), Transport: flow.TransportTCP}
+			f := &flow.Flow{Start: p.opts.Now(), Host: host, Client: endpoint(r.RemoteAddr), Device: p.device(r.RemoteAddr), Transport: flow.TransportTCP}
 			f.Note(flow.NotePassthrough, why)
 			f.Note(flow.NoteUpstream, "upstream: "+err.Error())
 			f.End = p.opts.Now()
@@ -572,7 +577,7 @@ func (p *Proxy) serveTunnel(ctx context.Context, conn net.Conn, client *bufio.Re
 		p.serveOwn(ctx, conn, client, portStr, remote)
 		return
 	}
-	hl := flow.Hello{Time: p.opts.Now(), Client: endpoint(remote), SNI: sni, Source: "proxy"}
+	hl := flow.Hello{Time: p.opts.Now(), Client: endpoint(remote), Device: p.device(remote), SNI: sni, Source: "proxy"}
 	if hasHello {
 		hl.ALPN = ch.ALPN
 	}
@@ -589,7 +594,7 @@ func (p *Proxy) serveTunnel(ctx context.Context, conn net.Conn, client *bufio.Re
 			break
 		}
 		// a host that would be passed through cannot be answered: refused
-		f := &flow.Flow{Start: hl.Time, End: p.opts.Now(), Host: sni, Client: hl.Client, Server: hl.Server,
+		f := &flow.Flow{Start: hl.Time, End: p.opts.Now(), Host: sni, Client: hl.Client, Device: hl.Device, Server: hl.Server,
 			Transport: flow.TransportTLS, TLS: &flow.TLSInfo{SNI: sni, ALPN: hl.ALPN}, Verdict: v}
 		f.Note(flow.NoteBlocked, "connection closed before the handshake: blocked by "+v.String())
 		p.emit(f)
@@ -611,7 +616,7 @@ func (p *Proxy) serveTunnel(ctx context.Context, conn net.Conn, client *bufio.Re
 		NextProtos:     []string{"h2", "http/1.1"}, // what the client gets is chosen apart from what the server speaks
 	})
 	if err := tconn.HandshakeContext(ctx); err != nil {
-		f := &flow.Flow{Start: p.opts.Now(), End: p.opts.Now(), Host: sni, Client: endpoint(remote),
+		f := &flow.Flow{Start: p.opts.Now(), End: p.opts.Now(), Host: sni, Client: endpoint(remote), Device: p.device(remote),
 			Transport: flow.TransportTLS, TLS: &flow.TLSInfo{SNI: sni}}
 		if ap, err := netip.ParseAddrPort(dial); err == nil {
 			f.Server = flow.Endpoint{Addr: ap.Addr().Unmap(), Port: ap.Port()}
@@ -1098,7 +1103,7 @@ func (p *Proxy) handshakeFailed(f *flow.Flow, remote, sni string, hasHello bool,
 // is the target already dialled. Once no byte has moved either way for
 // TunnelIdleTimeout, both sides are let go.
 func (p *Proxy) tunnel(client *bufio.Reader, conn net.Conn, target, name, remote string, tlsInfo *flow.TLSInfo, up net.Conn, why flow.Note) {
-	f := &flow.Flow{Start: p.opts.Now(), Host: name, Client: endpoint(remote), Transport: flow.TransportTCP, TLS: tlsInfo}
+	f := &flow.Flow{Start: p.opts.Now(), Host: name, Client: endpoint(remote), Device: p.device(remote), Transport: flow.TransportTCP, TLS: tlsInfo}
 	if tlsInfo != nil {
 		f.Transport = flow.TransportTLS
 	}
@@ -1255,6 +1260,14 @@ func headers(h http.Header, host string) flow.Headers {
 		}
 	}
 	return out
+}
+
+// device is the name Options.Device gives the client at remote, or "".
+func (p *Proxy) device(remote string) string {
+	if p.opts.Device == nil {
+		return ""
+	}
+	return p.opts.Device(endpoint(remote).Addr)
 }
 
 func endpoint(addr string) flow.Endpoint {

@@ -561,7 +561,14 @@ func TestServeIntercepted(t *testing.T) {
 	var mu sync.Mutex
 	var flows []*flow.Flow
 	// the upstream's certificate names example.com; verify it as that name
-	p := New(Options{Minter: m, Upstream: &tls.Config{RootCAs: roots, ServerName: "example.com"},
+	// a source that knows the device (a WireGuard peer) names it on every flow
+	device := func(a netip.Addr) string {
+		if a.IsLoopback() {
+			return "phone-a"
+		}
+		return ""
+	}
+	p := New(Options{Minter: m, Upstream: &tls.Config{RootCAs: roots, ServerName: "example.com"}, Device: device,
 		Handler: capture.Observer(func(f *flow.Flow) { mu.Lock(); flows = append(flows, f); mu.Unlock() })})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -604,6 +611,11 @@ func TestServeIntercepted(t *testing.T) {
 	_, port, _ := net.SplitHostPort(secure.Listener.Addr().String())
 	if f := flows[1]; f.Host != "sdk.test" || f.Transport != flow.TransportHTTPS || f.Request.URL != "https://sdk.test:"+port+"/track" || f.Server.String() != secure.Listener.Addr().String() {
 		t.Errorf("TLS named by its SNI: %s %s %s %s", f.Host, f.Transport, f.Request.URL, f.Server)
+	}
+	for _, f := range flows {
+		if f.Device != "phone-a" {
+			t.Errorf("%s flow: device %q, want the name Options.Device gives its client", f.Transport, f.Device)
+		}
 	}
 }
 

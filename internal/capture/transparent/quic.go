@@ -20,9 +20,7 @@ func ServeQUIC(ctx context.Context, pc net.PacketConn, emit func(*flow.Flow)) er
 		<-ctx.Done()
 		pc.Close()
 	}()
-	var mu sync.Mutex
-	seen := map[string]time.Time{}
-	var hellos pcap.QUICHellos
+	var tried QUICTries
 	buf := make([]byte, 65536)
 	for {
 		n, from, err := pc.ReadFrom(buf)
@@ -32,25 +30,47 @@ func ServeQUIC(ctx context.Context, pc net.PacketConn, emit func(*flow.Flow)) er
 			}
 			return err
 		}
-		sni, complete := hellos.Add(from.String(), buf[:n])
-		if !complete {
-			continue // not an Initial, or the rest of its ClientHello is still to come
-		}
 		client, _ := netip.ParseAddrPort(from.String())
-		key := client.Addr().String() + " " + sni
-		now := time.Now()
-		mu.Lock()
-		last, ok := seen[key]
-		if !ok || now.Sub(last) > time.Minute {
-			seen[key] = now
+		if f := tried.Add(client, "", buf[:n]); f != nil {
+			emit(f)
 		}
-		mu.Unlock()
-		if ok && now.Sub(last) <= time.Minute {
-			continue
-		}
-		f := &flow.Flow{Start: now, End: now, Host: sni, Transport: flow.TransportQUIC,
-			Client: flow.Endpoint{Addr: client.Addr().Unmap(), Port: client.Port()}, TLS: &flow.TLSInfo{SNI: sni}, BytesUp: int64(n)}
-		f.Note(flow.NoteQUICDropped, "tried QUIC (UDP 443): dropped so that the app falls back to TCP, which phonehome can read")
-		emit(f)
 	}
+}
+
+// QUICTries reads the QUIC datagrams a device sends (and that are dropped)
+// and makes a flow of each attempt, once a minute per device and server
+// name. The zero value is ready; it is safe for concurrent use.
+type QUICTries struct {
+	mu     sync.Mutex
+	seen   map[string]time.Time
+	hellos pcap.QUICHellos
+}
+
+// Add reads one datagram from client (device names it when the source
+// knows it) and returns the flow to record when it completes a ClientHello
+// not recorded in the last minute, else nil.
+func (q *QUICTries) Add(client netip.AddrPort, device string, pkt []byte) *flow.Flow {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	sni, complete := q.hellos.Add(client.String(), pkt)
+	if !complete {
+		return nil // not an Initial, or the rest of its ClientHello is still to come
+	}
+	who := device
+	if who == "" {
+		who = client.Addr().Unmap().String()
+	}
+	key := who + " " + sni
+	now := time.Now()
+	if last, ok := q.seen[key]; ok && now.Sub(last) <= time.Minute {
+		return nil
+	}
+	if q.seen == nil {
+		q.seen = map[string]time.Time{}
+	}
+	q.seen[key] = now
+	f := &flow.Flow{Start: now, End: now, Host: sni, Transport: flow.TransportQUIC, Device: device,
+		Client: flow.Endpoint{Addr: client.Addr().Unmap(), Port: client.Port()}, TLS: &flow.TLSInfo{SNI: sni}, BytesUp: int64(len(pkt))}
+	f.Note(flow.NoteQUICDropped, "tried QUIC (UDP 443): dropped so that the app falls back to TCP, which phonehome can read")
+	return f
 }
