@@ -199,9 +199,10 @@ func (g *gate) upstream(cert func(*tls.ClientHelloInfo) (*tls.Certificate, error
 	t := g.n.t
 	var lns []net.Listener
 	var dnsPC, quicPC, echoPC net.PacketConn
-	var dnsLn net.Listener
+	var dnsLn, rawLn net.Listener // rawLn: a TCP echo that speaks neither TLS nor HTTP
 	g.n.enter("srv", func() {
-		for _, a := range []string{srvIP + ":80", "[" + srvIP6 + "]:80", srvIP + ":443", "[" + srvIP6 + "]:443"} {
+		// plain HTTP first, then TLS (on 443 and on a port of its own)
+		for _, a := range []string{srvIP + ":80", "[" + srvIP6 + "]:80", srvIP + ":443", "[" + srvIP6 + "]:443", srvIP + ":8443"} {
 			ln, err := net.Listen("tcp", a)
 			if err != nil {
 				t.Fatal(err)
@@ -209,6 +210,9 @@ func (g *gate) upstream(cert func(*tls.ClientHelloInfo) (*tls.Certificate, error
 			lns = append(lns, ln)
 		}
 		var err error
+		if rawLn, err = net.Listen("tcp", srvIP+":7"); err != nil {
+			t.Fatal(err)
+		}
 		if dnsPC, err = net.ListenPacket("udp", srvIP+":53"); err != nil {
 			t.Fatal(err)
 		}
@@ -244,6 +248,15 @@ func (g *gate) upstream(cert func(*tls.ClientHelloInfo) (*tls.Certificate, error
 		}
 		go hs.Serve(ln)
 	}
+	go func() {
+		for {
+			c, err := rawLn.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
 	answer := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(r)
@@ -290,6 +303,7 @@ func (g *gate) upstream(cert func(*tls.ClientHelloInfo) (*tls.Certificate, error
 	prev := g.closeAll
 	g.closeAll = func() {
 		hs.Close()
+		rawLn.Close()
 		ds.Shutdown()
 		dts.Shutdown()
 		quicPC.Close()
@@ -434,6 +448,29 @@ func insideGate(t *testing.T, n netns) {
 	}
 	if got := g.udp443.Load(); got != 0 {
 		t.Errorf("%d QUIC datagrams reached the server: UDP 443 must be dropped", got)
+	}
+	// TLS is recognised by its first bytes on any port; other TCP is relayed raw and recorded
+	if out, err := g.curl("phone1", "--cacert", g.caPath, "--resolve", "server.test:8443:"+srvIP, "https://server.test:8443/odd-port"); err != nil || !strings.Contains(out, `"path":"/odd-port"`) {
+		t.Errorf("HTTPS on port 8443 through the tunnel: %v %s", err, out)
+	}
+	if f := g.find(func(f *flow.Flow) bool { return f.Request != nil && strings.HasSuffix(f.Request.URL, "/odd-port") }); f == nil || f.Transport != flow.TransportHTTPS || f.Device != "pixel" {
+		t.Errorf("HTTPS on another port decrypted: %+v", f)
+	}
+	n.enter("phone1", func() {
+		c, err := net.Dial("tcp4", srvIP+":7")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write([]byte("EHLO phone\r\n"))
+		buf := make([]byte, 64)
+		if k, err := io.ReadAtLeast(c, buf, 12); err != nil || string(buf[:k]) != "EHLO phone\r\n" {
+			t.Errorf("raw TCP relayed: %q %v", buf[:k], err)
+		}
+	})
+	if f := g.find(func(f *flow.Flow) bool { return f.Transport == flow.TransportTCP && f.Server.Port == 7 }); f == nil || f.Device != "pixel" || !f.Notes.Has(flow.NoteTunnel) || f.BytesUp != 12 || f.BytesDown != 12 {
+		t.Errorf("raw TCP recorded with its bytes under the peer's name: %+v\n%s", f, g.dump())
 	}
 	// other UDP is relayed
 	n.enter("phone1", func() {
