@@ -416,6 +416,13 @@ func insideGate(t *testing.T, n netns) {
 	if f := g.find(func(f *flow.Flow) bool { return f.Request != nil && strings.HasSuffix(f.Request.URL, "/v6") }); f == nil || f.Device != "pixel" || !f.Client.Addr.Is6() {
 		t.Errorf("IPv6 flow: %+v\n%s", f, g.dump())
 	}
+	// where this machine has no route, the phone is refused at once (its
+	// apps fall back to another address) rather than left hanging
+	start := time.Now()
+	_, err := g.curl("phone1", "--max-time", "5", "http://[2001:db8::1]/")
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 || time.Since(start) > 3*time.Second {
+		t.Errorf("a destination this machine cannot reach: curl %v after %s, want refused at once (exit 7)", err, time.Since(start))
+	}
 	// HTTPS with phonehome's CA trusted on the phone, IPv4 and IPv6
 	for _, at := range []string{srvIP, "[" + srvIP6 + "]"} {
 		if out, err := g.curl("phone1", "--cacert", g.caPath, "--resolve", "server.test:443:"+at, "https://server.test/collect",
