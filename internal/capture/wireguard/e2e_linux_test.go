@@ -28,7 +28,6 @@ import (
 	"phonehome/internal/capture/dnsproxy"
 	"phonehome/internal/capture/proxy"
 	"phonehome/internal/capture/wireguard/wgtest"
-	"phonehome/internal/certs"
 	"phonehome/internal/flow"
 	"phonehome/internal/nstest"
 )
@@ -174,14 +173,7 @@ func (g *gate) dump() string {
 // serverCA is the server's own CA (another phonehome CA serves as one) and
 // what its certificates are minted by.
 func serverCA(t testing.TB, dir string) (*x509.CertPool, func(*tls.ClientHelloInfo) (*tls.Certificate, error)) {
-	ca, _, err := certs.LoadOrCreate(dir, certs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := certs.NewMinter(ca, 0, certs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, m := newMinter(t, dir)
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
 	return pool, m.GetCertificate("server.test")
@@ -317,17 +309,11 @@ func (g *gate) upstream(cert func(*tls.ClientHelloInfo) (*tls.Certificate, error
 // startServer runs phonehome's WireGuard server with its proxy and resolver.
 func (g *gate) startServer(roots *x509.CertPool) {
 	t := g.n.t
-	ca, _, err := certs.LoadOrCreate(filepath.Join(g.dir, "ca"), certs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, minter := newMinter(t, filepath.Join(g.dir, "ca"))
 	g.caPath = ca.CertPath()
-	minter, err := certs.NewMinter(ca, 0, certs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	h := capture.Observer(func(f *flow.Flow) { g.mu.Lock(); g.flows = append(g.flows, f); g.mu.Unlock() })
 	resolver := dnsproxy.New(dnsproxy.Options{Upstream: srvIP + ":53", Handler: h})
+	var err error
 	g.srv, err = New(Options{Listen: ":0", Dir: filepath.Join(g.dir, "wireguard"), DNS: resolver, ReloadEvery: 100 * time.Millisecond,
 		Proxy: proxy.Options{Minter: minter, Upstream: &tls.Config{RootCAs: roots}, Handler: h, Name: resolver.Name}})
 	if err != nil {

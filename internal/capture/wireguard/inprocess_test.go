@@ -41,14 +41,7 @@ type loopback struct {
 func newLoopback(tb testing.TB, upstream *httptest.Server) *loopback {
 	tb.Helper()
 	dir := tb.TempDir()
-	ca, _, err := certs.LoadOrCreate(filepath.Join(dir, "ca"), certs.Options{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	minter, err := certs.NewMinter(ca, 0, certs.Options{})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	ca, minter := newMinter(tb, filepath.Join(dir, "ca"))
 	roots := x509.NewCertPool()
 	roots.AddCert(upstream.Certificate())
 	l := &loopback{flows: make(chan *flow.Flow, 1024)}
@@ -99,6 +92,20 @@ func newLoopback(tb testing.TB, upstream *httptest.Server) *loopback {
 
 // bigUpstream serves size bytes over HTTPS on this machine's LAN address
 // (a userspace stack sends nothing to loopback through a tunnel).
+// newMinter makes a CA in dir and a minter of its certificates.
+func newMinter(tb testing.TB, dir string) (*certs.CA, *certs.Minter) {
+	tb.Helper()
+	ca, _, err := certs.LoadOrCreate(dir, certs.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m, err := certs.NewMinter(ca, 0, certs.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ca, m
+}
+
 func bigUpstream(tb testing.TB, size int) *httptest.Server {
 	lan, err := LANAddress()
 	if err != nil {
