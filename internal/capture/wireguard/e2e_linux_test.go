@@ -28,7 +28,6 @@ import (
 	"phonehome/internal/capture/dnsproxy"
 	"phonehome/internal/capture/proxy"
 	"phonehome/internal/capture/wireguard/wgtest"
-	"phonehome/internal/certs"
 	"phonehome/internal/flow"
 	"phonehome/internal/nstest"
 )
@@ -174,14 +173,7 @@ func (g *gate) dump() string {
 // serverCA is the server's own CA (another phonehome CA serves as one) and
 // what its certificates are minted by.
 func serverCA(t testing.TB, dir string) (*x509.CertPool, func(*tls.ClientHelloInfo) (*tls.Certificate, error)) {
-	ca, _, err := certs.LoadOrCreate(dir, certs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := certs.NewMinter(ca, 0, certs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, m := newMinter(t, dir)
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
 	return pool, m.GetCertificate("server.test")
@@ -199,9 +191,10 @@ func (g *gate) upstream(cert func(*tls.ClientHelloInfo) (*tls.Certificate, error
 	t := g.n.t
 	var lns []net.Listener
 	var dnsPC, quicPC, echoPC net.PacketConn
-	var dnsLn net.Listener
+	var dnsLn, rawLn net.Listener // rawLn: a TCP echo that speaks neither TLS nor HTTP
 	g.n.enter("srv", func() {
-		for _, a := range []string{srvIP + ":80", "[" + srvIP6 + "]:80", srvIP + ":443", "[" + srvIP6 + "]:443"} {
+		// plain HTTP first, then TLS (on 443 and on a port of its own)
+		for _, a := range []string{srvIP + ":80", "[" + srvIP6 + "]:80", srvIP + ":443", "[" + srvIP6 + "]:443", srvIP + ":8443"} {
 			ln, err := net.Listen("tcp", a)
 			if err != nil {
 				t.Fatal(err)
@@ -209,6 +202,9 @@ func (g *gate) upstream(cert func(*tls.ClientHelloInfo) (*tls.Certificate, error
 			lns = append(lns, ln)
 		}
 		var err error
+		if rawLn, err = net.Listen("tcp", srvIP+":7"); err != nil {
+			t.Fatal(err)
+		}
 		if dnsPC, err = net.ListenPacket("udp", srvIP+":53"); err != nil {
 			t.Fatal(err)
 		}
@@ -244,6 +240,15 @@ func (g *gate) upstream(cert func(*tls.ClientHelloInfo) (*tls.Certificate, error
 		}
 		go hs.Serve(ln)
 	}
+	go func() {
+		for {
+			c, err := rawLn.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
 	answer := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(r)
@@ -290,6 +295,7 @@ func (g *gate) upstream(cert func(*tls.ClientHelloInfo) (*tls.Certificate, error
 	prev := g.closeAll
 	g.closeAll = func() {
 		hs.Close()
+		rawLn.Close()
 		ds.Shutdown()
 		dts.Shutdown()
 		quicPC.Close()
@@ -303,17 +309,11 @@ func (g *gate) upstream(cert func(*tls.ClientHelloInfo) (*tls.Certificate, error
 // startServer runs phonehome's WireGuard server with its proxy and resolver.
 func (g *gate) startServer(roots *x509.CertPool) {
 	t := g.n.t
-	ca, _, err := certs.LoadOrCreate(filepath.Join(g.dir, "ca"), certs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, minter := newMinter(t, filepath.Join(g.dir, "ca"))
 	g.caPath = ca.CertPath()
-	minter, err := certs.NewMinter(ca, 0, certs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	h := capture.Observer(func(f *flow.Flow) { g.mu.Lock(); g.flows = append(g.flows, f); g.mu.Unlock() })
 	resolver := dnsproxy.New(dnsproxy.Options{Upstream: srvIP + ":53", Handler: h})
+	var err error
 	g.srv, err = New(Options{Listen: ":0", Dir: filepath.Join(g.dir, "wireguard"), DNS: resolver, ReloadEvery: 100 * time.Millisecond,
 		Proxy: proxy.Options{Minter: minter, Upstream: &tls.Config{RootCAs: roots}, Handler: h, Name: resolver.Name}})
 	if err != nil {
@@ -402,6 +402,13 @@ func insideGate(t *testing.T, n netns) {
 	if f := g.find(func(f *flow.Flow) bool { return f.Request != nil && strings.HasSuffix(f.Request.URL, "/v6") }); f == nil || f.Device != "pixel" || !f.Client.Addr.Is6() {
 		t.Errorf("IPv6 flow: %+v\n%s", f, g.dump())
 	}
+	// where this machine has no route, the phone is refused at once (its
+	// apps fall back to another address) rather than left hanging
+	start := time.Now()
+	_, err := g.curl("phone1", "--max-time", "5", "http://[2001:db8::1]/")
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 || time.Since(start) > 3*time.Second {
+		t.Errorf("a destination this machine cannot reach: curl %v after %s, want refused at once (exit 7)", err, time.Since(start))
+	}
 	// HTTPS with phonehome's CA trusted on the phone, IPv4 and IPv6
 	for _, at := range []string{srvIP, "[" + srvIP6 + "]"} {
 		if out, err := g.curl("phone1", "--cacert", g.caPath, "--resolve", "server.test:443:"+at, "https://server.test/collect",
@@ -434,6 +441,29 @@ func insideGate(t *testing.T, n netns) {
 	}
 	if got := g.udp443.Load(); got != 0 {
 		t.Errorf("%d QUIC datagrams reached the server: UDP 443 must be dropped", got)
+	}
+	// TLS is recognised by its first bytes on any port; other TCP is relayed raw and recorded
+	if out, err := g.curl("phone1", "--cacert", g.caPath, "--resolve", "server.test:8443:"+srvIP, "https://server.test:8443/odd-port"); err != nil || !strings.Contains(out, `"path":"/odd-port"`) {
+		t.Errorf("HTTPS on port 8443 through the tunnel: %v %s", err, out)
+	}
+	if f := g.find(func(f *flow.Flow) bool { return f.Request != nil && strings.HasSuffix(f.Request.URL, "/odd-port") }); f == nil || f.Transport != flow.TransportHTTPS || f.Device != "pixel" {
+		t.Errorf("HTTPS on another port decrypted: %+v", f)
+	}
+	n.enter("phone1", func() {
+		c, err := net.Dial("tcp4", srvIP+":7")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write([]byte("EHLO phone\r\n"))
+		buf := make([]byte, 64)
+		if k, err := io.ReadAtLeast(c, buf, 12); err != nil || string(buf[:k]) != "EHLO phone\r\n" {
+			t.Errorf("raw TCP relayed: %q %v", buf[:k], err)
+		}
+	})
+	if f := g.find(func(f *flow.Flow) bool { return f.Transport == flow.TransportTCP && f.Server.Port == 7 }); f == nil || f.Device != "pixel" || !f.Notes.Has(flow.NoteTunnel) || f.BytesUp != 12 || f.BytesDown != 12 {
+		t.Errorf("raw TCP recorded with its bytes under the peer's name: %+v\n%s", f, g.dump())
 	}
 	// other UDP is relayed
 	n.enter("phone1", func() {

@@ -327,6 +327,13 @@ func (s *Server) serveTCP(r *tcp.ForwarderRequest) {
 		s.record(src, dst, flow.TransportTCP, why)
 		return
 	}
+	if !resolver && !routable(dst) {
+		// refused at once, as the phone's own network would: an app that
+		// tries IPv6 where this machine has no IPv6 route falls back to
+		// IPv4 instead of getting a connection that then goes nowhere
+		r.Complete(true)
+		return
+	}
 	var wq waiter.Queue
 	ep, err := r.CreateEndpoint(&wq)
 	if err != nil {
@@ -506,6 +513,17 @@ func (s *Server) relayUDP(c *gonet.UDPConn, dst netip.AddrPort) {
 	go func() { defer close(done); copyOne(up, c) }()
 	copyOne(c, up)
 	<-done
+}
+
+// routable reports whether this machine has a route to dst: connecting a
+// UDP socket only looks the route up, it sends nothing.
+func routable(dst netip.AddrPort) bool {
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(dst))
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
 
 // ownAddrs are this machine's addresses, read again every few seconds
