@@ -112,6 +112,10 @@ type Options struct {
 	// for): every flow and hello from that client carries the name. nil or
 	// "": the device is known by its address.
 	Device func(netip.Addr) string
+	// Source names the capture source in the hellos of connections that
+	// entered transparently (ServeIntercepted), such as "wireguard"; ""
+	// says "transparent".
+	Source string
 }
 
 // Proxy is an http.Handler that forwards and records.
@@ -583,6 +587,9 @@ func (p *Proxy) serveTunnel(ctx context.Context, conn net.Conn, client *bufio.Re
 	}
 	if dial != "" {
 		hl.Server, hl.Source = endpoint(dial), "transparent"
+		if p.opts.Source != "" {
+			hl.Source = p.opts.Source
+		}
 	}
 	var held flow.Verdict // a block decided at the hello, held for every request
 	switch v := p.opts.Handler.Hello(ctx, hl); v.Action {

@@ -568,8 +568,9 @@ func TestServeIntercepted(t *testing.T) {
 		}
 		return ""
 	}
+	h := &helloSources{Handler: capture.Observer(func(f *flow.Flow) { mu.Lock(); flows = append(flows, f); mu.Unlock() })}
 	p := New(Options{Minter: m, Upstream: &tls.Config{RootCAs: roots, ServerName: "example.com"}, Device: device,
-		Handler: capture.Observer(func(f *flow.Flow) { mu.Lock(); flows = append(flows, f); mu.Unlock() })})
+		Source: "wireguard", Handler: h})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	serve := func(orig string) string {
@@ -604,6 +605,9 @@ func TestServeIntercepted(t *testing.T) {
 	if len(flows) != 2 {
 		t.Fatalf("flows: %d", len(flows))
 	}
+	if got := fmt.Sprint(h.hellos()); got != "[wireguard/phone-a]" {
+		t.Errorf("the hello names the source and the device: %s", got)
+	}
 	if f := flows[0]; f.Host != "tracker.test" || f.Transport != flow.TransportHTTP || f.Server.String() != plain.Listener.Addr().String() {
 		t.Errorf("HTTP named by its Host header and sent to the original destination: %s %s %s", f.Host, f.Transport, f.Server)
 	}
@@ -632,4 +636,24 @@ func testMinter(t *testing.T) (string, *certs.CA, *certs.Minter) {
 		t.Fatal(err)
 	}
 	return dir, ca, m
+}
+
+// helloSources is a Handler that records each hello's source and device.
+type helloSources struct {
+	capture.Handler
+	mu   sync.Mutex
+	seen []string
+}
+
+func (h *helloSources) Hello(ctx context.Context, hl flow.Hello) flow.Verdict {
+	h.mu.Lock()
+	h.seen = append(h.seen, hl.Source+"/"+hl.Device)
+	h.mu.Unlock()
+	return h.Handler.Hello(ctx, hl)
+}
+
+func (h *helloSources) hellos() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.seen...)
 }

@@ -132,6 +132,7 @@ func New(opts Options) (*Server, error) {
 	s.names.Store(&empty)
 	popts := opts.Proxy
 	popts.Device = s.Device
+	popts.Source = "wireguard"
 	s.proxy = proxy.New(popts)
 	if s.tun, err = newNetTun(); err != nil {
 		s.Close()
