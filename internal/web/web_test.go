@@ -561,3 +561,16 @@ func TestSessionKeptAcrossLinks(t *testing.T) {
 		t.Errorf("the navigation does not keep the session:\n%s", body)
 	}
 }
+
+// TestBodyText: a body cut at the page's limit inside a character is shown
+// as text up to it; a short binary one is said to be binary.
+func TestBodyText(t *testing.T) {
+	long := strings.Repeat("a", 64<<10-1) + "é" + "tail"
+	got := bodyText([]byte(long))
+	if !strings.HasPrefix(got, strings.Repeat("a", 64<<10-1)+"\n… (") {
+		t.Errorf("a cut rune: %q", got[len(got)-40:])
+	}
+	if got := bodyText([]byte{0xff}); !strings.Contains(got, "binary") {
+		t.Errorf("one invalid byte: %q", got)
+	}
+}
