@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -176,5 +177,15 @@ func TestRunUIMarkersPersist(t *testing.T) {
 		if !strings.Contains(r.URL, "/contacts/") {
 			t.Errorf("a flow before the marker is in its group: %s", r.URL)
 		}
+	}
+}
+
+// TestRunUIAddressRefused: a --ui address that cannot be listened on stops
+// the run with the reason, before anything is captured.
+func TestRunUIAddressRefused(t *testing.T) {
+	dir := t.TempDir()
+	_, errOut, code := phonehome(t, "run", "--listen", "127.0.0.1:0", "--ui", "256.1.1.1:80", "--db", filepath.Join(dir, "r.db"), "--ca-dir", filepath.Join(dir, "ca"))
+	if code == 0 || !strings.Contains(errOut, "--ui") || !strings.Contains(errOut, "--ui off") {
+		t.Errorf("exit %d: %s", code, errOut)
 	}
 }
