@@ -56,7 +56,7 @@ func (s *Server) sessions(ctx context.Context) ([]Session, error) {
 	var out []Session
 	if s.opts.Store != nil {
 		var err error
-		if out, err = s.opts.Store.Sessions(ctx); err != nil {
+		if out, err = s.storedSessions(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -73,6 +73,29 @@ func (s *Server) sessions(ctx context.Context) ([]Session, error) {
 	ls := s.opts.LiveSession
 	ls.Live, ls.Flows = true, int64(s.live.count())
 	return append(out, ls), nil
+}
+
+// sessionsFor is how long the store's list of sessions is reused: it counts
+// every session's flows, and every page asks for it.
+const sessionsFor = 2 * time.Second
+
+func (s *Server) storedSessions(ctx context.Context) ([]Session, error) {
+	now := s.opts.Now()
+	s.mu.Lock()
+	if s.sessList != nil && now.Sub(s.sessAt) < sessionsFor && now.After(s.sessAt) {
+		out := append([]Session(nil), s.sessList...)
+		s.mu.Unlock()
+		return out, nil
+	}
+	s.mu.Unlock()
+	out, err := s.opts.Store.Sessions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.sessList, s.sessAt = append([]Session{}, out...), now
+	s.mu.Unlock()
+	return out, nil
 }
 
 // errNoSession: the session asked for is not there.

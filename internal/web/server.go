@@ -56,23 +56,25 @@ type Options struct {
 
 // Server is the web UI. New listens; Run serves until ctx ends or Close.
 type Server struct {
-	opts    Options
-	ln      net.Listener
-	srv     *http.Server
-	token   string
-	loop    bool // bound to loopback: Host headers must name it too
-	mux     *http.ServeMux
-	pages   *pages
-	rules   *Policy
-	live    *index
-	mu      sync.Mutex
-	indexes map[int64]*index // stored sessions, by id, as opened
-	loading map[int64]chan struct{}
-	markers []Marker // without a store: the live session's, in memory
-	feed    *live.Subscription
-	bg      sync.WaitGroup // reads of stored sessions in the background
-	ctx     context.Context
-	cancel  context.CancelFunc
+	opts     Options
+	ln       net.Listener
+	srv      *http.Server
+	token    string
+	loop     bool // bound to loopback: Host headers must name it too
+	mux      *http.ServeMux
+	pages    *pages
+	rules    *Policy
+	live     *index
+	mu       sync.Mutex
+	indexes  map[int64]*index // stored sessions, by id, as opened
+	loading  map[int64]chan struct{}
+	markers  []Marker  // without a store: the live session's, in memory
+	sessList []Session // the store's sessions as of sessAt
+	sessAt   time.Time
+	feed     *live.Subscription
+	bg       sync.WaitGroup // reads of stored sessions in the background
+	ctx      context.Context
+	cancel   context.CancelFunc
 }
 
 // New listens on opts.Addr. The caller must Close the server.
