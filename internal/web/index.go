@@ -208,12 +208,14 @@ func (x *index) page(q Query) Page {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	end := len(x.rows)
-	if q.Before != 0 {
-		if i, ok := x.pos[q.Before]; ok {
-			end = i
-		}
-	}
 	p := Page{Flows: []Row{}}
+	if q.Before != 0 {
+		i, ok := x.pos[q.Before]
+		if !ok {
+			return p // a cursor of another session: nothing before it here
+		}
+		end = i
+	}
 	for i := end - 1; i >= 0; i-- {
 		r := &x.rows[i]
 		if !q.match(r) {

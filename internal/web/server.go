@@ -91,7 +91,7 @@ func New(opts Options) (*Server, error) {
 	}
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("web UI: listen on %s: %w (choose another address with --ui, or --ui off)", opts.Addr, err)
+		return nil, fmt.Errorf("web UI: listen on %s: %w (is another phonehome serving its UI there? choose another address with --ui)", opts.Addr, err)
 	}
 	s := &Server{opts: opts, ln: ln, pages: pg, token: opts.Token, indexes: map[int64]*index{}, loading: map[int64]chan struct{}{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())

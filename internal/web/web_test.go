@@ -152,6 +152,10 @@ func TestAPIFlowsPagesAndFilters(t *testing.T) {
 	if seen != 250 {
 		t.Errorf("the pages held %d flows, want 250", seen)
 	}
+	p = Page{}
+	if u.getJSON(t, "/api/flows?before=999999", &p); len(p.Flows) != 0 || p.Next != 0 {
+		t.Errorf("a cursor the session does not hold gave %d flows", len(p.Flows))
+	}
 	for q, want := range map[string]int{"device=tv": 50, "party=Xiaomi": 50, "kind=imei": 50, "host=h1.": 83, "verdict=allow": 250, "device=tv&host=h0.": 17, "device=none": 0} {
 		var p Page
 		u.getJSON(t, "/api/flows?limit=1000&"+q, &p)
