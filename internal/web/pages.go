@@ -135,7 +135,9 @@ type pageData struct {
 func (s *Server) pageRoutes() {
 	m := s.mux
 	m.Handle("GET /static/", s.pages.static)
-	m.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/static/icon.svg", http.StatusMovedPermanently) })
+	m.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/static/icon.svg", http.StatusMovedPermanently)
+	})
 	m.HandleFunc("GET /{$}", s.page("live", "Live", s.liveData))
 	m.HandleFunc("GET /parties", s.page("parties", "Parties", s.reportData))
 	m.HandleFunc("GET /ids", s.page("ids", "Identifiers", s.reportData))
