@@ -1,6 +1,7 @@
 package web
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -262,6 +263,20 @@ func (x *index) report(now time.Time) *report.Doc {
 		x.doc, x.docN, x.docAt = x.summary.Doc(), len(x.rows), now
 	}
 	return x.doc
+}
+
+// stoppedParties is what the policy stopped, per party, copied out of the
+// summary (which the feed goes on changing).
+func (x *index) stoppedParties() []report.Stopped {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	var out []report.Stopped
+	for _, st := range x.summary.Stopped() {
+		c := *st
+		c.Kinds, c.Rules, c.Answers = maps.Clone(st.Kinds), maps.Clone(st.Rules), maps.Clone(st.Answers)
+		out = append(out, c)
+	}
+	return out
 }
 
 // stoppedBy counts the flows each rule stopped.

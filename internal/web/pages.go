@@ -203,8 +203,15 @@ func (s *Server) page(name, title string, data func(*http.Request, *index) (any,
 
 func (s *Server) liveData(r *http.Request, x *index) (any, error) { return nil, nil }
 
+// reportView is the Parties and Identifiers pages' data: the report's
+// document and what the policy stopped.
+type reportView struct {
+	*report.Doc
+	Stopped []report.Stopped
+}
+
 func (s *Server) reportData(r *http.Request, x *index) (any, error) {
-	return x.report(s.opts.Now()), nil
+	return reportView{Doc: x.report(s.opts.Now()), Stopped: x.stoppedParties()}, nil
 }
 
 func (s *Server) markerData(r *http.Request, x *index) (any, error) {

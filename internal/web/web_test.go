@@ -280,6 +280,9 @@ func TestAPIRules(t *testing.T) {
 	}
 	f.Verdict = flow.Verdict{Action: flow.ActionBlock, Rule: sw.Text}
 	u.publish(t, f)
+	if _, body := u.do(t, "GET", "/parties", ""); !strings.Contains(body, `id="stopped"`) || !strings.Contains(body, sw.Text) {
+		t.Errorf("the parties page does not say what the switch stopped")
+	}
 	var doc RulesDoc
 	u.getJSON(t, "/api/rules", &doc)
 	if len(doc.Rules) != 3 || doc.Rules[2].ID != sw.ID || doc.Rules[2].Stopped != 1 || len(doc.CommandLine) != 1 {
