@@ -275,7 +275,7 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 		return fmt.Errorf("run: --block-status %d: write an HTTP status such as 403 or 451", o.blockStatus)
 	}
 	var known *trackers.KB
-	if len(o.block) > 0 || len(o.presets) > 0 || o.policyFile != "" || len(o.redact) > 0 || len(o.fake) > 0 {
+	if len(o.block) > 0 || len(o.presets) > 0 || o.policyFile != "" || len(o.redact) > 0 || len(o.fake) > 0 || o.ui != "off" {
 		if known, err = trackerKB(o.detect.trackers); err != nil {
 			return err
 		}
