@@ -77,6 +77,8 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 Point a device's proxy setting at the address phonehome listens on and install
 phonehome's certificate on it (phonehome ca shows where it is); every request
 the device makes is then shown as it happens, with the personal data it carries.
+The web UI (http://127.0.0.1:8081/, --ui to move it, --ui off) shows the same
+live, per party, and switches blocking on and off without a restart.
 
 The proxy listens on 127.0.0.1 unless told otherwise: to let a phone on your
 Wi-Fi use it, name your machine's LAN address with --listen, and limit who may
