@@ -36,6 +36,10 @@ type Row struct {
 	BytesDown int64       `json:"bytes_down"`
 }
 
+// rowURL bounds the URL a row keeps (the list shows less; the flow's page
+// shows it whole): a session's rows stay in memory.
+const rowURL = 512
+
 // partyOf names the party as the report does: the owner, else the site.
 func partyOf(f *flow.Flow) string {
 	switch {
@@ -54,6 +58,10 @@ func rowOf(f *flow.Flow) Row {
 		Verdict: f.Verdict.Action.String(), Rule: f.Verdict.Rule, BytesUp: f.BytesUp, BytesDown: f.BytesDown}
 	if q := f.Request; q != nil {
 		r.Method, r.URL = q.Method, q.URL
+		if len(r.URL) > rowURL {
+			// a copy: a slice of the URL would keep all of it alive
+			r.URL = strings.Clone(clip(r.URL, rowURL))
+		}
 	}
 	if f.DNS != nil && r.URL == "" {
 		r.URL = "dns " + f.DNS.Type + " " + f.DNS.Name
