@@ -172,7 +172,9 @@ func (s *Server) stored(ctx context.Context, id int64) (*index, error) {
 			}
 		}
 		x := newIndex()
+		x.summarizeApart()
 		err := s.opts.Store.Flows(ctx, id, false, func(f *flow.Flow) error { x.add(f, false); return nil })
+		x.endSummary()
 		s.mu.Lock()
 		delete(s.loading, id)
 		close(wait)
@@ -199,6 +201,11 @@ func (s *Server) stored(ctx context.Context, id int64) (*index, error) {
 // order they were written, so the newest would otherwise be the slowest to
 // open.
 func (s *Server) warm(id int64, x *index) {
+	select { // after the summary: the two would share the cores
+	case <-x.sumDone:
+	case <-s.ctx.Done():
+		return
+	}
 	err := s.opts.Store.Flows(s.ctx, id, true, func(f *flow.Flow) error { x.keep(f); return nil })
 	if err != nil && s.ctx.Err() == nil {
 		s.opts.Logger.Warn("web UI: reading a session's newest flows whole failed; their pages read them when opened", "session", id, "err", err)

@@ -140,15 +140,61 @@ type index struct {
 	docAt   time.Time
 	stopped map[string]int // rule → flows it blocked or redacted
 	nextTmp int64          // ids for flows the store could not number
+	// sumCh, while a stored session is first read, takes its flows to the
+	// summary on a goroutine of its own: reading and the summary each take
+	// about half of the time, and the rows are served before the summary is
+	// done. sumDone closes when the summary holds every flow added.
+	sumCh   chan *flow.Flow
+	sumDone chan struct{}
 }
 
 func newIndex() *index {
-	return &index{pos: map[int64]int{}, kept: map[int64]*flow.Flow{}, summary: report.NewSummary(), stopped: map[string]int{}}
+	done := make(chan struct{})
+	close(done)
+	return &index{pos: map[int64]int{}, kept: map[int64]*flow.Flow{}, summary: report.NewSummary(), stopped: map[string]int{}, sumDone: done}
+}
+
+// summarizeApart makes add hand flows to the summary on another goroutine,
+// until endSummary. The goroutine that adds is the one that calls both.
+func (x *index) summarizeApart() {
+	ch, done := make(chan *flow.Flow, 1024), make(chan struct{})
+	x.sumCh, x.sumDone = ch, done
+	go func() {
+		defer close(done)
+		batch := make([]*flow.Flow, 0, 64)
+		for f := range ch {
+			batch = append(batch[:0], f)
+			for len(batch) < cap(batch) && len(ch) > 0 {
+				batch = append(batch, <-ch)
+			}
+			x.mu.Lock()
+			for _, f := range batch {
+				x.summary.Add(f)
+			}
+			x.mu.Unlock()
+		}
+	}()
+}
+
+// endSummary says no more flows come; the summary finishes on its own.
+func (x *index) endSummary() {
+	if x.sumCh != nil {
+		close(x.sumCh)
+		x.sumCh = nil
+	}
 }
 
 // add takes a completed flow; keep says whether to hold it whole. f must not
 // change afterwards.
 func (x *index) add(f *flow.Flow, keep bool) Row {
+	r, added := x.addRow(f, keep)
+	if added && x.sumCh != nil {
+		x.sumCh <- f
+	}
+	return r
+}
+
+func (x *index) addRow(f *flow.Flow, keep bool) (Row, bool) {
 	r := rowOf(f)
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -157,18 +203,20 @@ func (x *index) add(f *flow.Flow, keep bool) Row {
 		r.ID = x.nextTmp // a flow the store failed to number is still shown
 	}
 	if _, dup := x.pos[r.ID]; dup {
-		return r
+		return r, false
 	}
 	x.pos[r.ID] = len(x.rows)
 	x.rows = append(x.rows, r)
-	x.summary.Add(f)
+	if x.sumCh == nil {
+		x.summary.Add(f)
+	}
 	if a := f.Verdict.Action; a == flow.ActionBlock || a == flow.ActionRedact {
 		x.stopped[f.Verdict.Rule]++
 	}
 	if keep {
 		x.keepLocked(r.ID, f)
 	}
-	return r
+	return r, true
 }
 
 // keep holds a stored flow whole (read after the index was built), if the
@@ -258,6 +306,7 @@ func (x *index) has(id int64) bool {
 // walks the whole summary, so a live session's is rebuilt at most once a
 // second however often pages ask.
 func (x *index) report(now time.Time) *report.Doc {
+	<-x.sumDone
 	x.mu.RLock()
 	doc, n, at := x.doc, x.docN, x.docAt
 	fresh := doc != nil && (n == len(x.rows) || now.Sub(at) < time.Second)
@@ -276,6 +325,7 @@ func (x *index) report(now time.Time) *report.Doc {
 // stoppedParties is what the policy stopped, per party, copied out of the
 // summary (which the feed goes on changing).
 func (x *index) stoppedParties() []report.Stopped {
+	<-x.sumDone
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	var out []report.Stopped
