@@ -120,7 +120,12 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // URL is the address to open, with the token when one is required.
 func (s *Server) URL() string {
-	u := "http://" + s.ln.Addr().String() + "/"
+	host := s.ln.Addr().String()
+	if ap, err := netip.ParseAddrPort(host); err == nil && ap.Addr().IsUnspecified() {
+		// every address: this machine's own is one of them
+		host = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), ap.Port()).String()
+	}
+	u := "http://" + host + "/"
 	if s.token != "" {
 		u += "?token=" + s.token
 	}

@@ -467,7 +467,7 @@ func TestAccessChecks(t *testing.T) {
 		t.Errorf("localhost: %d", code)
 	}
 	pub := startUI(t, func(o *Options) { o.Addr = "0.0.0.0:0" })
-	if pub.token == "" || !strings.Contains(pub.URL(), "?token="+pub.token) {
+	if pub.token == "" || !strings.HasPrefix(pub.URL(), "http://127.0.0.1:") || !strings.Contains(pub.URL(), "?token="+pub.token) {
 		t.Fatalf("no token made for a UI bound to every address: %q", pub.URL())
 	}
 	port := pub.Addr().(*net.TCPAddr).Port
