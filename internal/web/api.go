@@ -169,9 +169,11 @@ func (s *Server) stored(ctx context.Context, id int64) (*index, error) {
 				return nil, ctx.Err()
 			}
 		}
+		// read for the server, not for this request: a tab closed meanwhile
+		// must not waste the read others wait for
 		x := newIndex()
 		x.summarizeApart()
-		err := s.opts.Store.Flows(ctx, id, false, func(f *flow.Flow) error { x.add(f, false); return nil })
+		err := s.opts.Store.Flows(s.ctx, id, false, func(f *flow.Flow) error { x.add(f, false); return nil })
 		x.endSummary()
 		s.mu.Lock()
 		delete(s.loading, id)
