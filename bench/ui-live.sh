@@ -4,11 +4,12 @@
 # with the UI off, and with the UI on and four browser tabs' worth of
 # Server-Sent-Events streams reading (curl -N). Each stream must receive
 # every flow the proxy completed (none dropped), and the proxy's rate must
-# not fall.
-#   bench/ui-live.sh [SECONDS]   (default 5 s per measurement)
+# not fall. The two alternate, ROUNDS times, as the machine's rate drifts.
+#   bench/ui-live.sh [SECONDS] [ROUNDS]   (default 5 s per measurement, 2 rounds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
+rounds=${2:-2}
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
@@ -22,6 +23,7 @@ read -r H _ < "$work/urls"
 
 measure() { # ui-flag tabs
 	local ui=$1 tabs=$2 db="$work/run-$2.db" ph rate stored
+	rm -f "$db" "$db-wal" "$db-shm"
 	"$work/phonehome" run --listen 127.0.0.1:18111 --ui "$ui" --db "$db" --ca-dir "$work/ca" > /dev/null 2> "$work/ph-$tabs.err" & ph=$!
 	for _ in $(seq 100); do (exec 3<> /dev/tcp/127.0.0.1/18111) 2>/dev/null && break; sleep 0.1; done
 	local tabpids=()
@@ -45,5 +47,7 @@ measure() { # ui-flag tabs
 }
 echo "| run | HTTP keep-alive req/s (64 connections) | flows stored | flow events each stream received |"
 echo "|---|---:|---:|---|"
-measure off 0
-measure 127.0.0.1:18112 4
+for _ in $(seq "$rounds"); do
+	measure off 0
+	measure 127.0.0.1:18112 4
+done

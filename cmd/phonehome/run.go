@@ -81,6 +81,8 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 Point a device's proxy setting at the address phonehome listens on and install
 phonehome's certificate on it (phonehome ca shows where it is); every request
 the device makes is then shown as it happens, with the personal data it carries.
+The web UI (http://127.0.0.1:8081/, --ui to move it, --ui off) shows the same
+live, per party, and switches blocking on and off without a restart.
 
 The proxy listens on 127.0.0.1 unless told otherwise: to let a phone on your
 Wi-Fi use it, name your machine's LAN address with --listen, and limit who may
@@ -298,7 +300,7 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 		return fmt.Errorf("run: --block-status %d: write an HTTP status such as 403 or 451", o.blockStatus)
 	}
 	var known *trackers.KB
-	if len(o.block) > 0 || len(o.presets) > 0 || o.policyFile != "" || len(o.redact) > 0 || len(o.fake) > 0 {
+	if len(o.block) > 0 || len(o.presets) > 0 || o.policyFile != "" || len(o.redact) > 0 || len(o.fake) > 0 || o.ui != "off" {
 		if known, err = trackerKB(o.detect.trackers); err != nil {
 			return err
 		}

@@ -98,7 +98,7 @@ func startUI(ctx context.Context, o runOpts, st *store.Store, sess store.Session
 			fmt.Fprintf(stderr, "warning: %v; the capture goes on without it\n", err)
 			return func() {}, nil
 		}
-		return nil, fmt.Errorf("run: --ui: %w", err)
+		return nil, fmt.Errorf("run: --ui: %w; or --ui off to run without it", err)
 	}
 	fmt.Fprintf(stderr, "web UI on %s\n", srv.URL())
 	stop := runPart(ctx, srv.Run, srv.Close, "web UI", stderr)

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 )
 
@@ -99,6 +101,7 @@ func TestUIInBrowser(t *testing.T) {
 		t.Skip("curl is not installed")
 	}
 	ctx := browser(t)
+	messages := chromedp.Console(ctx) // subscribed before the first page
 	up := newCountingUpstream(false)
 	defer up.Close()
 	rp := startRun(t, "--ui", "127.0.0.1:0")
@@ -195,6 +198,50 @@ func TestUIInBrowser(t *testing.T) {
 		}
 	}
 	screenshot(t, ctx, "hostile-flow")
+
+	// light and dark, as the system prefers
+	background := func() string {
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		bg, err := chromedp.Run(tctx, chromedp.Evaluate[string](`getComputedStyle(document.body).backgroundColor`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bg
+	}
+	if err := within(ctx, 10*time.Second, chromedp.Navigate(ui+"parties"), chromedp.WaitVisible(chromedp.CSS("#matrix"))); err != nil {
+		t.Fatalf("the parties page: %v", err)
+	}
+	light := background()
+	screenshot(t, ctx, "parties")
+	dark := func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+		_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}})
+		return chromedp.Void{}, err
+	}
+	if err := within(ctx, 10*time.Second, dark, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#matrix"))); err != nil {
+		t.Fatalf("dark mode: %v", err)
+	}
+	if d := background(); d == light {
+		t.Errorf("the page looks the same in dark mode: background %s", d)
+	}
+	screenshot(t, ctx, "parties-dark")
+
+	// nothing the pages ran failed (an exception, a refused script)
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[chromedp.Void](`console.log("phonehome-test-end")`)); err != nil {
+		t.Fatal(err)
+	}
+	for m, err := range messages {
+		if err != nil {
+			t.Fatalf("console: %v", err)
+		}
+		if m.Text == "phonehome-test-end" {
+			break
+		}
+		if m.Type == chromedp.ConsoleError || m.IsException() {
+			t.Errorf("console: %s", m.String())
+		}
+	}
 }
 
 // firstFlowID is the id of the newest flow the filter takes, from the API.

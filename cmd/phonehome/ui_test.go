@@ -10,12 +10,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"phonehome/internal/example/exampleflows"
 	"phonehome/internal/report"
+	"phonehome/internal/store"
 	"phonehome/internal/web"
 )
 
@@ -176,5 +179,98 @@ func TestRunUIMarkersPersist(t *testing.T) {
 		if !strings.Contains(r.URL, "/contacts/") {
 			t.Errorf("a flow before the marker is in its group: %s", r.URL)
 		}
+	}
+}
+
+// TestRunUIAddressRefused: a --ui address that cannot be listened on stops
+// the run with the reason, before anything is captured.
+func TestRunUIAddressRefused(t *testing.T) {
+	dir := t.TempDir()
+	_, errOut, code := phonehome(t, "run", "--listen", "127.0.0.1:0", "--ui", "256.1.1.1:80", "--db", filepath.Join(dir, "r.db"), "--ca-dir", filepath.Join(dir, "ca"))
+	if code == 0 || !strings.Contains(errOut, "--ui") || !strings.Contains(errOut, "--ui off") {
+		t.Errorf("exit %d: %s", code, errOut)
+	}
+}
+
+// BenchmarkUIOpenStoredSession opens a stored session of 100,000 flows in a
+// fresh UI, as phonehome ui does, until its first page of flows and its
+// Parties page are served: the one-off cost before every view is served from
+// memory (see internal/web's BenchmarkFirstPage), and the page of its oldest
+// and of its middle flow, read from the database.
+func BenchmarkUIOpenStoredSession(b *testing.B) {
+	base, err := exampleflows.Detected()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	db := filepath.Join(b.TempDir(), "big.db")
+	st, err := store.Open(ctx, db, store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sess, err := st.CreateSession(ctx, "big", time.Now(), "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := st.Writer(ctx, sess)
+	const n = 100_000
+	for i := range n {
+		f := *base[i%len(base)]
+		f.ID = 0
+		if err := w.Add(&f); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+	st.Close()
+	ro, err := store.Open(ctx, db, store.Options{ReadOnly: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ro.Close()
+	us, err := newUIStore(ctx, ro, db, true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer us.Close()
+	get := func(b *testing.B, base, path string) {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("%s: %d", path, resp.StatusCode)
+		}
+	}
+	serve := func(b *testing.B) (string, func()) {
+		srv, err := web.New(web.Options{Addr: "127.0.0.1:0", Store: us})
+		if err != nil {
+			b.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { srv.Run(ctx); close(done) }()
+		return "http://" + srv.Addr().String() + "/", func() { srv.Close(); <-done }
+	}
+	b.Run("first pages", func(b *testing.B) {
+		for b.Loop() {
+			u, stop := serve(b)
+			get(b, u, "api/flows?session=1")
+			get(b, u, "parties?session=1")
+			stop()
+		}
+	})
+	u, stop := serve(b)
+	defer stop()
+	get(b, u, "api/flows?session=1")
+	for _, id := range []int{1, n / 2} {
+		b.Run(fmt.Sprintf("flow %d of %d", id, n), func(b *testing.B) {
+			for b.Loop() {
+				get(b, u, fmt.Sprintf("api/flows/%d?session=1", id))
+			}
+		})
 	}
 }

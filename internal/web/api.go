@@ -6,14 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"phonehome/internal/flow"
-	"phonehome/internal/live"
 	"phonehome/internal/report"
 )
 
@@ -56,7 +54,7 @@ func (s *Server) sessions(ctx context.Context) ([]Session, error) {
 	var out []Session
 	if s.opts.Store != nil {
 		var err error
-		if out, err = s.opts.Store.Sessions(ctx); err != nil {
+		if out, err = s.storedSessions(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -73,6 +71,29 @@ func (s *Server) sessions(ctx context.Context) ([]Session, error) {
 	ls := s.opts.LiveSession
 	ls.Live, ls.Flows = true, int64(s.live.count())
 	return append(out, ls), nil
+}
+
+// sessionsFor is how long the store's list of sessions is reused: it counts
+// every session's flows, and every page asks for it.
+const sessionsFor = 2 * time.Second
+
+func (s *Server) storedSessions(ctx context.Context) ([]Session, error) {
+	now := s.opts.Now()
+	s.mu.Lock()
+	if s.sessList != nil && now.Sub(s.sessAt) < sessionsFor && now.After(s.sessAt) {
+		out := append([]Session(nil), s.sessList...)
+		s.mu.Unlock()
+		return out, nil
+	}
+	s.mu.Unlock()
+	out, err := s.opts.Store.Sessions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.sessList, s.sessAt = append([]Session{}, out...), now
+	s.mu.Unlock()
+	return out, nil
 }
 
 // errNoSession: the session asked for is not there.
@@ -148,8 +169,12 @@ func (s *Server) stored(ctx context.Context, id int64) (*index, error) {
 				return nil, ctx.Err()
 			}
 		}
+		// read for the server, not for this request: a tab closed meanwhile
+		// must not waste the read others wait for
 		x := newIndex()
-		err := s.opts.Store.Flows(ctx, id, false, func(f *flow.Flow) error { x.add(f, false); return nil })
+		x.summarizeApart()
+		err := s.opts.Store.Flows(s.ctx, id, false, func(f *flow.Flow) error { x.add(f, false); return nil })
+		x.endSummary()
 		s.mu.Lock()
 		delete(s.loading, id)
 		close(wait)
@@ -176,6 +201,11 @@ func (s *Server) stored(ctx context.Context, id int64) (*index, error) {
 // order they were written, so the newest would otherwise be the slowest to
 // open.
 func (s *Server) warm(id int64, x *index) {
+	select { // after the summary: the two would share the cores
+	case <-x.sumDone:
+	case <-s.ctx.Done():
+		return
+	}
 	err := s.opts.Store.Flows(s.ctx, id, true, func(f *flow.Flow) error { x.keep(f); return nil })
 	if err != nil && s.ctx.Err() == nil {
 		s.opts.Logger.Warn("web UI: reading a session's newest flows whole failed; their pages read them when opened", "session", id, "err", err)
@@ -219,17 +249,12 @@ func sessionFailed(w http.ResponseWriter, err error) {
 func queryOf(r *http.Request) (Query, error) {
 	v := r.URL.Query()
 	q := Query{Device: v.Get("device"), Party: v.Get("party"), Kind: flow.Kind(v.Get("kind")), Host: v.Get("host"), Verdict: v.Get("verdict")}
-	for _, p := range []struct {
-		name string
-		to   *int64
-	}{{"before", &q.Before}} {
-		if s := v.Get(p.name); s != "" {
-			n, err := strconv.ParseInt(s, 10, 64)
-			if err != nil {
-				return q, fmt.Errorf("%s=%q: give the id of a flow, as next in the last page", p.name, s)
-			}
-			*p.to = n
+	if s := v.Get("before"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return q, fmt.Errorf("before=%q: give the id of a flow, as next in the last page", s)
 		}
+		q.Before = n
 	}
 	if s := v.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -341,111 +366,6 @@ func (s *Server) apiFlow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, detailOf(f))
-}
-
-// sseBuffer is each stream's buffer of events: a few seconds of a busy
-// phone. A tab that cannot take them is dropped, never waited for.
-const sseBuffer = 1024
-
-// apiEvents streams the live flows as Server-Sent Events: one "flow" event
-// (a Row) per completed flow, and "notice" events. Under load the events
-// that wait are written together and flushed once. A tab that stops reading
-// fills its buffer and is dropped by the broker; one whose connection stops
-// taking bytes fails its write deadline. Either way the stream ends with a
-// "dropped" event if it still can, and the page subscribes again.
-func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
-	if s.opts.Live == nil {
-		fail(w, http.StatusNotFound, "nothing is being captured: the live stream is served by phonehome run")
-		return
-	}
-	rc := http.NewResponseController(w)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	sub := s.opts.Live.Subscribe("web "+r.RemoteAddr, sseBuffer, func(ev live.Event) bool {
-		return ev.Kind == live.EventFlow || ev.Kind == live.EventNotice
-	})
-	defer sub.Close()
-	w.WriteHeader(http.StatusOK)
-	_, _ = io.WriteString(w, "retry: 1000\n\n")
-	if rc.Flush() != nil {
-		return
-	}
-	keepAlive := time.NewTicker(15 * time.Second)
-	defer keepAlive.Stop()
-	buf := make([]byte, 0, 64<<10)
-	for {
-		var ev live.Event
-		var ok bool
-		select {
-		case ev, ok = <-sub.C():
-		case <-keepAlive.C:
-			buf = append(buf, ": keep-alive\n\n"...)
-			ok = true
-		case <-r.Context().Done():
-			return
-		case <-s.ctx.Done():
-			return
-		}
-		if !ok {
-			if err := sub.Err(); err != nil {
-				buf = appendEvent(buf, "dropped", 0, apiError{Error: err.Error()})
-				_ = rc.SetWriteDeadline(time.Now().Add(time.Second))
-				_, _ = w.Write(buf)
-				_ = rc.Flush()
-			}
-			return
-		}
-		buf = appendLive(buf, ev)
-		// what else waits goes in the same write
-		for n := 0; n < 512 && len(buf) < 256<<10; n++ {
-			select {
-			case ev, ok = <-sub.C():
-			default:
-				ok = false
-			}
-			if !ok {
-				break
-			}
-			buf = appendLive(buf, ev)
-		}
-		_ = rc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		if _, err := w.Write(buf); err != nil {
-			return
-		}
-		if rc.Flush() != nil {
-			return
-		}
-		buf = buf[:0]
-	}
-}
-
-func appendLive(buf []byte, ev live.Event) []byte {
-	switch ev.Kind {
-	case live.EventFlow:
-		r := rowOf(ev.Flow)
-		return appendEvent(buf, "flow", r.ID, r)
-	case live.EventNotice:
-		return appendEvent(buf, "notice", 0, map[string]any{"time": ev.Time, "text": ev.Text})
-	}
-	return buf
-}
-
-// appendEvent writes one SSE event; JSON has no raw newlines, so one data line.
-func appendEvent(buf []byte, name string, id int64, v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return buf
-	}
-	buf = append(buf, "event: "...)
-	buf = append(buf, name...)
-	if id != 0 {
-		buf = append(buf, "\nid: "...)
-		buf = strconv.AppendInt(buf, id, 10)
-	}
-	buf = append(buf, "\ndata: "...)
-	buf = append(buf, b...)
-	return append(buf, "\n\n"...)
 }
 
 func (s *Server) apiReport(w http.ResponseWriter, r *http.Request) {

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -35,6 +36,10 @@ type Row struct {
 	BytesDown int64       `json:"bytes_down"`
 }
 
+// rowURL bounds the URL a row keeps (the list shows less; the flow's page
+// shows it whole): a session's rows stay in memory.
+const rowURL = 512
+
 // partyOf names the party as the report does: the owner, else the site.
 func partyOf(f *flow.Flow) string {
 	switch {
@@ -53,6 +58,10 @@ func rowOf(f *flow.Flow) Row {
 		Verdict: f.Verdict.Action.String(), Rule: f.Verdict.Rule, BytesUp: f.BytesUp, BytesDown: f.BytesDown}
 	if q := f.Request; q != nil {
 		r.Method, r.URL = q.Method, q.URL
+		if len(r.URL) > rowURL {
+			// a copy: a slice of the URL would keep all of it alive
+			r.URL = strings.Clone(clip(r.URL, rowURL))
+		}
 	}
 	if f.DNS != nil && r.URL == "" {
 		r.URL = "dns " + f.DNS.Type + " " + f.DNS.Name
@@ -131,15 +140,61 @@ type index struct {
 	docAt   time.Time
 	stopped map[string]int // rule → flows it blocked or redacted
 	nextTmp int64          // ids for flows the store could not number
+	// sumCh, while a stored session is first read, takes its flows to the
+	// summary on a goroutine of its own: reading and the summary each take
+	// about half of the time, and the rows are served before the summary is
+	// done. sumDone closes when the summary holds every flow added.
+	sumCh   chan *flow.Flow
+	sumDone chan struct{}
 }
 
 func newIndex() *index {
-	return &index{pos: map[int64]int{}, kept: map[int64]*flow.Flow{}, summary: report.NewSummary(), stopped: map[string]int{}}
+	done := make(chan struct{})
+	close(done)
+	return &index{pos: map[int64]int{}, kept: map[int64]*flow.Flow{}, summary: report.NewSummary(), stopped: map[string]int{}, sumDone: done}
+}
+
+// summarizeApart makes add hand flows to the summary on another goroutine,
+// until endSummary. The goroutine that adds is the one that calls both.
+func (x *index) summarizeApart() {
+	ch, done := make(chan *flow.Flow, 1024), make(chan struct{})
+	x.sumCh, x.sumDone = ch, done
+	go func() {
+		defer close(done)
+		batch := make([]*flow.Flow, 0, 64)
+		for f := range ch {
+			batch = append(batch[:0], f)
+			for len(batch) < cap(batch) && len(ch) > 0 {
+				batch = append(batch, <-ch)
+			}
+			x.mu.Lock()
+			for _, f := range batch {
+				x.summary.Add(f)
+			}
+			x.mu.Unlock()
+		}
+	}()
+}
+
+// endSummary says no more flows come; the summary finishes on its own.
+func (x *index) endSummary() {
+	if x.sumCh != nil {
+		close(x.sumCh)
+		x.sumCh = nil
+	}
 }
 
 // add takes a completed flow; keep says whether to hold it whole. f must not
 // change afterwards.
 func (x *index) add(f *flow.Flow, keep bool) Row {
+	r, added := x.addRow(f, keep)
+	if added && x.sumCh != nil {
+		x.sumCh <- f
+	}
+	return r
+}
+
+func (x *index) addRow(f *flow.Flow, keep bool) (Row, bool) {
 	r := rowOf(f)
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -148,18 +203,20 @@ func (x *index) add(f *flow.Flow, keep bool) Row {
 		r.ID = x.nextTmp // a flow the store failed to number is still shown
 	}
 	if _, dup := x.pos[r.ID]; dup {
-		return r
+		return r, false
 	}
 	x.pos[r.ID] = len(x.rows)
 	x.rows = append(x.rows, r)
-	x.summary.Add(f)
+	if x.sumCh == nil {
+		x.summary.Add(f)
+	}
 	if a := f.Verdict.Action; a == flow.ActionBlock || a == flow.ActionRedact {
 		x.stopped[f.Verdict.Rule]++
 	}
 	if keep {
 		x.keepLocked(r.ID, f)
 	}
-	return r
+	return r, true
 }
 
 // keep holds a stored flow whole (read after the index was built), if the
@@ -208,12 +265,14 @@ func (x *index) page(q Query) Page {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	end := len(x.rows)
-	if q.Before != 0 {
-		if i, ok := x.pos[q.Before]; ok {
-			end = i
-		}
-	}
 	p := Page{Flows: []Row{}}
+	if q.Before != 0 {
+		i, ok := x.pos[q.Before]
+		if !ok {
+			return p // a cursor of another session: nothing before it here
+		}
+		end = i
+	}
 	for i := end - 1; i >= 0; i-- {
 		r := &x.rows[i]
 		if !q.match(r) {
@@ -247,6 +306,7 @@ func (x *index) has(id int64) bool {
 // walks the whole summary, so a live session's is rebuilt at most once a
 // second however often pages ask.
 func (x *index) report(now time.Time) *report.Doc {
+	<-x.sumDone
 	x.mu.RLock()
 	doc, n, at := x.doc, x.docN, x.docAt
 	fresh := doc != nil && (n == len(x.rows) || now.Sub(at) < time.Second)
@@ -260,6 +320,21 @@ func (x *index) report(now time.Time) *report.Doc {
 		x.doc, x.docN, x.docAt = x.summary.Doc(), len(x.rows), now
 	}
 	return x.doc
+}
+
+// stoppedParties is what the policy stopped, per party, copied out of the
+// summary (which the feed goes on changing).
+func (x *index) stoppedParties() []report.Stopped {
+	<-x.sumDone
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	var out []report.Stopped
+	for _, st := range x.summary.Stopped() {
+		c := *st
+		c.Kinds, c.Rules, c.Answers = maps.Clone(st.Kinds), maps.Clone(st.Rules), maps.Clone(st.Answers)
+		out = append(out, c)
+	}
+	return out
 }
 
 // stoppedBy counts the flows each rule stopped.

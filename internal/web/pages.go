@@ -135,6 +135,9 @@ type pageData struct {
 func (s *Server) pageRoutes() {
 	m := s.mux
 	m.Handle("GET /static/", s.pages.static)
+	m.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/static/icon.svg", http.StatusMovedPermanently)
+	})
 	m.HandleFunc("GET /{$}", s.page("live", "Live", s.liveData))
 	m.HandleFunc("GET /parties", s.page("parties", "Parties", s.reportData))
 	m.HandleFunc("GET /ids", s.page("ids", "Identifiers", s.reportData))
@@ -200,8 +203,15 @@ func (s *Server) page(name, title string, data func(*http.Request, *index) (any,
 
 func (s *Server) liveData(r *http.Request, x *index) (any, error) { return nil, nil }
 
+// reportView is the Parties and Identifiers pages' data: the report's
+// document and what the policy stopped.
+type reportView struct {
+	*report.Doc
+	Stopped []report.Stopped
+}
+
 func (s *Server) reportData(r *http.Request, x *index) (any, error) {
-	return x.report(s.opts.Now()), nil
+	return reportView{Doc: x.report(s.opts.Now()), Stopped: x.stoppedParties()}, nil
 }
 
 func (s *Server) markerData(r *http.Request, x *index) (any, error) {

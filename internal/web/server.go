@@ -56,23 +56,25 @@ type Options struct {
 
 // Server is the web UI. New listens; Run serves until ctx ends or Close.
 type Server struct {
-	opts    Options
-	ln      net.Listener
-	srv     *http.Server
-	token   string
-	loop    bool // bound to loopback: Host headers must name it too
-	mux     *http.ServeMux
-	pages   *pages
-	rules   *Policy
-	live    *index
-	mu      sync.Mutex
-	indexes map[int64]*index // stored sessions, by id, as opened
-	loading map[int64]chan struct{}
-	markers []Marker // without a store: the live session's, in memory
-	feed    *live.Subscription
-	bg      sync.WaitGroup // reads of stored sessions in the background
-	ctx     context.Context
-	cancel  context.CancelFunc
+	opts     Options
+	ln       net.Listener
+	srv      *http.Server
+	token    string
+	loop     bool // bound to loopback: Host headers must name it too
+	mux      *http.ServeMux
+	pages    *pages
+	rules    *Policy
+	live     *index
+	mu       sync.Mutex
+	indexes  map[int64]*index // stored sessions, by id, as opened
+	loading  map[int64]chan struct{}
+	markers  []Marker  // without a store: the live session's, in memory
+	sessList []Session // the store's sessions as of sessAt
+	sessAt   time.Time
+	feed     *live.Subscription
+	bg       sync.WaitGroup // reads of stored sessions in the background
+	ctx      context.Context
+	cancel   context.CancelFunc
 }
 
 // New listens on opts.Addr. The caller must Close the server.
@@ -89,7 +91,7 @@ func New(opts Options) (*Server, error) {
 	}
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("web UI: listen on %s: %w (choose another address with --ui, or --ui off)", opts.Addr, err)
+		return nil, fmt.Errorf("web UI: listen on %s: %w (is another phonehome serving its UI there? choose another address with --ui)", opts.Addr, err)
 	}
 	s := &Server{opts: opts, ln: ln, pages: pg, token: opts.Token, indexes: map[int64]*index{}, loading: map[int64]chan struct{}{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -118,7 +120,12 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // URL is the address to open, with the token when one is required.
 func (s *Server) URL() string {
-	u := "http://" + s.ln.Addr().String() + "/"
+	host := s.ln.Addr().String()
+	if ap, err := netip.ParseAddrPort(host); err == nil && ap.Addr().IsUnspecified() {
+		// every address: this machine's own is one of them
+		host = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), ap.Port()).String()
+	}
+	u := "http://" + host + "/"
 	if s.token != "" {
 		u += "?token=" + s.token
 	}

@@ -119,8 +119,10 @@ func bodyText(b []byte) string {
 		return ""
 	}
 	shown := b[:min(len(b), 64<<10)]
-	if !utf8.Valid(shown) && utf8.Valid(shown[:max(len(shown)-4, 0)]) {
-		shown = shown[:len(shown)-4] // a rune cut at the limit
+	if len(shown) < len(b) { // cut at the limit: drop a rune cut in two
+		for i := 0; i < utf8.UTFMax-1 && len(shown) > 0 && !utf8.Valid(shown); i++ {
+			shown = shown[:len(shown)-1]
+		}
 	}
 	if !utf8.Valid(shown) {
 		return fmt.Sprintf("(%d bytes of binary data; the decode tree shows what was read from them)", len(b))

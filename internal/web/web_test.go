@@ -152,6 +152,10 @@ func TestAPIFlowsPagesAndFilters(t *testing.T) {
 	if seen != 250 {
 		t.Errorf("the pages held %d flows, want 250", seen)
 	}
+	p = Page{}
+	if u.getJSON(t, "/api/flows?before=999999", &p); len(p.Flows) != 0 || p.Next != 0 {
+		t.Errorf("a cursor the session does not hold gave %d flows", len(p.Flows))
+	}
 	for q, want := range map[string]int{"device=tv": 50, "party=Xiaomi": 50, "kind=imei": 50, "host=h1.": 83, "verdict=allow": 250, "device=tv&host=h0.": 17, "device=none": 0} {
 		var p Page
 		u.getJSON(t, "/api/flows?limit=1000&"+q, &p)
@@ -276,6 +280,9 @@ func TestAPIRules(t *testing.T) {
 	}
 	f.Verdict = flow.Verdict{Action: flow.ActionBlock, Rule: sw.Text}
 	u.publish(t, f)
+	if _, body := u.do(t, "GET", "/parties", ""); !strings.Contains(body, `id="stopped"`) || !strings.Contains(body, sw.Text) {
+		t.Errorf("the parties page does not say what the switch stopped")
+	}
 	var doc RulesDoc
 	u.getJSON(t, "/api/rules", &doc)
 	if len(doc.Rules) != 3 || doc.Rules[2].ID != sw.ID || doc.Rules[2].Stopped != 1 || len(doc.CommandLine) != 1 {
@@ -460,7 +467,7 @@ func TestAccessChecks(t *testing.T) {
 		t.Errorf("localhost: %d", code)
 	}
 	pub := startUI(t, func(o *Options) { o.Addr = "0.0.0.0:0" })
-	if pub.token == "" || !strings.Contains(pub.URL(), "?token="+pub.token) {
+	if pub.token == "" || !strings.HasPrefix(pub.URL(), "http://127.0.0.1:") || !strings.Contains(pub.URL(), "?token="+pub.token) {
 		t.Fatalf("no token made for a UI bound to every address: %q", pub.URL())
 	}
 	port := pub.Addr().(*net.TCPAddr).Port
@@ -559,5 +566,18 @@ func TestSessionKeptAcrossLinks(t *testing.T) {
 	_, body := u.do(t, "GET", "/parties?session=7", "")
 	if !strings.Contains(body, `href="/devices?session=7"`) {
 		t.Errorf("the navigation does not keep the session:\n%s", body)
+	}
+}
+
+// TestBodyText: a body cut at the page's limit inside a character is shown
+// as text up to it; a short binary one is said to be binary.
+func TestBodyText(t *testing.T) {
+	long := strings.Repeat("a", 64<<10-1) + "é" + "tail"
+	got := bodyText([]byte(long))
+	if !strings.HasPrefix(got, strings.Repeat("a", 64<<10-1)+"\n… (") {
+		t.Errorf("a cut rune: %q", got[len(got)-40:])
+	}
+	if got := bodyText([]byte{0xff}); !strings.Contains(got, "binary") {
+		t.Errorf("one invalid byte: %q", got)
 	}
 }
