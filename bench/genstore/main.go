@@ -16,13 +16,7 @@ import (
 	"os"
 	"time"
 
-	"phonehome/internal/capture"
-	"phonehome/internal/decode"
-	"phonehome/internal/detect"
-	"phonehome/internal/detect/pii"
-	"phonehome/internal/detect/trackers"
-	"phonehome/internal/example"
-	"phonehome/internal/flow"
+	"phonehome/internal/example/detected"
 	"phonehome/internal/store"
 )
 
@@ -33,17 +27,9 @@ func main() {
 	if _, err := os.Stat(*out); err == nil {
 		log.Fatalf("%s exists: remove it first", *out)
 	}
-	engine := detect.New(trackers.Builtin(), pii.New(""), decode.Limits{})
-	var base []*flow.Flow
-	for _, files := range [][]example.File{example.Files(), example.After()} {
-		for _, f := range files {
-			if _, err := capture.Read(bytes.NewReader(f.Data), f.Name, capture.Options{}, func(fl *flow.Flow) {
-				engine.Inspect(fl)
-				base = append(base, fl)
-			}); err != nil {
-				log.Fatal(err)
-			}
-		}
+	base, err := detected.Flows()
+	if err != nil {
+		log.Fatal(err)
 	}
 	ctx := context.Background()
 	st, err := store.Open(ctx, *out, store.Options{})

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 
 	"phonehome/internal/flow"
 	"phonehome/internal/store/pgtest"
+	"phonehome/internal/store/storetest"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -51,41 +53,6 @@ func open(t *testing.T, dsn string, opts Options) *Store {
 	}
 	t.Cleanup(func() { st.Close() })
 	return st
-}
-
-func sample() []*flow.Flow {
-	t0 := time.Date(2026, 11, 18, 7, 44, 2, 123456789, time.UTC)
-	return []*flow.Flow{
-		{
-			Source: "a.pcap", Seq: 1, Start: t0, End: t0.Add(40 * time.Millisecond),
-			Client:    flow.Endpoint{Addr: netip.MustParseAddr("192.168.1.23"), Port: 40100},
-			Server:    flow.Endpoint{Addr: netip.MustParseAddr("161.117.97.142"), Port: 80},
-			Device:    "anna-phone",
-			Host:      "api.ad.intl.xiaomi.com",
-			Transport: flow.TransportHTTP,
-			Request: &flow.Request{Method: "POST", URL: "http://api.ad.intl.xiaomi.com/x?imei=1", Proto: "HTTP/1.1",
-				Headers: flow.Headers{{Name: "Host", Value: "api.ad.intl.xiaomi.com"}, {Name: "X-A", Value: "1"}, {Name: "X-A", Value: "é\"2"}},
-				Body:    flow.Body{Data: []byte("0123456789"), Size: 10}},
-			Response: &flow.Response{Status: 200, Reason: "OK", Proto: "HTTP/1.1", Headers: flow.Headers{{Name: "Content-Type", Value: "application/json"}},
-				Body: flow.Body{Data: []byte(`{"a":1}` + string(make([]byte, 3000))), Size: 5000, Incomplete: true}, Trailers: flow.Headers{{Name: "X-Sum", Value: "1"}}},
-			BytesUp: 200, BytesDown: 5100, Notes: flow.Notes{{Code: flow.NoteCaptureGap, Text: "bytes missing"}},
-			Dest: flow.Destination{Owner: "Xiaomi", Category: "advertising", Site: "xiaomi.com", Party: "first"}, App: "com.miui.home",
-			Findings: []flow.Finding{{Kind: "imei", Value: "356938035643809", Path: "query:imei", Method: flow.MethodKey, Confidence: 0.95},
-				{Kind: "device_model", Value: "Redmi 4A", Path: "header:User-Agent", Method: flow.MethodPattern, Confidence: 0.9, Context: true}},
-			Verdict: flow.Verdict{Action: flow.ActionBlock, Rule: "owner:Xiaomi", List: "phonehome", Status: 451},
-		},
-		{
-			Source: "a.pcap", Seq: 2, Start: t0, End: t0,
-			Client:    flow.Endpoint{Addr: netip.MustParseAddr("fd00::23"), Port: 5000},
-			Server:    flow.Endpoint{Addr: netip.MustParseAddr("fd00::1"), Port: 53},
-			Transport: flow.TransportDNS,
-			DNS:       &flow.DNS{ID: 7, Name: "tracking.intl.miui.com", Type: "A", RCode: "SUCCESS", Answers: []string{"161.117.96.161"}, Answered: true},
-		},
-		{
-			Source: "b.har", Seq: 1, Host: "tracking.intl.miui.com", Transport: flow.TransportTLS,
-			TLS: &flow.TLSInfo{SNI: "tracking.intl.miui.com", ALPN: []string{"h2", "http/1.1"}, Version: "TLS 1.3"},
-		},
-	}
 }
 
 func write(t *testing.T, st *Store, sess Session, flows []*flow.Flow) {
@@ -134,13 +101,13 @@ func TestSuiteRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		in := sample()
+		in := storetest.Sample()
 		write(t, st, sess, in)
 		out := readAll(t, st, sess, false)
 		if len(out) != len(in) {
 			t.Fatalf("%d flows read back, want %d", len(out), len(in))
 		}
-		want := sample()
+		want := storetest.Sample()
 		normal(want, out)
 		for i := range want {
 			if !reflect.DeepEqual(want[i], out[i]) {
@@ -244,7 +211,7 @@ func TestSuiteReadOnly(t *testing.T) {
 		ctx := context.Background()
 		st := open(t, dsn, Options{})
 		sess, _ := st.CreateSession(ctx, "s", time.Now(), "test")
-		write(t, st, sess, sample())
+		write(t, st, sess, storetest.Sample())
 		st.Close()
 		ro := open(t, dsn, Options{ReadOnly: true})
 		if n := len(readAll(t, ro, sess, true)); n != 3 {
@@ -253,7 +220,7 @@ func TestSuiteReadOnly(t *testing.T) {
 		if _, err := ro.CreateSession(ctx, "t", time.Now(), ""); !errors.Is(err, ErrReadOnly) {
 			t.Errorf("create session read-only: %v", err)
 		}
-		if err := ro.Writer(ctx, sess).Add(sample()[0]); !errors.Is(err, ErrReadOnly) {
+		if err := ro.Writer(ctx, sess).Add(storetest.Sample()[0]); !errors.Is(err, ErrReadOnly) {
 			t.Errorf("add read-only: %v", err)
 		}
 	})
@@ -358,4 +325,45 @@ func contains(s string, subs ...string) bool {
 		}
 	}
 	return true
+}
+
+// Opening PostgreSQL says what is wrong and what to do: a server that does
+// not answer (ErrUnavailable), a database that does not exist, a URL that
+// does not parse, a database without phonehome's schema read read-only.
+func TestPostgresOpenErrors(t *testing.T) {
+	dsn := pgtest.URL(t)
+	ctx := context.Background()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	missing := dsn[:strings.LastIndexByte(dsn[:strings.IndexByte(dsn, '?')], '/')] + "/no_such_db?sslmode=disable"
+	for _, c := range []struct {
+		name, dsn string
+		ro        bool
+		is        error
+		says      []string
+	}{
+		{"no server", "postgres://ph@" + closed + "/x?sslmode=disable&connect_timeout=5", false, ErrUnavailable, []string{"database server unavailable", "start the PostgreSQL server at 127.0.0.1"}},
+		{"no database", missing, false, nil, []string{"does not exist", "createdb"}},
+		{"bad URL", "postgres://ph@127.0.0.1:99999999/x", false, nil, []string{"does not parse", "postgres://USER:PASSWORD@HOST:PORT/DATABASE"}},
+		{"no schema, read-only", dsn, true, nil, []string{"holds no phonehome sessions"}},
+		{"password hidden", "postgres://ph:secret@" + closed + "/x?sslmode=disable", false, ErrUnavailable, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st, err := Open(ctx, c.dsn, Options{ReadOnly: c.ro})
+			if err == nil {
+				st.Close()
+				t.Fatal("opened")
+			}
+			if c.is != nil && !errors.Is(err, c.is) {
+				t.Errorf("%v: not %v", err, c.is)
+			}
+			if !contains(err.Error(), c.says...) || strings.Contains(err.Error(), "secret") {
+				t.Errorf("message %q must say %q (and no password)", err, c.says)
+			}
+		})
+	}
 }

@@ -47,6 +47,15 @@ func classify(err error) error {
 
 // fault wraps err, from action, with the fault it is (if any) and what to do.
 func (s *Store) fault(action string, err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "3D000": // invalid_catalog_name
+			return fmt.Errorf("%s: %w: the database does not exist on the server at %s: create it (createdb, or CREATE DATABASE as its owner), or name another in the URL", action, err, s.where)
+		case "28P01", "28000": // invalid_password, invalid_authorization_specification
+			return fmt.Errorf("%s: %w: the server at %s refuses this user: check the user name and password in the URL (or in ~/.pgpass)", action, err, s.where)
+		}
+	}
 	switch kind := classify(err); kind {
 	case record.ErrFull:
 		return fmt.Errorf("%s: %w (%w): the PostgreSQL server at %s has no disk space left; free some there, then retry", action, kind, err, s.where)
