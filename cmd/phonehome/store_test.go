@@ -62,6 +62,11 @@ func TestStoreCopySQLiteToPostgres(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "no such session of device 10.9.9.9") {
 		t.Errorf("report of a device never seen: %d %s", code, errOut)
 	}
+	// diff of the two sessions as stored, of one device
+	out, errOut, code = phonehome(t, "diff", "--db", pg, "--device", "192.168.1.23", "before", "after")
+	if code != 0 || !strings.Contains(out, "; device 192.168.1.23)") {
+		t.Errorf("diff of a device's flows: %d %s\n%s", code, errOut, out)
+	}
 	// and back again, into a new file, by the same command
 	back := filepath.Join(t.TempDir(), "back.db")
 	if _, errOut, code := phonehome(t, "store", "copy", pg, back, "--session", "after"); code != 0 {

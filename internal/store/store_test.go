@@ -367,3 +367,85 @@ func TestPostgresOpenErrors(t *testing.T) {
 		})
 	}
 }
+
+// Sessions and flows are chosen by sensor, device and time, across
+// sessions; a copy between the engines, either way, is whole, idempotent,
+// redone when an earlier one was cut short, and refused over a different
+// session of the same name.
+func TestSuiteSelectAndCopy(t *testing.T) {
+	ctx := context.Background()
+	sqlitePath := filepath.Join(t.TempDir(), "field.db")
+	pg := pgtest.URL(t)
+	for _, dir := range []struct{ name, src, dst string }{{"sqlite to postgres", sqlitePath, pg}, {"postgres to sqlite", pg, filepath.Join(t.TempDir(), "back.db")}} {
+		t.Run(dir.name, func(t *testing.T) {
+			src := open(t, dir.src, Options{Sensor: "field-laptop"})
+			if dir.src == sqlitePath {
+				t0 := time.Date(2026, 5, 3, 10, 0, 0, 0, time.UTC)
+				for i, name := range []string{"april", "may"} {
+					sess, err := src.NewSession(ctx, Session{Name: name, Started: t0.AddDate(0, i-1, 0), Source: "proxy", Sensor: "field-laptop"})
+					if err != nil {
+						t.Fatal(err)
+					}
+					flows := storetest.Sample()
+					for _, f := range flows {
+						f.Start = t0.AddDate(0, i-1, 0)
+					}
+					write(t, src, sess, flows)
+				}
+			}
+			all, err := src.Select(ctx, nil, Filter{Device: "anna-phone", Since: time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)})
+			if err != nil || len(all) != 2 {
+				t.Fatalf("select by device: %v %v", all, err)
+			}
+			var got []string
+			if err := src.FlowsOf(ctx, all, Filter{Device: "anna-phone", Since: time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)}, ReadOptions{Lean: true}, func(f *flow.Flow) error {
+				got = append(got, f.Host)
+				return nil
+			}); err != nil || !reflect.DeepEqual(got, []string{"api.ad.intl.xiaomi.com"}) {
+				t.Errorf("flows of the device in May: %v %v", got, err)
+			}
+			if _, err := src.Select(ctx, nil, Filter{Sensor: "office-ap"}); !errors.Is(err, ErrNoSession) || !strings.Contains(err.Error(), "sensor office-ap") {
+				t.Errorf("select by another sensor: %v", err)
+			}
+			dst := open(t, dir.dst, Options{Sensor: "other"})
+			// an earlier copy cut short: the same session, part of its flows
+			part, err := dst.NewSession(ctx, Session{Name: "may", Started: all[1].Started, Source: all[1].Source, Sensor: all[1].Sensor})
+			if err != nil {
+				t.Fatal(err)
+			}
+			write(t, dst, part, storetest.Sample()[:1])
+			var did []Copied
+			for range 2 {
+				if err := Copy(ctx, src, dst, all, func(c Copied) { did = append(did, c) }); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if len(did) != 4 || did[0].Already || did[1].Already || !did[2].Already || !did[3].Already || did[1].Flows != 3 {
+				t.Errorf("copies: %+v", did)
+			}
+			for _, s := range all {
+				d, err := dst.SessionByName(ctx, s.Name)
+				if err != nil || d.Flows != s.Flows || d.Sensor != "field-laptop" || !d.Started.Equal(s.Started) || !reflect.DeepEqual(d.Devices, s.Devices) {
+					t.Errorf("copy of %+v is %+v (%v)", s, d, err)
+				}
+				a, b := readAll(t, src, s, false), readAll(t, dst, d, false)
+				for i := range a {
+					a[i].ID, b[i].ID = 0, 0
+				}
+				if !reflect.DeepEqual(a, b) {
+					t.Errorf("flows of %q differ after the copy", s.Name)
+				}
+			}
+			other, err := dst.NewSession(ctx, Session{Name: "june", Started: time.Now(), Sensor: "other"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			june, _ := src.NewSession(ctx, Session{Name: "june", Started: time.Now().Add(time.Hour), Sensor: "field-laptop"})
+			if err := Copy(ctx, src, dst, []Session{june}, nil); !errors.Is(err, ErrSessionExists) || !strings.Contains(err.Error(), "rename one of them") {
+				t.Errorf("copy over a different session: %v", err)
+			}
+			dst.DeleteSession(ctx, other)
+			src.DeleteSession(ctx, june)
+		})
+	}
+}

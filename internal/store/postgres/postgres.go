@@ -265,7 +265,7 @@ func (s *Store) FlowsWith(ctx context.Context, sess record.Session, opts record.
 	query := "SELECT id, " + cols + " FROM flows WHERE session_id = $1 AND id BETWEEN $2 AND $3 ORDER BY id"
 	var chunk int64
 	if opts.Lean {
-		chunk = 16 << 10 // ids come in blocks of 1,024 per writer: 16 blocks
+		chunk = 4096 // four of a writer's blocks of ids: a few chunks in memory, as for SQLite
 	}
 	return record.Read(ctx, *lo, *hi, opts.Lean, chunk, s.codec, func(ctx context.Context, from, to int64) (record.Rows, func(), error) {
 		rows, err := s.pool.Query(ctx, query, sess.ID, from, to)
