@@ -449,3 +449,34 @@ func TestSuiteSelectAndCopy(t *testing.T) {
 		})
 	}
 }
+
+// Sensors starting together on a new database migrate it once: every open
+// succeeds, and each sees the schema whole.
+func TestPostgresConcurrentFirstOpen(t *testing.T) {
+	dsn := pgtest.URL(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := Open(ctx, dsn, Options{Sensor: fmt.Sprint("sensor", i)})
+			if err == nil {
+				_, err = st.CreateSession(ctx, fmt.Sprint("s", i), time.Now(), "proxy")
+				st.Close()
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("sensor %d: %v", i, err)
+		}
+	}
+	st := open(t, dsn, Options{ReadOnly: true})
+	if all, err := st.Sessions(ctx); err != nil || len(all) != 4 {
+		t.Errorf("%d sessions, %v", len(all), err)
+	}
+}

@@ -80,7 +80,7 @@ func Open(ctx context.Context, dsn string, opts record.Options) (*Store, error) 
 			s.pool.Close()
 		}
 		c.Close()
-		if strings.HasPrefix(err.Error(), "open store") {
+		if se := (*schemaError)(nil); errors.As(err, &se) {
 			return nil, err
 		}
 		return nil, s.fault("open store", err)
@@ -120,7 +120,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		err := s.pool.QueryRow(ctx, "SELECT version FROM phonehome_schema").Scan(&version)
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "42P01" { // undefined_table
-			return fmt.Errorf("open store %s: the database holds no phonehome sessions (no schema): name the database phonehome run or analyze --db wrote to", s.where)
+			return &schemaError{fmt.Sprintf("open store %s: the database holds no phonehome sessions (no schema): name the database phonehome run or analyze --db wrote to", s.where)}
 		}
 		if err != nil {
 			return err
@@ -166,12 +166,17 @@ func (s *Store) migrate(ctx context.Context) error {
 	return tx.Commit(ctx)
 }
 
+// schemaError says what is wrong with a database's schema, in full.
+type schemaError struct{ msg string }
+
+func (e *schemaError) Error() string { return e.msg }
+
 func (s *Store) checkVersion(version, known int) error {
 	if version > known {
-		return fmt.Errorf("open store %s: database schema version %d is newer than this phonehome knows (%d): upgrade phonehome", s.where, version, known)
+		return &schemaError{fmt.Sprintf("open store %s: database schema version %d is newer than this phonehome knows (%d): upgrade phonehome", s.where, version, known)}
 	}
 	if s.readOnly && version < known {
-		return fmt.Errorf("open store %s read-only: schema version %d is older than this phonehome's (%d): open it once for writing (phonehome sessions --db without read-only use, or any run) to migrate it", s.where, version, known)
+		return &schemaError{fmt.Sprintf("open store %s read-only: schema version %d is older than this phonehome's (%d): let a sensor of this version write to it once (phonehome run or analyze --db with its URL), which migrates it", s.where, version, known)}
 	}
 	return nil
 }
