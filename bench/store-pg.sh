@@ -23,7 +23,7 @@ if [ "$(id -u)" = 0 ]; then
   chown postgres "$dir"
   as=(runuser -u postgres --)
 fi
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(go run ./bench/bulkload -freeport)
 stop() {
   "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
   rm -rf "$dir"

@@ -77,20 +77,6 @@ func readAll(t *testing.T, st *Store, sess Session, lean bool) []*flow.Flow {
 	return out
 }
 
-// normal is f as a read gives it back: times in local time, IDs set, an
-// absent response body an empty one.
-func normal(in, out []*flow.Flow) {
-	for i := range in {
-		in[i].ID = out[i].ID
-		if !in[i].Start.IsZero() {
-			in[i].Start, in[i].End = in[i].Start.Local(), in[i].End.Local()
-		}
-		if in[i].Response != nil && in[i].Response.Body.Data == nil {
-			in[i].Response.Body.Data = []byte{}
-		}
-	}
-}
-
 // Every field of a flow comes back as it was written, from either engine;
 // a lean read leaves out what it says.
 func TestSuiteRoundTrip(t *testing.T) {
@@ -108,7 +94,7 @@ func TestSuiteRoundTrip(t *testing.T) {
 			t.Fatalf("%d flows read back, want %d", len(out), len(in))
 		}
 		want := storetest.Sample()
-		normal(want, out)
+		storetest.Normal(want, out)
 		for i := range want {
 			if !reflect.DeepEqual(want[i], out[i]) {
 				t.Errorf("flow %d:\n got %+v\nwant %+v", i, out[i], want[i])
