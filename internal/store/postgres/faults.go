@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
+	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -38,11 +41,20 @@ func classify(err error) error {
 		}
 		return nil
 	}
-	if errors.Is(err, context.Canceled) {
-		return nil
+	// not the server's answer: the connection could not be made, was lost,
+	// or the server did not answer in time
+	var ne net.Error
+	var ce *pgconn.ConnectError
+	switch {
+	case errors.Is(err, context.Canceled):
+		return nil // the caller's own doing
+	case errors.As(err, &ce), errors.As(err, &ne), pgconn.Timeout(err), pgconn.SafeToRetry(err),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, pgconn.ErrConnClosed):
+		return record.ErrUnavailable
 	}
-	// not the server's answer: the connection could not be made or was lost
-	return record.ErrUnavailable
+	return nil
 }
 
 // fault wraps err, from action, with the fault it is (if any) and what to do.
