@@ -22,7 +22,7 @@ import (
 
 func main() {
 	n := flag.Int("n", 1_000_000, "flows to write")
-	out := flag.String("o", "report-bench.db", "database to create")
+	out := flag.String("o", "report-bench.db", "database to create: a SQLite file, or a postgres:// URL of a database to add the session to")
 	flag.Parse()
 	if _, err := os.Stat(*out); err == nil {
 		log.Fatalf("%s exists: remove it first", *out)
@@ -69,6 +69,9 @@ func main() {
 	if err := st.Close(); err != nil {
 		log.Fatal(err)
 	}
-	fi, _ := os.Stat(*out)
-	fmt.Printf("wrote %d flows (%d distinct) to %s, %.0f MiB, in %s\n", *n, len(base), *out, float64(fi.Size())/(1<<20), time.Since(started).Round(time.Second))
+	size := "" // of a file; a server's database is not one
+	if fi, err := os.Stat(*out); err == nil {
+		size = fmt.Sprintf(", %.0f MiB", float64(fi.Size())/(1<<20))
+	}
+	fmt.Printf("wrote %d flows (%d distinct) to %s%s, in %s\n", *n, len(base), st.Where(), size, time.Since(started).Round(time.Second))
 }

@@ -174,5 +174,8 @@ func summarizeStored(ctx context.Context, db, name string, filter store.Filter) 
 	}
 	doc := summary.Doc()
 	doc.Session = fmt.Sprintf("%s (%s, %s)", sess.Name, sess.Source, sess.Started.Format("2006-01-02 15:04"))
+	if !filter.IsZero() {
+		doc.Session = fmt.Sprintf("%s (%s, %s; %s)", sess.Name, sess.Source, sess.Started.Format("2006-01-02 15:04"), filter)
+	}
 	return doc, nil
 }

@@ -352,6 +352,9 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 	name := o.session
 	if name == "" {
 		name = "run " + time.Now().Format("2006-01-02 15:04:05")
+		if o.sensor != "" { // sensors sharing a database start runs at the same second
+			name += " on " + o.sensor
+		}
 	}
 	st, sess, err := openSession(ctx, o.db, name, "proxy "+o.listen, o.sensor, o.maxBody)
 	if err != nil {

@@ -8,7 +8,9 @@
 // Contract: a Writer is owned by one goroutine; readers may run concurrently
 // with writers, of this process and of others. Bodies are stored up to
 // Options.MaxBody bytes; a cut is recorded in the body's flags, never silent.
-// A flow reads back from either engine as it was captured.
+// A flow reads back from either engine as it was captured (PostgreSQL
+// mends, as encoding/json does, the rare string a text column cannot hold:
+// invalid UTF-8, NUL bytes).
 package store
 
 import (

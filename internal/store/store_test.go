@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 
 	"phonehome/internal/flow"
 	"phonehome/internal/store/pgtest"
+	"phonehome/internal/store/storetest"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -53,41 +55,6 @@ func open(t *testing.T, dsn string, opts Options) *Store {
 	return st
 }
 
-func sample() []*flow.Flow {
-	t0 := time.Date(2026, 11, 18, 7, 44, 2, 123456789, time.UTC)
-	return []*flow.Flow{
-		{
-			Source: "a.pcap", Seq: 1, Start: t0, End: t0.Add(40 * time.Millisecond),
-			Client:    flow.Endpoint{Addr: netip.MustParseAddr("192.168.1.23"), Port: 40100},
-			Server:    flow.Endpoint{Addr: netip.MustParseAddr("161.117.97.142"), Port: 80},
-			Device:    "anna-phone",
-			Host:      "api.ad.intl.xiaomi.com",
-			Transport: flow.TransportHTTP,
-			Request: &flow.Request{Method: "POST", URL: "http://api.ad.intl.xiaomi.com/x?imei=1", Proto: "HTTP/1.1",
-				Headers: flow.Headers{{Name: "Host", Value: "api.ad.intl.xiaomi.com"}, {Name: "X-A", Value: "1"}, {Name: "X-A", Value: "é\"2"}},
-				Body:    flow.Body{Data: []byte("0123456789"), Size: 10}},
-			Response: &flow.Response{Status: 200, Reason: "OK", Proto: "HTTP/1.1", Headers: flow.Headers{{Name: "Content-Type", Value: "application/json"}},
-				Body: flow.Body{Data: []byte(`{"a":1}` + string(make([]byte, 3000))), Size: 5000, Incomplete: true}, Trailers: flow.Headers{{Name: "X-Sum", Value: "1"}}},
-			BytesUp: 200, BytesDown: 5100, Notes: flow.Notes{{Code: flow.NoteCaptureGap, Text: "bytes missing"}},
-			Dest: flow.Destination{Owner: "Xiaomi", Category: "advertising", Site: "xiaomi.com", Party: "first"}, App: "com.miui.home",
-			Findings: []flow.Finding{{Kind: "imei", Value: "356938035643809", Path: "query:imei", Method: flow.MethodKey, Confidence: 0.95},
-				{Kind: "device_model", Value: "Redmi 4A", Path: "header:User-Agent", Method: flow.MethodPattern, Confidence: 0.9, Context: true}},
-			Verdict: flow.Verdict{Action: flow.ActionBlock, Rule: "owner:Xiaomi", List: "phonehome", Status: 451},
-		},
-		{
-			Source: "a.pcap", Seq: 2, Start: t0, End: t0,
-			Client:    flow.Endpoint{Addr: netip.MustParseAddr("fd00::23"), Port: 5000},
-			Server:    flow.Endpoint{Addr: netip.MustParseAddr("fd00::1"), Port: 53},
-			Transport: flow.TransportDNS,
-			DNS:       &flow.DNS{ID: 7, Name: "tracking.intl.miui.com", Type: "A", RCode: "SUCCESS", Answers: []string{"161.117.96.161"}, Answered: true},
-		},
-		{
-			Source: "b.har", Seq: 1, Host: "tracking.intl.miui.com", Transport: flow.TransportTLS,
-			TLS: &flow.TLSInfo{SNI: "tracking.intl.miui.com", ALPN: []string{"h2", "http/1.1"}, Version: "TLS 1.3"},
-		},
-	}
-}
-
 func write(t *testing.T, st *Store, sess Session, flows []*flow.Flow) {
 	t.Helper()
 	w := st.Writer(context.Background(), sess)
@@ -110,20 +77,6 @@ func readAll(t *testing.T, st *Store, sess Session, lean bool) []*flow.Flow {
 	return out
 }
 
-// normal is f as a read gives it back: times in local time, IDs set, an
-// absent response body an empty one.
-func normal(in, out []*flow.Flow) {
-	for i := range in {
-		in[i].ID = out[i].ID
-		if !in[i].Start.IsZero() {
-			in[i].Start, in[i].End = in[i].Start.Local(), in[i].End.Local()
-		}
-		if in[i].Response != nil && in[i].Response.Body.Data == nil {
-			in[i].Response.Body.Data = []byte{}
-		}
-	}
-}
-
 // Every field of a flow comes back as it was written, from either engine;
 // a lean read leaves out what it says.
 func TestSuiteRoundTrip(t *testing.T) {
@@ -134,14 +87,14 @@ func TestSuiteRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		in := sample()
+		in := storetest.Sample()
 		write(t, st, sess, in)
 		out := readAll(t, st, sess, false)
 		if len(out) != len(in) {
 			t.Fatalf("%d flows read back, want %d", len(out), len(in))
 		}
-		want := sample()
-		normal(want, out)
+		want := storetest.Sample()
+		storetest.Normal(want, out)
 		for i := range want {
 			if !reflect.DeepEqual(want[i], out[i]) {
 				t.Errorf("flow %d:\n got %+v\nwant %+v", i, out[i], want[i])
@@ -244,7 +197,7 @@ func TestSuiteReadOnly(t *testing.T) {
 		ctx := context.Background()
 		st := open(t, dsn, Options{})
 		sess, _ := st.CreateSession(ctx, "s", time.Now(), "test")
-		write(t, st, sess, sample())
+		write(t, st, sess, storetest.Sample())
 		st.Close()
 		ro := open(t, dsn, Options{ReadOnly: true})
 		if n := len(readAll(t, ro, sess, true)); n != 3 {
@@ -253,7 +206,7 @@ func TestSuiteReadOnly(t *testing.T) {
 		if _, err := ro.CreateSession(ctx, "t", time.Now(), ""); !errors.Is(err, ErrReadOnly) {
 			t.Errorf("create session read-only: %v", err)
 		}
-		if err := ro.Writer(ctx, sess).Add(sample()[0]); !errors.Is(err, ErrReadOnly) {
+		if err := ro.Writer(ctx, sess).Add(storetest.Sample()[0]); !errors.Is(err, ErrReadOnly) {
 			t.Errorf("add read-only: %v", err)
 		}
 	})
@@ -358,4 +311,158 @@ func contains(s string, subs ...string) bool {
 		}
 	}
 	return true
+}
+
+// Opening PostgreSQL says what is wrong and what to do: a server that does
+// not answer (ErrUnavailable), a database that does not exist, a URL that
+// does not parse, a database without phonehome's schema read read-only.
+func TestPostgresOpenErrors(t *testing.T) {
+	dsn := pgtest.URL(t)
+	ctx := context.Background()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	missing := dsn[:strings.LastIndexByte(dsn[:strings.IndexByte(dsn, '?')], '/')] + "/no_such_db?sslmode=disable"
+	for _, c := range []struct {
+		name, dsn string
+		ro        bool
+		is        error
+		says      []string
+	}{
+		{"no server", "postgres://ph@" + closed + "/x?sslmode=disable&connect_timeout=5", false, ErrUnavailable, []string{"database server unavailable", "start the PostgreSQL server at 127.0.0.1"}},
+		{"no database", missing, false, nil, []string{"does not exist", "createdb"}},
+		{"bad URL", "postgres://ph@127.0.0.1:99999999/x", false, nil, []string{"does not parse", "postgres://USER:PASSWORD@HOST:PORT/DATABASE"}},
+		{"no schema, read-only", dsn, true, nil, []string{"holds no phonehome sessions"}},
+		{"password hidden", "postgres://ph:secret@" + closed + "/x?sslmode=disable", false, ErrUnavailable, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st, err := Open(ctx, c.dsn, Options{ReadOnly: c.ro})
+			if err == nil {
+				st.Close()
+				t.Fatal("opened")
+			}
+			if c.is != nil && !errors.Is(err, c.is) {
+				t.Errorf("%v: not %v", err, c.is)
+			}
+			if !contains(err.Error(), c.says...) || strings.Contains(err.Error(), "secret") {
+				t.Errorf("message %q must say %q (and no password)", err, c.says)
+			}
+		})
+	}
+}
+
+// Sessions and flows are chosen by sensor, device and time, across
+// sessions; a copy between the engines, either way, is whole, idempotent,
+// redone when an earlier one was cut short, and refused over a different
+// session of the same name.
+func TestSuiteSelectAndCopy(t *testing.T) {
+	ctx := context.Background()
+	sqlitePath := filepath.Join(t.TempDir(), "field.db")
+	pg := pgtest.URL(t)
+	for _, dir := range []struct{ name, src, dst string }{{"sqlite to postgres", sqlitePath, pg}, {"postgres to sqlite", pg, filepath.Join(t.TempDir(), "back.db")}} {
+		t.Run(dir.name, func(t *testing.T) {
+			src := open(t, dir.src, Options{Sensor: "field-laptop"})
+			if dir.src == sqlitePath {
+				t0 := time.Date(2026, 5, 3, 10, 0, 0, 0, time.UTC)
+				for i, name := range []string{"april", "may"} {
+					sess, err := src.NewSession(ctx, Session{Name: name, Started: t0.AddDate(0, i-1, 0), Source: "proxy", Sensor: "field-laptop"})
+					if err != nil {
+						t.Fatal(err)
+					}
+					flows := storetest.Sample()
+					for _, f := range flows {
+						f.Start = t0.AddDate(0, i-1, 0)
+					}
+					write(t, src, sess, flows)
+				}
+			}
+			all, err := src.Select(ctx, nil, Filter{Device: "anna-phone", Since: time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)})
+			if err != nil || len(all) != 2 {
+				t.Fatalf("select by device: %v %v", all, err)
+			}
+			var got []string
+			if err := src.FlowsOf(ctx, all, Filter{Device: "anna-phone", Since: time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)}, ReadOptions{Lean: true}, func(f *flow.Flow) error {
+				got = append(got, f.Host)
+				return nil
+			}); err != nil || !reflect.DeepEqual(got, []string{"api.ad.intl.xiaomi.com"}) {
+				t.Errorf("flows of the device in May: %v %v", got, err)
+			}
+			if _, err := src.Select(ctx, nil, Filter{Sensor: "office-ap"}); !errors.Is(err, ErrNoSession) || !strings.Contains(err.Error(), "sensor office-ap") {
+				t.Errorf("select by another sensor: %v", err)
+			}
+			dst := open(t, dir.dst, Options{Sensor: "other"})
+			// an earlier copy cut short: the same session, part of its flows
+			part, err := dst.NewSession(ctx, Session{Name: "may", Started: all[1].Started, Source: all[1].Source, Sensor: all[1].Sensor})
+			if err != nil {
+				t.Fatal(err)
+			}
+			write(t, dst, part, storetest.Sample()[:1])
+			var did []Copied
+			for range 2 {
+				if err := Copy(ctx, src, dst, all, func(c Copied) { did = append(did, c) }); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if len(did) != 4 || did[0].Already || did[1].Already || !did[2].Already || !did[3].Already || did[1].Flows != 3 {
+				t.Errorf("copies: %+v", did)
+			}
+			for _, s := range all {
+				d, err := dst.SessionByName(ctx, s.Name)
+				if err != nil || d.Flows != s.Flows || d.Sensor != "field-laptop" || !d.Started.Equal(s.Started) || !reflect.DeepEqual(d.Devices, s.Devices) {
+					t.Errorf("copy of %+v is %+v (%v)", s, d, err)
+				}
+				a, b := readAll(t, src, s, false), readAll(t, dst, d, false)
+				for i := range a {
+					a[i].ID, b[i].ID = 0, 0
+				}
+				if !reflect.DeepEqual(a, b) {
+					t.Errorf("flows of %q differ after the copy", s.Name)
+				}
+			}
+			other, err := dst.NewSession(ctx, Session{Name: "june", Started: time.Now(), Sensor: "other"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			june, _ := src.NewSession(ctx, Session{Name: "june", Started: time.Now().Add(time.Hour), Sensor: "field-laptop"})
+			if err := Copy(ctx, src, dst, []Session{june}, nil); !errors.Is(err, ErrSessionExists) || !strings.Contains(err.Error(), "rename one of them") {
+				t.Errorf("copy over a different session: %v", err)
+			}
+			dst.DeleteSession(ctx, other)
+			src.DeleteSession(ctx, june)
+		})
+	}
+}
+
+// Sensors starting together on a new database migrate it once: every open
+// succeeds, and each sees the schema whole.
+func TestPostgresConcurrentFirstOpen(t *testing.T) {
+	dsn := pgtest.URL(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := Open(ctx, dsn, Options{Sensor: fmt.Sprint("sensor", i)})
+			if err == nil {
+				_, err = st.CreateSession(ctx, fmt.Sprint("s", i), time.Now(), "proxy")
+				st.Close()
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("sensor %d: %v", i, err)
+		}
+	}
+	st := open(t, dsn, Options{ReadOnly: true})
+	if all, err := st.Sessions(ctx); err != nil || len(all) != 4 {
+		t.Errorf("%d sessions, %v", len(all), err)
+	}
 }

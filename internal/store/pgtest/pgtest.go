@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -123,11 +124,13 @@ func withDatabase(u, db string) string {
 
 // Cluster is a throwaway PostgreSQL cluster in a temporary directory.
 type Cluster struct {
-	URL  string
-	dir  string
-	bin  string
-	port int
-	as   *user.User // nil: this user
+	URL    string
+	dir    string
+	bin    string
+	port   int
+	as     *user.User // nil: this user
+	server *exec.Cmd  // while it runs
+	exited chan error
 }
 
 // NewCluster initialises and starts a cluster, or says why it cannot.
@@ -201,43 +204,86 @@ func (c *Cluster) init() error {
 }
 
 // Start starts the server (again) and waits until it takes connections.
-// fsync is off (tests need no durability past the machine's own crash), but
-// commits wait for the log: a server stopped at once must keep every commit
-// it acknowledged, as a real one does.
+// The server is a child of the test process, which it does not outlive
+// where the system allows (Linux): a test binary killed or timed out leaves
+// no server behind. fsync is off (tests need no durability past the
+// machine's own crash), but commits wait for the log: a server stopped at
+// once must keep every commit it acknowledged, as a real one does.
 func (c *Cluster) Start() error {
-	opts := fmt.Sprintf("-k %s -p %d -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50", c.dir, c.port)
-	if out, err := c.run("pg_ctl", "-D", filepath.Join(c.dir, "data"), "-l", filepath.Join(c.dir, "log"), "-o", opts, "-w", "-t", "60", "start"); err != nil {
-		log, _ := os.ReadFile(filepath.Join(c.dir, "log"))
-		return fmt.Errorf("pg_ctl start: %w: %s %s", err, out, log)
+	cmd := exec.Command(filepath.Join(c.bin, "postgres"), "-D", filepath.Join(c.dir, "data"), "-k", c.dir, "-p", strconv.Itoa(c.port),
+		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=50")
+	log, err := os.OpenFile(filepath.Join(c.dir, "log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
 	}
-	return nil
+	defer log.Close()
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := c.child(cmd); err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start postgres: %w", err)
+	}
+	c.server = cmd
+	c.exited = make(chan error, 1)
+	go func(exited chan error) { exited <- cmd.Wait() }(c.exited)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		conn, err := pgx.Connect(ctx, c.URL)
+		cancel()
+		if err == nil {
+			conn.Close(context.Background())
+			return nil
+		}
+		select {
+		case werr := <-c.exited:
+			c.server = nil
+			out, _ := os.ReadFile(filepath.Join(c.dir, "log"))
+			return fmt.Errorf("postgres exited (%v): %s", werr, out)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			c.Stop()
+			return fmt.Errorf("postgres did not take connections within a minute: %w", err)
+		}
+	}
 }
 
-// Stop stops the server at once, as a crash or a pulled plug would.
+// Stop stops the server at once (SIGQUIT: immediate shutdown), as a crash
+// or a pulled plug would.
 func (c *Cluster) Stop() error {
-	if out, err := c.run("pg_ctl", "-D", filepath.Join(c.dir, "data"), "-m", "immediate", "-w", "stop"); err != nil {
-		return fmt.Errorf("pg_ctl stop: %w: %s", err, out)
+	if c.server == nil {
+		return nil
 	}
+	c.server.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-c.exited:
+	case <-time.After(30 * time.Second):
+		c.server.Process.Kill()
+		<-c.exited
+	}
+	c.server = nil
 	return nil
 }
 
 // Remove stops the server and removes its directory.
 func (c *Cluster) Remove() {
-	if c.URL != "" {
-		c.Stop()
-	}
+	c.Stop()
 	os.RemoveAll(c.dir)
+}
+
+func (c *Cluster) child(cmd *exec.Cmd) error {
+	cmd.Dir = c.dir
+	return runAs(cmd, c.as)
 }
 
 func (c *Cluster) run(name string, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(c.bin, name), args...)
-	cmd.Dir = c.dir
-	if c.as != nil {
-		if err := runAs(cmd, c.as); err != nil {
-			return nil, err
-		}
+	if err := c.child(cmd); err != nil {
+		return nil, err
 	}
 	return cmd.CombinedOutput()
 }

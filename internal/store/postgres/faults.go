@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
+	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -38,15 +41,33 @@ func classify(err error) error {
 		}
 		return nil
 	}
-	if errors.Is(err, context.Canceled) {
-		return nil
+	// not the server's answer: the connection could not be made, was lost,
+	// or the server did not answer in time
+	var ne net.Error
+	var ce *pgconn.ConnectError
+	switch {
+	case errors.Is(err, context.Canceled):
+		return nil // the caller's own doing
+	case errors.As(err, &ce), errors.As(err, &ne), pgconn.Timeout(err), pgconn.SafeToRetry(err),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, pgconn.ErrConnClosed):
+		return record.ErrUnavailable
 	}
-	// not the server's answer: the connection could not be made or was lost
-	return record.ErrUnavailable
+	return nil
 }
 
 // fault wraps err, from action, with the fault it is (if any) and what to do.
 func (s *Store) fault(action string, err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "3D000": // invalid_catalog_name
+			return fmt.Errorf("%s: %w: the database does not exist on the server at %s: create it (createdb, or CREATE DATABASE as its owner), or name another in the URL", action, err, s.where)
+		case "28P01", "28000": // invalid_password, invalid_authorization_specification
+			return fmt.Errorf("%s: %w: the server at %s refuses this user: check the user name and password in the URL (or in ~/.pgpass)", action, err, s.where)
+		}
+	}
 	switch kind := classify(err); kind {
 	case record.ErrFull:
 		return fmt.Errorf("%s: %w (%w): the PostgreSQL server at %s has no disk space left; free some there, then retry", action, kind, err, s.where)

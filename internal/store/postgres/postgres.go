@@ -80,7 +80,7 @@ func Open(ctx context.Context, dsn string, opts record.Options) (*Store, error) 
 			s.pool.Close()
 		}
 		c.Close()
-		if strings.HasPrefix(err.Error(), "open store") {
+		if se := (*schemaError)(nil); errors.As(err, &se) {
 			return nil, err
 		}
 		return nil, s.fault("open store", err)
@@ -120,7 +120,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		err := s.pool.QueryRow(ctx, "SELECT version FROM phonehome_schema").Scan(&version)
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "42P01" { // undefined_table
-			return fmt.Errorf("open store %s: the database holds no phonehome sessions (no schema): name the database phonehome run or analyze --db wrote to", s.where)
+			return &schemaError{fmt.Sprintf("open store %s: the database holds no phonehome sessions (no schema): name the database phonehome run or analyze --db wrote to", s.where)}
 		}
 		if err != nil {
 			return err
@@ -166,12 +166,17 @@ func (s *Store) migrate(ctx context.Context) error {
 	return tx.Commit(ctx)
 }
 
+// schemaError says what is wrong with a database's schema, in full.
+type schemaError struct{ msg string }
+
+func (e *schemaError) Error() string { return e.msg }
+
 func (s *Store) checkVersion(version, known int) error {
 	if version > known {
-		return fmt.Errorf("open store %s: database schema version %d is newer than this phonehome knows (%d): upgrade phonehome", s.where, version, known)
+		return &schemaError{fmt.Sprintf("open store %s: database schema version %d is newer than this phonehome knows (%d): upgrade phonehome", s.where, version, known)}
 	}
 	if s.readOnly && version < known {
-		return fmt.Errorf("open store %s read-only: schema version %d is older than this phonehome's (%d): open it once for writing (phonehome sessions --db without read-only use, or any run) to migrate it", s.where, version, known)
+		return &schemaError{fmt.Sprintf("open store %s read-only: schema version %d is older than this phonehome's (%d): let a sensor of this version write to it once (phonehome run or analyze --db with its URL), which migrates it", s.where, version, known)}
 	}
 	return nil
 }
@@ -231,7 +236,18 @@ func (s *Store) DeleteSession(ctx context.Context, sess record.Session) error {
 	if s.readOnly {
 		return s.fault(action, record.ErrReadOnly)
 	}
-	if _, err := s.pool.Exec(ctx, "DELETE FROM sessions WHERE id = $1", sess.ID); err != nil {
+	// flows have no foreign key to cascade along (see the schema)
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return s.fault(action, err)
+	}
+	defer tx.Rollback(ctx)
+	for _, q := range []string{"DELETE FROM flows WHERE session_id = $1", "DELETE FROM sessions WHERE id = $1"} {
+		if _, err := tx.Exec(ctx, q, sess.ID); err != nil {
+			return s.fault(action, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
 		return s.fault(action, err)
 	}
 	return nil
@@ -252,50 +268,15 @@ func (s *Store) FlowsWith(ctx context.Context, sess record.Session, opts record.
 		cols = record.LeanColumns
 	}
 	query := "SELECT id, " + cols + " FROM flows WHERE session_id = $1 AND id BETWEEN $2 AND $3 ORDER BY id"
-	p := record.NewParser(opts.Lean)
-	var fnErr error // returned as it is; the rest says what was being read
-	call := func(f *flow.Flow) error { fnErr = fn(f); return fnErr }
-	var err error
+	var chunk int64
 	if opts.Lean {
-		// ids come in blocks of 1,024 per writer: a chunk of 16 blocks
-		err = record.Chunks(ctx, *lo, *hi, 16<<10, 2, 6, func(ctx context.Context, from, to int64) ([]record.Row, error) {
-			rows, err := s.pool.Query(ctx, query, sess.ID, from, to)
-			if err != nil {
-				return nil, err
-			}
-			defer rows.Close()
-			var out []record.Row
-			for rows.Next() {
-				out = append(out, record.Row{})
-				if err := readRow(rows, &out[len(out)-1], true, s.codec); err != nil {
-					return nil, err
-				}
-			}
-			return out, rows.Err()
-		}, p, call)
-	} else {
-		var rows pgx.Rows
-		if rows, err = s.pool.Query(ctx, query, sess.ID, *lo, *hi); err != nil {
-			return s.fault(fmt.Sprintf("read flows of %q", sess.Name), err)
+		chunk = 4096 // four of a writer's blocks of ids: a few chunks in memory, as for SQLite
+	}
+	return record.Read(ctx, *lo, *hi, opts.Lean, chunk, s.codec, func(ctx context.Context, from, to int64) (record.Rows, func(), error) {
+		rows, err := s.pool.Query(ctx, query, sess.ID, from, to)
+		if err != nil {
+			return nil, nil, err
 		}
-		defer rows.Close()
-		err = record.Stream(ctx, func(r *record.Row) (bool, error) {
-			if !rows.Next() {
-				return false, rows.Err()
-			}
-			return true, readRow(rows, r, false, s.codec)
-		}, p, call)
-	}
-	if err != nil && (fnErr == nil || err != fnErr) {
-		return s.fault(fmt.Sprintf("read flows of %q", sess.Name), err)
-	}
-	return err
-}
-
-// readRow scans a row and decompresses its bodies, on the reading goroutine.
-func readRow(rows pgx.Rows, r *record.Row, lean bool, c *record.Codec) error {
-	if err := rows.Scan(r.Targets(lean)...); err != nil {
-		return err
-	}
-	return r.Decompress(c)
+		return rows, rows.Close, nil
+	}, func(err error) error { return s.fault(fmt.Sprintf("read flows of %q", sess.Name), err) }, fn)
 }

@@ -135,3 +135,67 @@ func Chunks(ctx context.Context, lo, hi, chunk int64, readers, ahead int, read f
 	}
 	return nil
 }
+
+// Rows are the rows of a query, as database/sql and pgx both give them.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// Query runs an engine's query for the rows of a session with ids from to
+// to, in id order; done releases them.
+type Query func(ctx context.Context, from, to int64) (rows Rows, done func(), err error)
+
+// Read reads the rows of a session with ids lo to hi (as query selects
+// them: "id, FlowColumns", or lean "id, LeanColumns") and calls fn with each
+// flow in order, on this goroutine. With chunk > 0 the range is read in
+// chunks of that many ids on two connections at once (a lean read of a
+// large session: the driver's work is most of the cost, and one reader keeps
+// one core busy), else in one query whose rows are parsed beside the reader.
+// An error of fn is returned as it is; any other is passed through wrap.
+func Read(ctx context.Context, lo, hi int64, lean bool, chunk int64, c *Codec, query Query, wrap func(error) error, fn func(*flow.Flow) error) error {
+	p := NewParser(lean)
+	var fnErr error
+	call := func(f *flow.Flow) error { fnErr = fn(f); return fnErr }
+	scan := func(rows Rows, r *Row) error {
+		if err := rows.Scan(r.Targets(lean)...); err != nil {
+			return err
+		}
+		return r.Decompress(c)
+	}
+	var err error
+	if chunk > 0 {
+		err = Chunks(ctx, lo, hi, chunk, 2, 6, func(ctx context.Context, from, to int64) ([]Row, error) {
+			rows, done, err := query(ctx, from, to)
+			if err != nil {
+				return nil, err
+			}
+			defer done()
+			var out []Row
+			for rows.Next() {
+				out = append(out, Row{})
+				if err := scan(rows, &out[len(out)-1]); err != nil {
+					return nil, err
+				}
+			}
+			return out, rows.Err()
+		}, p, call)
+	} else {
+		rows, done, qerr := query(ctx, lo, hi)
+		if qerr != nil {
+			return wrap(qerr)
+		}
+		defer done()
+		err = Stream(ctx, func(r *Row) (bool, error) {
+			if !rows.Next() {
+				return false, rows.Err()
+			}
+			return true, scan(rows, r)
+		}, p, call)
+	}
+	if err != nil && (fnErr == nil || err != fnErr) {
+		return wrap(err)
+	}
+	return err
+}

@@ -13,6 +13,7 @@ import (
 
 	"phonehome/internal/flow"
 	"phonehome/internal/store/record"
+	"phonehome/internal/store/storetest"
 )
 
 // telemetry returns n bytes of JSON events, as trackers send them: keys
@@ -231,7 +232,7 @@ func TestOlderDatabaseReadsTheSame(t *testing.T) {
 // after a checkpoint.
 func BenchmarkInsertBodies(b *testing.B) {
 	tracker := func(body []byte) *flow.Flow {
-		f := sample()[0]
+		f := storetest.Sample()[0]
 		x := f.Findings[0] // a finding by key, as BenchmarkInsertTracker's
 		f.Findings = nil
 		for i := 0; i < 13; i++ {

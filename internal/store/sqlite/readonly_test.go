@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"phonehome/internal/flow"
+	"phonehome/internal/store/storetest"
 )
 
 // dirState is what a directory holds: each file's name, mode, size, time
@@ -54,7 +55,7 @@ func evidence(t *testing.T, dir string) (string, []*flow.Flow) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := []*flow.Flow{bodyFlow(1, telemetry(500, 1), telemetry(100<<10, 2)), bodyFlow(2, []byte("id=1"), noise(3000, 3)), sample()[1]}
+	in := []*flow.Flow{bodyFlow(1, telemetry(500, 1), telemetry(100<<10, 2)), bodyFlow(2, []byte("id=1"), noise(3000, 3)), storetest.Sample()[1]}
 	w := st.Writer(ctx, sess)
 	for _, f := range in {
 		if err := w.Add(f); err != nil {

@@ -542,9 +542,6 @@ func (s *Store) Flows(ctx context.Context, session Session, fn func(*flow.Flow) 
 
 // FlowsWith is Flows with columns left out as opts say.
 func (s *Store) FlowsWith(ctx context.Context, session Session, opts ReadOptions, fn func(*flow.Flow) error) error {
-	p := record.NewParser(opts.Lean)
-	var fnErr error // returned as it is; the rest says what was being read
-	call := func(f *flow.Flow) error { fnErr = fn(f); return fnErr }
 	// Read in rowid order, the order of writing; the index on session_id
 	// would cost a seek per row and a sort.
 	var lo, hi sql.NullInt64
@@ -559,48 +556,15 @@ func (s *Store) FlowsWith(ctx context.Context, session Session, opts ReadOptions
 		cols = s.leanCols
 	}
 	query := "SELECT id, " + cols + " FROM flows NOT INDEXED WHERE id BETWEEN ? AND ? AND session_id = ? ORDER BY id"
-	var err error
+	var chunk int64
 	if opts.Lean && !s.single {
-		// a large session is read on two connections at once (the driver's
-		// work is most of the cost, and one reader keeps one core busy)
-		err = record.Chunks(ctx, lo.Int64, hi.Int64, 4096, 2, 6, func(ctx context.Context, from, to int64) ([]record.Row, error) {
-			rows, err := s.db.QueryContext(ctx, query, from, to, session.ID)
-			if err != nil {
-				return nil, err
-			}
-			defer rows.Close()
-			var out []record.Row
-			for rows.Next() {
-				out = append(out, record.Row{})
-				if err := readRow(rows, &out[len(out)-1], true, s.codec); err != nil {
-					return nil, err
-				}
-			}
-			return out, rows.Err()
-		}, p, call)
-	} else {
-		var rows *sql.Rows
-		if rows, err = s.db.QueryContext(ctx, query, lo, hi, session.ID); err != nil {
-			return fmt.Errorf("read flows of %q: %w", session.Name, err)
+		chunk = 4096
+	}
+	return record.Read(ctx, lo.Int64, hi.Int64, opts.Lean, chunk, s.codec, func(ctx context.Context, from, to int64) (record.Rows, func(), error) {
+		rows, err := s.db.QueryContext(ctx, query, from, to, session.ID)
+		if err != nil {
+			return nil, nil, err
 		}
-		defer rows.Close()
-		err = record.Stream(ctx, func(r *record.Row) (bool, error) {
-			if !rows.Next() {
-				return false, rows.Err()
-			}
-			return true, readRow(rows, r, opts.Lean, s.codec)
-		}, p, call)
-	}
-	if err != nil && (fnErr == nil || err != fnErr) {
-		return fmt.Errorf("read flows of %q: %w", session.Name, err)
-	}
-	return err
-}
-
-// readRow scans a row and decompresses its bodies, on the reading goroutine.
-func readRow(rows *sql.Rows, r *record.Row, lean bool, c *record.Codec) error {
-	if err := rows.Scan(r.Targets(lean)...); err != nil {
-		return err
-	}
-	return r.Decompress(c)
+		return rows, func() { rows.Close() }, nil
+	}, func(err error) error { return fmt.Errorf("read flows of %q: %w", session.Name, err) }, fn)
 }

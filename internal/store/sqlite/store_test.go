@@ -14,40 +14,8 @@ import (
 	"time"
 
 	"phonehome/internal/flow"
+	"phonehome/internal/store/storetest"
 )
-
-func sample() []*flow.Flow {
-	t0 := time.Date(2026, 11, 18, 7, 44, 2, 123456789, time.UTC)
-	return []*flow.Flow{
-		{
-			Source: "a.pcap", Seq: 1, Start: t0, End: t0.Add(40 * time.Millisecond),
-			Client:    flow.Endpoint{Addr: netip.MustParseAddr("192.168.1.23"), Port: 40100},
-			Server:    flow.Endpoint{Addr: netip.MustParseAddr("161.117.97.142"), Port: 80},
-			Host:      "api.ad.intl.xiaomi.com",
-			Transport: flow.TransportHTTP,
-			Request: &flow.Request{Method: "POST", URL: "http://api.ad.intl.xiaomi.com/x?imei=1", Proto: "HTTP/1.1",
-				Headers: flow.Headers{{Name: "Host", Value: "api.ad.intl.xiaomi.com"}, {Name: "X-A", Value: "1"}, {Name: "X-A", Value: "2"}},
-				Body:    flow.Body{Data: []byte("0123456789"), Size: 10}},
-			Response: &flow.Response{Status: 200, Reason: "OK", Proto: "HTTP/1.1", Headers: flow.Headers{{Name: "Content-Type", Value: "application/json"}},
-				Body: flow.Body{Data: []byte("{}"), Size: 5000, Incomplete: true}, Trailers: flow.Headers{{Name: "X-Sum", Value: "1"}}},
-			BytesUp: 200, BytesDown: 5100, Notes: flow.Notes{{Code: flow.NoteCaptureGap, Text: "bytes missing"}},
-			Dest: flow.Destination{Owner: "Xiaomi", Category: "advertising", Site: "xiaomi.com", Party: "first"}, App: "com.miui.home",
-			Findings: []flow.Finding{{Kind: "imei", Value: "356938035643809", Path: "query:imei", Method: flow.MethodKey, Confidence: 0.95},
-				{Kind: "device_model", Value: "Redmi 4A", Path: "header:User-Agent", Method: flow.MethodPattern, Confidence: 0.9, Context: true}},
-		},
-		{
-			Source: "a.pcap", Seq: 2, Start: t0, End: t0,
-			Client:    flow.Endpoint{Addr: netip.MustParseAddr("fd00::23"), Port: 5000},
-			Server:    flow.Endpoint{Addr: netip.MustParseAddr("fd00::1"), Port: 53},
-			Transport: flow.TransportDNS,
-			DNS:       &flow.DNS{ID: 7, Name: "tracking.intl.miui.com", Type: "A", RCode: "SUCCESS", Answers: []string{"161.117.96.161"}, Answered: true},
-		},
-		{
-			Source: "b.har", Seq: 1, Host: "tracking.intl.miui.com", Transport: flow.TransportTLS,
-			TLS: &flow.TLSInfo{SNI: "tracking.intl.miui.com", ALPN: []string{"h2", "http/1.1"}, Version: "TLS 1.3"},
-		},
-	}
-}
 
 func TestRoundTrip(t *testing.T) {
 	ctx := context.Background()
@@ -61,7 +29,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := st.Writer(ctx, sess)
-	in := sample()
+	in := storetest.Sample()
 	for _, f := range in {
 		if err := w.Add(f); err != nil {
 			t.Fatal(err)
@@ -95,14 +63,8 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("stored body %+v", b)
 	}
 	in[0].Request.Body = flow.Body{Data: []byte("0123"), Size: 10, Truncated: true}
+	storetest.Normal(in, out)
 	for i := range in {
-		in[i].ID = out[i].ID
-		if !in[i].Start.IsZero() {
-			in[i].Start, in[i].End = in[i].Start.Local(), in[i].End.Local()
-		}
-		if in[i].Response != nil && in[i].Response.Body.Data == nil {
-			in[i].Response.Body.Data = []byte{}
-		}
 		if !reflect.DeepEqual(in[i], out[i]) {
 			t.Errorf("flow %d:\n got %+v\nwant %+v", i, out[i], in[i])
 		}
@@ -127,7 +89,7 @@ func BenchmarkInsert(b *testing.B) {
 	st := tempStore(b)
 	sess, _ := st.CreateSession(ctx, "bench", time.Now(), "")
 	w := st.Writer(ctx, sess)
-	f := sample()[0]
+	f := storetest.Sample()[0]
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := w.Add(f); err != nil {
@@ -298,7 +260,7 @@ func BenchmarkInsertTracker(b *testing.B) {
 	st := tempStore(b)
 	sess, _ := st.CreateSession(ctx, "bench", time.Now(), "")
 	w := st.Writer(ctx, sess)
-	f := sample()[0]
+	f := storetest.Sample()[0]
 	f.Findings = nil
 	for i := 0; i < 13; i++ {
 		f.Findings = append(f.Findings, flow.Finding{Kind: "device_model", Value: fmt.Sprintf("value %d", i), Path: fmt.Sprintf("body › json:events[%d].model", i), Method: flow.MethodKey, Confidence: 0.85})
