@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -10,9 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
-	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -25,7 +21,7 @@ import (
 func newUICmd(stdout, stderr io.Writer) *cobra.Command {
 	var db, addr string
 	cmd := &cobra.Command{
-		Use:   "ui [--db FILE] [--ui ADDR]",
+		Use:   "ui [--db FILE|URL] [--ui ADDR]",
 		Short: "Browse stored sessions in the web UI, with no capture running",
 		Long: `Serve phonehome's web UI on a stored database: the sessions phonehome run
 and analyze --db kept, each with its parties, devices, identifiers, markers
@@ -45,28 +41,18 @@ token, printed at start, is required.`,
 				return err
 			}
 			defer st.Close()
-			path := db
-			if path == "" {
-				if path, err = defaultDB(); err != nil {
-					return err
-				}
-			}
-			us, err := newUIStore(ctx, st, path, true)
-			if err != nil {
-				return err
-			}
-			defer us.Close()
+			us := newUIStore(st, true)
 			srv, err := web.New(web.Options{Addr: addr, Store: us})
 			if err != nil {
 				return fmt.Errorf("ui: %w", err)
 			}
 			defer srv.Close()
-			fmt.Fprintf(stderr, "phonehome UI on %s (database %s); Ctrl-C stops it\n", srv.URL(), path)
+			fmt.Fprintf(stderr, "phonehome UI on %s (database %s); Ctrl-C stops it\n", srv.URL(), st.Where())
 			return srv.Run(ctx)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&db, "db", "", "the SQLite file written by run or analyze --db (default: the one run writes, "+defaultDBHelp+")")
+	f.StringVar(&db, "db", "", "the database run or analyze --db wrote: "+dbHelp+"the one run writes, "+defaultDBHelp+")")
 	f.StringVar(&addr, "ui", "127.0.0.1:8081", "address to serve the UI on; anywhere but loopback it requires the token it prints")
 	return cmd
 }
@@ -81,10 +67,7 @@ func startUI(ctx context.Context, o runOpts, st *store.Store, sess store.Session
 	if pem, err := os.ReadFile(ca.CertPath()); err == nil {
 		opts.CAPEM, opts.CAFingerprint = pem, ca.Fingerprint()
 	}
-	us, err := newUIStore(ctx, st, o.db, false)
-	if err != nil {
-		return nil, err
-	}
+	us := newUIStore(st, false)
 	opts.Addr, opts.Store = o.ui, us
 	if o.lan.target != "" {
 		opts.Devices = append(opts.Devices, web.KnownDevice{Name: o.lan.target, Addr: o.lan.target, How: "ARP spoofing (--spoof)"})
@@ -93,7 +76,6 @@ func startUI(ctx context.Context, o runOpts, st *store.Store, sess store.Session
 	opts.LiveSession = web.Session{ID: sess.ID, Name: sess.Name, Started: sess.Started, Source: sess.Source}
 	srv, err := web.New(opts)
 	if err != nil {
-		us.Close()
 		if !o.uiSet {
 			fmt.Fprintf(stderr, "warning: %v; the capture goes on without it\n", err)
 			return func() {}, nil
@@ -102,44 +84,16 @@ func startUI(ctx context.Context, o runOpts, st *store.Store, sess store.Session
 	}
 	fmt.Fprintf(stderr, "web UI on %s\n", srv.URL())
 	stop := runPart(ctx, srv.Run, srv.Close, "web UI", stderr)
-	return func() { stop(); us.Close() }, nil
+	return stop, nil
 }
 
-// uiStore is the web UI's view of today's SQLite store. The store has no
-// reads by id and no markers, so: a flow's page reads the session until
-// that flow (the newest are held by the UI and never read back), and
-// markers live in the markers table through a connection of their own.
+// uiStore is the web UI's view of the store, whatever its engine.
 type uiStore struct {
 	st *store.Store
-	db *sql.DB // markers; nil when the database has no markers table
 	ro bool
 }
 
-func newUIStore(ctx context.Context, st *store.Store, path string, readOnly bool) (*uiStore, error) {
-	us := &uiStore{st: st, ro: readOnly}
-	params := "_pragma=foreign_keys(1)&_pragma=busy_timeout(5000)"
-	if readOnly {
-		params = "mode=ro&" + params
-	}
-	db, err := sql.Open("sqlite", "file:"+strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(filepath.ToSlash(path))+"?"+params)
-	if err != nil {
-		return nil, fmt.Errorf("open the markers of %s: %w", path, err)
-	}
-	var n int
-	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'markers'").Scan(&n); err != nil || n == 0 {
-		db.Close() // an older database, read as it is: no markers
-		return us, nil
-	}
-	us.db = db
-	return us, nil
-}
-
-func (u *uiStore) Close() error {
-	if u.db != nil {
-		return u.db.Close()
-	}
-	return nil
-}
+func newUIStore(st *store.Store, readOnly bool) *uiStore { return &uiStore{st: st, ro: readOnly} }
 
 func (u *uiStore) Sessions(ctx context.Context) ([]web.Session, error) {
 	all, err := u.st.Sessions(ctx)
@@ -174,63 +128,40 @@ func (u *uiStore) Flows(ctx context.Context, id int64, full bool, fn func(*flow.
 	return u.st.FlowsWith(ctx, s, store.ReadOptions{Lean: !full}, fn)
 }
 
-// errFound stops a read at the flow looked for.
-var errFound = errors.New("found")
-
 func (u *uiStore) Flow(ctx context.Context, session, id int64) (*flow.Flow, error) {
 	s, err := u.session(ctx, session)
 	if err != nil {
 		return nil, err
 	}
-	var found *flow.Flow
-	err = u.st.Flows(ctx, s, func(f *flow.Flow) error {
-		if f.ID == id {
-			found = f
-			return errFound
-		}
-		return nil
-	})
-	switch {
-	case found != nil:
-		return found, nil
-	case err != nil:
-		return nil, err
+	f, err := u.st.Flow(ctx, s, id)
+	if errors.Is(err, store.ErrNoFlow) {
+		return nil, web.ErrNoFlow
 	}
-	return nil, web.ErrNoFlow
+	return f, err
 }
 
 func (u *uiStore) Markers(ctx context.Context, session int64) ([]web.Marker, error) {
-	if u.db == nil {
-		return nil, nil
-	}
-	rows, err := u.db.QueryContext(ctx, "SELECT id, at_ns, label, note FROM markers WHERE session_id = ? ORDER BY at_ns, id", session)
+	s, err := u.session(ctx, session)
 	if err != nil {
-		return nil, fmt.Errorf("read markers: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
-	var out []web.Marker
-	for rows.Next() {
-		m := web.Marker{Session: session}
-		var at int64
-		if err := rows.Scan(&m.ID, &at, &m.Label, &m.Note); err != nil {
-			return nil, fmt.Errorf("read markers: %w", err)
-		}
-		m.Time = time.Unix(0, at)
-		out = append(out, m)
+	ms, err := u.st.Markers(ctx, s)
+	out := make([]web.Marker, len(ms))
+	for i, m := range ms {
+		out[i] = web.Marker(m)
 	}
-	return out, rows.Err()
+	return out, err
 }
 
 func (u *uiStore) AddMarker(ctx context.Context, m web.Marker) (web.Marker, error) {
-	if u.ro || u.db == nil {
+	if u.ro {
 		return web.Marker{}, web.ErrReadOnly
 	}
-	res, err := u.db.ExecContext(ctx, "INSERT INTO markers(session_id, at_ns, label, note) VALUES(?, ?, ?, ?)", m.Session, m.Time.UnixNano(), m.Label, m.Note)
-	if err != nil {
-		return web.Marker{}, fmt.Errorf("store the marker: %w", err)
+	got, err := u.st.AddMarker(ctx, store.Marker(m))
+	if errors.Is(err, store.ErrReadOnly) {
+		return web.Marker{}, web.ErrReadOnly
 	}
-	m.ID, _ = res.LastInsertId()
-	return m, nil
+	return web.Marker(got), err
 }
 
 // proxyAddrFor is the address a phone points its proxy at, for the set-up

@@ -230,11 +230,7 @@ func BenchmarkUIOpenStoredSession(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer ro.Close()
-	us, err := newUIStore(ctx, ro, db, true)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer us.Close()
+	us := newUIStore(ro, true)
 	get := func(b *testing.B, base, path string) {
 		resp, err := http.Get(base + path)
 		if err != nil {

@@ -70,6 +70,9 @@ func copySession(ctx context.Context, src, dst *Store, have []Session, sess Sess
 	if cerr := w.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		err = copyMarkers(ctx, src, dst, sess, out)
+	}
 	if err != nil {
 		// a copy is whole or absent: the next one starts afresh
 		err = fmt.Errorf("copy session %q: %w", sess.Name, err)
@@ -80,4 +83,19 @@ func copySession(ctx context.Context, src, dst *Store, have []Session, sess Sess
 	}
 	out.Flows = n
 	return Copied{Session: out, Flows: n}, nil
+}
+
+// copyMarkers copies a session's markers to its copy out.
+func copyMarkers(ctx context.Context, src, dst *Store, sess, out Session) error {
+	ms, err := src.Markers(ctx, sess)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		m.Session = out.ID
+		if _, err := dst.AddMarker(ctx, m); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -15,6 +15,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -32,6 +33,7 @@ type (
 	Options     = record.Options
 	Session     = record.Session
 	ReadOptions = record.ReadOptions
+	Marker      = record.Marker
 )
 
 // Errors a store returns; faults wrap ErrFull, ErrReadOnly, ErrLocked or
@@ -86,10 +88,21 @@ type Writer interface {
 	Pending() int
 }
 
+// Markers are the moments a user marked in a session (the web UI's "I
+// opened Contacts now").
+type Markers interface {
+	// Markers lists a session's markers in time order.
+	Markers(ctx context.Context, sess Session) ([]Marker, error)
+	// AddMarker stores m in its session (m.Session) and returns it with its
+	// id; a read-only store fails with ErrReadOnly.
+	AddMarker(ctx context.Context, m Marker) (Marker, error)
+}
+
 // Engine is what a database engine provides.
 type Engine interface {
 	Sessions
 	Reader
+	Markers
 	// Writer returns a writer for the session.
 	Writer(ctx context.Context, sess Session) Writer
 	Close() error
@@ -219,3 +232,32 @@ func (s *Store) Flows(ctx context.Context, sess Session, fn func(*flow.Flow) err
 func (s *Store) FlowsWith(ctx context.Context, sess Session, opts ReadOptions, fn func(*flow.Flow) error) error {
 	return s.e.FlowsWith(ctx, sess, opts, fn)
 }
+
+// Flow reads one flow of the session by its id, whole; ErrNoFlow when the
+// session has none with that id.
+func (s *Store) Flow(ctx context.Context, sess Session, id int64) (*flow.Flow, error) {
+	if id <= 0 {
+		return nil, fmt.Errorf("%w: no flow %d in session %q", ErrNoFlow, id, sess.Name)
+	}
+	var found *flow.Flow
+	err := s.e.FlowsWith(ctx, sess, ReadOptions{From: id, To: id}, func(f *flow.Flow) error {
+		found = f
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if found == nil {
+		return nil, fmt.Errorf("%w: no flow %d in session %q", ErrNoFlow, id, sess.Name)
+	}
+	return found, nil
+}
+
+// ErrNoFlow is returned when a flow asked for by id is not in its session.
+var ErrNoFlow = errors.New("no such flow")
+
+// Markers lists a session's markers in time order.
+func (s *Store) Markers(ctx context.Context, sess Session) ([]Marker, error) { return s.e.Markers(ctx, sess) }
+
+// AddMarker stores a marker in its session and returns it with its id.
+func (s *Store) AddMarker(ctx context.Context, m Marker) (Marker, error) { return s.e.AddMarker(ctx, m) }

@@ -377,6 +377,9 @@ func TestSuiteSelectAndCopy(t *testing.T) {
 						f.Start = t0.AddDate(0, i-1, 0)
 					}
 					write(t, src, sess, flows)
+					if _, err := src.AddMarker(ctx, Marker{Session: sess.ID, Time: t0.AddDate(0, i-1, 0), Label: "opened " + name}); err != nil {
+						t.Fatal(err)
+					}
 				}
 			}
 			all, err := src.Select(ctx, nil, Filter{Device: "anna-phone", Since: time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)})
@@ -413,6 +416,9 @@ func TestSuiteSelectAndCopy(t *testing.T) {
 				d, err := dst.SessionByName(ctx, s.Name)
 				if err != nil || d.Flows != s.Flows || d.Sensor != "field-laptop" || !d.Started.Equal(s.Started) || !reflect.DeepEqual(d.Devices, s.Devices) {
 					t.Errorf("copy of %+v is %+v (%v)", s, d, err)
+				}
+				if ms, err := dst.Markers(ctx, d); err != nil || len(ms) != 1 || ms[0].Label != "opened "+s.Name {
+					t.Errorf("markers of the copy of %s: %v %+v", s.Name, err, ms)
 				}
 				a, b := readAll(t, src, s, false), readAll(t, dst, d, false)
 				for i := range a {
@@ -465,4 +471,56 @@ func TestPostgresConcurrentFirstOpen(t *testing.T) {
 	if all, err := st.Sessions(ctx); err != nil || len(all) != 4 {
 		t.Errorf("%d sessions, %v", len(all), err)
 	}
+}
+
+// Markers are kept with their session, in time order, and go with it; one
+// flow is read by its id; a read-only store refuses a marker.
+func TestSuiteMarkersAndFlowByID(t *testing.T) {
+	eachEngine(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		st := open(t, dsn, Options{})
+		sess, err := st.CreateSession(ctx, "m", time.Unix(1700000000, 0), "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := storetest.Sample()
+		write(t, st, sess, in)
+		at := time.Unix(1700000100, 0).UTC()
+		for i, label := range []string{"opened Contacts", "opened Camera"} {
+			m, err := st.AddMarker(ctx, Marker{Session: sess.ID, Time: at.Add(time.Duration(-i) * time.Minute), Label: label, Note: "bad \x00 utf-8 \xff kept readable"})
+			if err != nil || m.ID == 0 {
+				t.Fatalf("add marker: %v %+v", err, m)
+			}
+		}
+		ms, err := st.Markers(ctx, sess)
+		if err != nil || len(ms) != 2 || ms[0].Label != "opened Camera" || !ms[1].Time.Equal(at) || ms[0].Session != sess.ID {
+			t.Fatalf("markers: %v %+v", err, ms)
+		}
+		f, err := st.Flow(ctx, sess, in[1].ID)
+		if err != nil || f.ID != in[1].ID || f.Host != in[1].Host {
+			t.Errorf("flow by id %d: %v %+v", in[1].ID, err, f)
+		}
+		if _, err := st.Flow(ctx, sess, in[2].ID+1000); !errors.Is(err, ErrNoFlow) {
+			t.Errorf("a missing id: %v", err)
+		}
+		if _, err := st.Flow(ctx, sess, 0); !errors.Is(err, ErrNoFlow) {
+			t.Errorf("id 0: %v", err)
+		}
+		st.Close()
+		ro := open(t, dsn, Options{ReadOnly: true})
+		if _, err := ro.AddMarker(ctx, Marker{Session: sess.ID, Time: at, Label: "x"}); !errors.Is(err, ErrReadOnly) {
+			t.Errorf("marker read-only: %v", err)
+		}
+		if ms, err := ro.Markers(ctx, sess); err != nil || len(ms) != 2 {
+			t.Errorf("markers read-only: %v %d", err, len(ms))
+		}
+		ro.Close()
+		rw := open(t, dsn, Options{})
+		if err := rw.DeleteSession(ctx, sess); err != nil {
+			t.Fatal(err)
+		}
+		if ms, err := rw.Markers(ctx, sess); err != nil || len(ms) != 0 {
+			t.Errorf("markers after the session was deleted: %v %d", err, len(ms))
+		}
+	})
 }

@@ -263,6 +263,9 @@ func (s *Store) FlowsWith(ctx context.Context, sess record.Session, opts record.
 	if lo == nil {
 		return nil
 	}
+	if *lo, *hi = opts.Clamp(*lo, *hi); *lo > *hi {
+		return nil
+	}
 	cols := record.FlowColumns
 	if opts.Lean {
 		cols = record.LeanColumns

@@ -69,6 +69,31 @@ type ReadOptions struct {
 	// and the response's size, DNS, destination and app. Response content,
 	// trailers, TLS details and notes, most of the bytes, are left out.
 	Lean bool
+	// From and To, when not 0, bound the ids of the flows read (both
+	// included): one flow by its id, or a page of a session.
+	From, To int64
+}
+
+// Clamp narrows a session's id range lo..hi to o's From and To; empty when
+// lo > hi.
+func (o ReadOptions) Clamp(lo, hi int64) (int64, int64) {
+	if o.From > 0 {
+		lo = max(lo, o.From)
+	}
+	if o.To > 0 {
+		hi = min(hi, o.To)
+	}
+	return lo, hi
+}
+
+// Marker is a moment a user marked in a session ("I opened Contacts now",
+// from the web UI): the flows from it to the next marker are its group.
+type Marker struct {
+	ID      int64     `json:"id"`
+	Session int64     `json:"session"`
+	Time    time.Time `json:"time"`
+	Label   string    `json:"label"`
+	Note    string    `json:"note,omitempty"`
 }
 
 // ErrSessionExists is returned when creating a session under a name already

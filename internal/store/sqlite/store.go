@@ -551,6 +551,9 @@ func (s *Store) FlowsWith(ctx context.Context, session Session, opts ReadOptions
 	if !lo.Valid {
 		return nil // no flows
 	}
+	if lo.Int64, hi.Int64 = opts.Clamp(lo.Int64, hi.Int64); lo.Int64 > hi.Int64 {
+		return nil
+	}
 	cols := s.fullCols
 	if opts.Lean {
 		cols = s.leanCols
