@@ -408,9 +408,13 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 		return err
 	}
 	var reload policySetter = pl
+	var uiWG *uiPeers // the UI's view of the WireGuard peers, told the server's port once it listens
 	if o.ui != "off" {
 		uiPolicy := web.NewPolicy(pol, engineOptions(o, known), pl.SetPolicy)
-		stopUI, err := startUI(ctx, o, st, sess, ca, web.Options{Live: broker, Policy: uiPolicy, ProxyAddr: proxyAddrFor(ln.Addr())}, stderr)
+		if uiWG, err = newUIPeers(o); err != nil {
+			return fail(err)
+		}
+		stopUI, err := startUI(ctx, o, st, sess, ca, web.Options{Live: broker, Policy: uiPolicy, ProxyAddr: proxyAddrFor(ln.Addr()), WireGuard: uiWG.wireGuard()}, stderr)
 		if err != nil {
 			return fail(err)
 		}
@@ -460,7 +464,7 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 		}, "restoring the network", stderr))
 	}
 	if o.wireguard != "" {
-		stop, err := startWireGuard(ctx, o, popts, resolver, stdout, stderr)
+		stop, err := startWireGuard(ctx, o, popts, resolver, uiWG, stdout, stderr)
 		if err != nil {
 			return fail(err)
 		}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"phonehome/internal/capture/proxy"
 	"phonehome/internal/capture/wireguard"
 	"phonehome/internal/certs"
+	"phonehome/internal/web"
 )
 
 // wireguardDir is where the server key and the peers live: beside the CA.
@@ -184,7 +186,7 @@ func showPeer(c wireguard.ClientConfig, where string, conf bool, png string, std
 
 // startWireGuard is run --wireguard: the server, beside the proxy and the
 // resolver; with no peer yet, one named phone is made and its QR code shown.
-func startWireGuard(ctx context.Context, o runOpts, popts proxy.Options, resolver *dnsproxy.Server, stdout, stderr io.Writer) (func(), error) {
+func startWireGuard(ctx context.Context, o runOpts, popts proxy.Options, resolver *dnsproxy.Server, ui *uiPeers, stdout, stderr io.Writer) (func(), error) {
 	dir, err := wireguardDir(o.caDir)
 	if err != nil {
 		return nil, err
@@ -195,6 +197,9 @@ func startWireGuard(ctx context.Context, o runOpts, popts proxy.Options, resolve
 		return nil, fmt.Errorf("run: --wireguard: %w", err)
 	}
 	fmt.Fprintf(stderr, "WireGuard on UDP port %d (server key %s); peers: %d\n", srv.Port(), srv.PublicKey(), len(srv.Peers()))
+	if ui != nil {
+		ui.port.Store(uint32(srv.Port())) // the port listened on, also when --wireguard asked for :0
+	}
 	if len(srv.Peers()) == 0 {
 		c, where, err := addPeer(dir, "phone", "", srv.Port())
 		if err != nil {
@@ -207,4 +212,52 @@ func startWireGuard(ctx context.Context, o runOpts, popts proxy.Options, resolve
 		}
 	}
 	return runPart(ctx, srv.Run, srv.Close, "WireGuard", stderr), nil
+}
+
+// uiPeers gives the web UI the peers of run --wireguard: the peers file is
+// the server's, which picks up a peer added here within seconds.
+type uiPeers struct {
+	dir  string
+	port atomic.Uint32 // the server's, once it listens
+}
+
+// newUIPeers is nil (no WireGuard on the UI's pages) without --wireguard.
+func newUIPeers(o runOpts) (*uiPeers, error) {
+	if o.wireguard == "" {
+		return nil, nil
+	}
+	dir, err := wireguardDir(o.caDir)
+	if err != nil {
+		return nil, err
+	}
+	return &uiPeers{dir: dir}, nil
+}
+
+// wireGuard is u as the web UI takes it: no interface holding a nil pointer.
+func (u *uiPeers) wireGuard() web.WireGuardPeers {
+	if u == nil {
+		return nil
+	}
+	return u
+}
+
+func (u *uiPeers) Peers() ([]web.KnownDevice, error) {
+	peers, err := wireguard.LoadPeers(u.dir)
+	out := make([]web.KnownDevice, len(peers))
+	for i, p := range peers {
+		out[i] = web.KnownDevice{Name: p.Name, Addr: p.IPv4.String() + ", " + p.IPv6.String(), How: "WireGuard peer"}
+	}
+	return out, err
+}
+
+func (u *uiPeers) AddPeer(name string) (string, error) {
+	port := uint16(u.port.Load())
+	if port == 0 {
+		return "", fmt.Errorf("the WireGuard server has not started yet: try again in a moment")
+	}
+	c, _, err := addPeer(u.dir, name, "", port)
+	if err != nil {
+		return "", err
+	}
+	return c.String(), nil
 }

@@ -69,7 +69,7 @@ func TestRunWireGuardMakesAFirstPeer(t *testing.T) {
 	}
 	o := runOpts{caDir: t.TempDir(), wireguard: ":0"}
 	var out, errOut bytes.Buffer
-	stop, err := startWireGuard(context.Background(), o, proxy.Options{}, nil, &out, &errOut)
+	stop, err := startWireGuard(context.Background(), o, proxy.Options{}, nil, nil, &out, &errOut)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestRunWireGuardMakesAFirstPeer(t *testing.T) {
 	}
 	out.Reset()
 	errOut.Reset()
-	if stop, err = startWireGuard(context.Background(), o, proxy.Options{}, nil, &out, &errOut); err != nil {
+	if stop, err = startWireGuard(context.Background(), o, proxy.Options{}, nil, nil, &out, &errOut); err != nil {
 		t.Fatal(err)
 	}
 	stop()

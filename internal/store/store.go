@@ -257,7 +257,11 @@ func (s *Store) Flow(ctx context.Context, sess Session, id int64) (*flow.Flow, e
 var ErrNoFlow = errors.New("no such flow")
 
 // Markers lists a session's markers in time order.
-func (s *Store) Markers(ctx context.Context, sess Session) ([]Marker, error) { return s.e.Markers(ctx, sess) }
+func (s *Store) Markers(ctx context.Context, sess Session) ([]Marker, error) {
+	return s.e.Markers(ctx, sess)
+}
 
 // AddMarker stores a marker in its session and returns it with its id.
-func (s *Store) AddMarker(ctx context.Context, m Marker) (Marker, error) { return s.e.AddMarker(ctx, m) }
+func (s *Store) AddMarker(ctx context.Context, m Marker) (Marker, error) {
+	return s.e.AddMarker(ctx, m)
+}

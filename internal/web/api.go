@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	qrcode "github.com/skip2/go-qrcode"
 
 	"phonehome/internal/flow"
 	"phonehome/internal/report"
@@ -28,6 +31,8 @@ func (s *Server) routes() {
 	m.HandleFunc("DELETE /api/rules", s.apiDeleteRule)
 	m.HandleFunc("GET /api/markers", s.apiMarkers)
 	m.HandleFunc("POST /api/markers", s.apiAddMarker)
+	m.HandleFunc("GET /api/wireguard/peers", s.apiPeers)
+	m.HandleFunc("POST /api/wireguard/peers", s.apiAddPeer)
 	s.pageRoutes()
 }
 
@@ -575,4 +580,56 @@ func (s *Server) addMarker(ctx context.Context, spec MarkerSpec) (Marker, error)
 		return m, nil
 	}
 	return s.opts.Store.AddMarker(ctx, m)
+}
+
+var errNoWireGuard = errors.New("no WireGuard server runs: start phonehome run --wireguard")
+
+func (s *Server) apiPeers(w http.ResponseWriter, r *http.Request) {
+	if s.opts.WireGuard == nil {
+		fail(w, http.StatusNotFound, "%v", errNoWireGuard)
+		return
+	}
+	peers, err := s.opts.WireGuard.Peers()
+	if err != nil {
+		fail(w, http.StatusInternalServerError, "list the peers: %v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, peers)
+}
+
+// PeerSpec is POST /api/wireguard/peers.
+type PeerSpec struct {
+	Name string `json:"name"`
+}
+
+// NewPeer answers POST /api/wireguard/peers: the configuration, as text and
+// as a QR code (a PNG data URL) for the WireGuard app to scan.
+type NewPeer struct {
+	Name string `json:"name"`
+	Conf string `json:"conf"`
+	QR   string `json:"qr_png"`
+}
+
+func (s *Server) apiAddPeer(w http.ResponseWriter, r *http.Request) {
+	if s.opts.WireGuard == nil {
+		fail(w, http.StatusNotFound, "%v", errNoWireGuard)
+		return
+	}
+	var spec PeerSpec
+	if !readJSON(w, r, &spec) {
+		return
+	}
+	name := strings.TrimSpace(spec.Name)
+	conf, err := s.opts.WireGuard.AddPeer(name)
+	if err != nil {
+		fail(w, http.StatusBadRequest, "peer not added: %v", err)
+		return
+	}
+	png, err := qrcode.Encode(conf, qrcode.Medium, 384)
+	if err != nil {
+		fail(w, http.StatusInternalServerError, "the QR code: %v", err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store") // it holds the peer's private key
+	writeJSON(w, http.StatusCreated, NewPeer{Name: name, Conf: conf, QR: "data:image/png;base64," + base64.StdEncoding.EncodeToString(png)})
 }

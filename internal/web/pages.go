@@ -141,7 +141,7 @@ func (s *Server) pageRoutes() {
 	m.HandleFunc("GET /{$}", s.page("live", "Live", s.liveData))
 	m.HandleFunc("GET /parties", s.page("parties", "Parties", s.reportData))
 	m.HandleFunc("GET /ids", s.page("ids", "Identifiers", s.reportData))
-	m.HandleFunc("GET /devices", s.page("devices", "Devices", func(r *http.Request, x *index) (any, error) { return x.devices(s.opts.Devices), nil }))
+	m.HandleFunc("GET /devices", s.page("devices", "Devices", func(r *http.Request, x *index) (any, error) { return x.devices(s.known()), nil }))
 	m.HandleFunc("GET /markers", s.page("markers", "Markers", s.markerData))
 	m.HandleFunc("GET /sessions", s.page("sessions", "Sessions", func(*http.Request, *index) (any, error) { return nil, nil }))
 	m.HandleFunc("GET /setup", s.page("setup", "Set up a phone", s.setupData))
@@ -231,10 +231,20 @@ func (s *Server) markerData(r *http.Request, x *index) (any, error) {
 type setupInfo struct {
 	Proxy, Fingerprint, CertPage string
 	HasCA                        bool
+	WireGuard                    bool // a WireGuard server runs: peers can be added here
+	Peers                        []KnownDevice
 }
 
 func (s *Server) setupData(*http.Request, *index) (any, error) {
-	return setupInfo{Proxy: s.opts.ProxyAddr, Fingerprint: s.opts.CAFingerprint, CertPage: CertPage, HasCA: len(s.opts.CAPEM) > 0}, nil
+	info := setupInfo{Proxy: s.opts.ProxyAddr, Fingerprint: s.opts.CAFingerprint, CertPage: CertPage, HasCA: len(s.opts.CAPEM) > 0,
+		WireGuard: s.opts.WireGuard != nil}
+	if info.WireGuard {
+		var err error
+		if info.Peers, err = s.opts.WireGuard.Peers(); err != nil {
+			return nil, err
+		}
+	}
+	return info, nil
 }
 
 func (s *Server) caFile(w http.ResponseWriter, r *http.Request) {

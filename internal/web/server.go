@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -45,6 +46,9 @@ type Options struct {
 	// Devices are the devices the capture knows before they send anything
 	// (a spoofed device, WireGuard peers), for the Devices page.
 	Devices []KnownDevice
+	// WireGuard lists and adds the WireGuard server's peers, for the Devices
+	// and set-up pages; nil when the capture runs no WireGuard server.
+	WireGuard WireGuardPeers
 	// ProxyAddr is where devices point their proxy setting, for the set-up page.
 	ProxyAddr string
 	// Token, when set, is required of every request (else a random one is
@@ -198,6 +202,30 @@ func (s *Server) Close() error {
 		return nil
 	}
 	return err
+}
+
+// WireGuardPeers are the peers of phonehome's WireGuard server.
+type WireGuardPeers interface {
+	// Peers lists the peers as devices: their names and tunnel addresses.
+	Peers() ([]KnownDevice, error)
+	// AddPeer makes a peer and returns the configuration its phone imports
+	// (the WireGuard app scans it as a QR code). It holds the peer's private
+	// key, which phonehome does not keep: it can be shown only now.
+	AddPeer(name string) (conf string, err error)
+}
+
+// known is the devices the capture was set up for: those of Options and
+// the WireGuard peers.
+func (s *Server) known() []KnownDevice {
+	out := s.opts.Devices
+	if s.opts.WireGuard != nil {
+		if peers, err := s.opts.WireGuard.Peers(); err == nil {
+			out = append(slices.Clip(out), peers...)
+		} else if s.opts.Logger != nil {
+			s.opts.Logger.Warn("list the WireGuard peers", "err", err)
+		}
+	}
+	return out
 }
 
 // KnownDevice is a device the capture was set up for.

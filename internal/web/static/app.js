@@ -70,6 +70,19 @@
   if (rulesList) setInterval(loadRules, 3000);
 
   // ---- markers
+  // ---- set-up page: a WireGuard peer, its QR code shown once
+  const wf = q("#wg-form");
+  if (wf) wf.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      const p = await api("POST", "/api/wireguard/peers", { name: q("#wg-name").value });
+      q("#wg-qr").src = p.qr_png;
+      q("#wg-conf").textContent = p.conf;
+      q("#wg-peer").hidden = false;
+      q("#wg-said").textContent = "added " + p.name + ": scan the code with the WireGuard app";
+    } catch (e) { q("#wg-said").textContent = "not added: " + e.message; }
+  });
+
   const mf = q("#marker-form");
   if (mf) mf.addEventListener("submit", async (ev) => {
     ev.preventDefault();
