@@ -64,7 +64,7 @@ func TestUIAddsWireGuardPeers(t *testing.T) {
 		t.Errorf("the same name again: %d %s", code, body)
 	}
 	code, body = call("GET", "/api/wireguard/peers", "")
-	if code != http.StatusOK || !strings.Contains(body, `"anna-phone"`) || !strings.Contains(body, `"phone"`) || strings.Contains(body, "PrivateKey") {
+	if code != http.StatusOK || !strings.Contains(body, `"name":"anna-phone"`) || !strings.Contains(body, `"name":"phone"`) || strings.Contains(body, "PrivateKey") {
 		t.Errorf("peers: %d %s", code, body)
 	}
 	for _, page := range []string{"/devices", "/setup"} {

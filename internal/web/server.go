@@ -230,9 +230,9 @@ func (s *Server) known() []KnownDevice {
 
 // KnownDevice is a device the capture was set up for.
 type KnownDevice struct {
-	Name string // as flows name it (Flow.DeviceName): a peer's name or the address
-	Addr string
-	How  string // "ARP spoofing", "WireGuard peer", ...
+	Name string `json:"name"` // as flows name it (Flow.DeviceName): a peer's name or the address
+	Addr string `json:"addr"`
+	How  string `json:"how"` // "ARP spoofing", "WireGuard peer", ...
 }
 
 const tokenCookie = "phonehome_token"
