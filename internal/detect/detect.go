@@ -150,6 +150,9 @@ func (e *Engine) findings(f *flow.Flow, wk *worker) []decode.Value {
 	}
 	hits = e.seen.comeBack(f, res.Values, hits)
 	wk.hits = hits
+	// What a device announces to the whole local network is not a tracker's
+	// fingerprint: its name and model are told to everyone there.
+	identifying = identifying || f.Transport == flow.TransportLAN
 	if !identifying {
 		for _, h := range hits {
 			identifying = identifying || h.Method == flow.MethodRecurrence

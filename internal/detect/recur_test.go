@@ -3,6 +3,7 @@ package detect
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"phonehome/internal/decode"
@@ -72,6 +73,23 @@ func TestDeviceWideFieldThatChanges(t *testing.T) {
 	for _, x := range Reported(last) {
 		if x.Kind == pii.MACAddress {
 			t.Errorf("a field that changes each request is no MAC address: %+v", x)
+		}
+	}
+}
+
+// TestLANAnnouncement: what a device tells the whole network about itself
+// (as package pcap reads an mDNS answer) is reported, owner's name included.
+func TestLANAnnouncement(t *testing.T) {
+	e := New(trackers.Builtin(), pii.New(""), decode.Limits{})
+	f := &flow.Flow{Host: "mDNS", Transport: flow.TransportLAN, Client: flow.Endpoint{Addr: netip.MustParseAddr("192.168.1.23"), Port: 5353},
+		Request: &flow.Request{Method: "ANNOUNCE", URL: "mdns://224.0.0.251:5353/", Headers: flow.Headers{
+			{Name: "Mdns-Instance", Value: "Maria's iPhone"}, {Name: "Mdns-Hostname", Value: "Marias-iPhone"},
+			{Name: "Mdns-Txt-model", Value: "iPhone14,2"}, {Name: "Mdns-Txt-deviceid", Value: "a4:83:e7:12:34:56"}}}}
+	e.Inspect(f)
+	got := fmt.Sprint(findingsOf(f, 0))
+	for _, want := range []string{"person_name=Maria", "device_model=Maria's iPhone", "device_model=iPhone14,2", "mac_address=a4:83:e7:12:34:56"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %s in %s", want, got)
 		}
 	}
 }

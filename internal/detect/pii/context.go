@@ -172,3 +172,43 @@ func serialKey(v decode.Value, text string) bool {
 	}
 	return len(text) >= 6 && len(text) <= 20 && idChars(text) && !timestamp(text) && !repeated(text)
 }
+
+// Fields of a LAN announcement (package pcap) that name the device: the
+// name its owner gave it, which is often the owner's name too.
+var lanNameKeys = set("mdnsinstance mdnshostname llmnrhostname netbiosname ssdpxfriendlyname ssdpfriendlyname mdnstxtfn mdnstxtname")
+
+// lanName reports whether a value is a device's name in a LAN announcement.
+func lanName(v decode.Value) bool {
+	return strings.HasPrefix(v.Path, "header:") && lanNameKeys[normKey(v.Key)]
+}
+
+// Device names that say whose device it is: "Arjun's iPhone", "Arjuns-iPhone",
+// "iPhone von Anna", "iPhone de María", "Galaxy-S21-de-Ana".
+var deviceWords = set("iphone ipad ipod macbook mac imac watch galaxy pixel phone android laptop pc desktop tablet tv pro air mini")
+
+// ownerOf finds the owner's first name in a device's name.
+func ownerOf(name string) (string, bool) {
+	n := strings.NewReplacer("’", "'", "_", " ", "-", " ").Replace(strings.TrimSpace(name))
+	words := strings.Fields(n)
+	if len(words) < 2 {
+		return "", false
+	}
+	first, _ := strings.CutSuffix(words[0], "'s")
+	if first != words[0] && deviceWords[strings.ToLower(words[1])] && validName(first, false) {
+		return first, true // Arjun's iPhone
+	}
+	if strings.HasSuffix(first, "s") && len(first) > 3 && deviceWords[strings.ToLower(words[1])] && first[0] >= 'A' && first[0] <= 'Z' {
+		return first[:len(first)-1], true // Arjuns-iPhone: the apostrophe a host name cannot hold
+	}
+	for i := 1; i+1 < len(words); i++ {
+		switch strings.ToLower(words[i]) {
+		case "von", "de", "di", "da", "van", "of":
+			if deviceWords[strings.ToLower(words[i-1])] || i >= 2 && deviceWords[strings.ToLower(words[0])] {
+				if owner := words[i+1]; validName(owner, false) && owner[0] >= 'A' && owner[0] <= 'Z' || owner[0] > 0x7f {
+					return owner, true
+				}
+			}
+		}
+	}
+	return "", false
+}

@@ -59,3 +59,15 @@ func TestContextEvidence(t *testing.T) {
 		}
 	}
 }
+
+func TestOwnerOfDeviceName(t *testing.T) {
+	for name, want := range map[string]string{
+		"Maria's iPhone": "Maria", "Marias-iPhone": "Maria", "Arjun’s MacBook Pro": "Arjun", "iPhone von Anna": "Anna",
+		"Galaxy-S21-de-Ana": "Ana", "iPhone de María": "María", "DESKTOP-5H3K2L": "", "Living Room TV": "", "Chromecast": "",
+	} {
+		got, _ := ownerOf(name)
+		if got != want {
+			t.Errorf("%q: owner %q, want %q", name, got, want)
+		}
+	}
+}

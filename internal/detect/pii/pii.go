@@ -341,6 +341,8 @@ func keyTable() map[string]rule {
 	add(rule{SearchQuery, validQuery, 0.85}, "q", "query", "search", "searchquery", "keyword", "keywords", "kw", "searchterm", "term", "searchtext", "wd", "searchkey")
 	add(rule{AppList, validPackage, 0.9}, "packagenames", "apps", "installedapps", "applist", "pkglist", "packages", "installedpackages", "applications", "pkgs")
 	add(rule{Contact, nil, 0.9}, "contact", "contacts", "contactnumber", "contactphone", "contactlist")
+	add(rule{DeviceModel, text, 0.8}, "mdnstxtmodel", "mdnstxtmd", "mdnstxtam")                            // Apple's, Google Cast's TXT model keys
+	add(rule{DeviceID, validID, 0.7}, "mdnstxtdeviceid", "mdnstxtid", "mdnstxtpi", "ssdpusn", "mdnstxtcd") // AirPlay's, Cast's device IDs, UPnP's UUID
 	add(rule{DeviceModel, text, 0.9}, "model", "devicemodel", "phonemodel", "md", "dm", "hardwaremodel", "productmodel", "mo", "devicename")
 	add(rule{Manufacturer, text, 0.9}, "manufacturer", "brand", "make", "devicebrand", "devicemanufacturer", "mf", "devicemake")
 	add(rule{OSVersion, validVersion, 0.85}, "osversion", "osv", "androidversion", "osver", "platformversion", "systemversion", "romversion", "miuiversion", "miui", "sdkint", "apilevel", "deviceos")

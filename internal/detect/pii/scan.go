@@ -152,6 +152,12 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 			continue
 		}
 		switch {
+		case lanName(v):
+			hit(DeviceModel, text, v.Path, flow.MethodKey, 0.8)
+			if owner, ok := ownerOf(text); ok {
+				hit(PersonName, owner, v.Path, flow.MethodInference, 0.7)
+			}
+			continue
 		case wifiFlag(v, text):
 			hit(NetworkType, "wifi", v.Path, flow.MethodKey, 0.8)
 			continue
@@ -608,6 +614,9 @@ func refine(kind flow.Kind, v string) flow.Kind {
 	}
 	if kind == AdvertisingID && len(v) == 16 && allHex(v) {
 		return DeviceID // an advertising ID of 16 hex digits is a vendor's OAID (Xiaomi), not Google's UUID
+	}
+	if kind == DeviceID && len(v) == 17 && reMACSep.MatchString(v) {
+		return MACAddress // a device ID written as a MAC address is one (AirPlay's deviceid)
 	}
 	if (kind == AccountID || kind == DeviceID) && reAppsFlyerID.MatchString(v) {
 		return InstallID // AppsFlyer's install ID: install time in ms, a dash, random digits
