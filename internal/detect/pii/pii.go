@@ -329,7 +329,13 @@ func keyTable() map[string]rule {
 	add(rule{InstallID, validID, 0.8}, "installid", "instanceid", "installationid", "appinstanceid", "iid", "firebaseinstanceid", "fid", "installuuid", "anonid", "anonymousid", "distinctid", "clientid", "cid", "vid", "visitorid", "androiduuid", "iosuuid", "persistentiosuuid", "webuuid", "randomizedbundletoken", "pushtoken", "fcmtoken", "registrationid", "devicetoken", "apnstoken", "afid", "appsflyerid")
 	add(rule{DeviceID, validID, 0.8}, "deviceid", "did", "udid", "deviceuuid", "devid", "uniqueid", "hardwareid", "xiaomiid", "hwid", "randomizeddevicetoken")
 	add(rule{PhoneNumber, nil, 0.9}, "phone", "phonenumber", "phoneno", "mobile", "mobileno", "msisdn", "tel", "telephone", "number", "callee", "caller", "udph")
-	add(rule{Email, nil, 0.95}, "email", "emailaddress", "mail", "udem", "useremail", "hashedemail", "emailhash", "emailsha256")
+	// Facebook's advanced matching (ud[em], ud[ph], ...) and the Conversions
+	// API's user_data hash the person's details; the kind is the one hashed.
+	add(rule{Email, nil, 0.95}, "email", "emailaddress", "mail", "udem", "useremail", "hashedemail", "emailhash", "emailsha256", "userdataem")
+	add(rule{PhoneNumber, nil, 0.9}, "userdataph")
+	add(rule{PersonName, validName, 0.7}, "userdatafn", "userdataln")
+	add(rule{AdvertisingID, validAdID, 0.9}, "userdatamadid", "udmadid")
+	add(rule{AccountID, validAccount, 0.8}, "userdataexternalid", "udexternalid")
 	add(rule{AccountID, validAccount, 0.8}, "userid", "uid", "accountid", "miaccount", "miid", "xiaomiaccount", "account", "username", "login", "customerid", "memberid", "externalid", "sub")
 	add(rule{PersonName, validName, 0.7}, "firstname", "lastname", "fullname", "givenname", "familyname", "surname", "displayname", "udfn", "udln", "contactname")
 	add(rule{Password, text, 0.9}, "password", "passwd", "pwd", "pass", "passcode")

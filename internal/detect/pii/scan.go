@@ -214,7 +214,7 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 						continue
 					}
 				}
-				if len(text) == 64 && allHex(text) { // Facebook's ud[ph]: SHA-256 of the number
+				if hashOf(text) { // Facebook's ud[ph], TikTok's sha256_phone_number: a digest of the number
 					hit(r.kind, text, v.Path, flow.MethodKey, r.conf-0.1)
 					continue
 				}
@@ -531,12 +531,17 @@ func (d *Detector) effectiveKey(v decode.Value) *keyInfo {
 		} else {
 			continue
 		}
-		if ki := d.names[string(rest)]; ki != nil && ki.hasRule && identifierKinds[ki.rule.kind] {
+		if ki := d.names[string(rest)]; ki != nil && ki.hasRule && (identifierKinds[ki.rule.kind] || hashedPersonal[ki.rule.kind]) {
 			return ki
 		}
 	}
 	return nil
 }
+
+// Kinds that SDKs hash before they send them ("sha256_phone_number",
+// "hashed_first_name"), as advertisers match customers on them: the hash is
+// still that person's number or name.
+var hashedPersonal = map[flow.Kind]bool{PhoneNumber: true, PersonName: true}
 
 // pathShape removes every array index from a path, so that the same field of
 // the elements of one array or batch shares a shape: "events[3].pkg" → "events[].pkg".
