@@ -52,7 +52,7 @@ var heldOutDocs = []struct {
 		source: "Facebook app events activities", method: "POST", url: "https://graph.facebook.com/v18.0/1234567890/activities",
 		ctype: "application/x-www-form-urlencoded",
 		body:  "event=CUSTOM_APP_EVENTS&advertiser_id=38400000-8cf0-11bd-b23e-10b96e40000d&anon_id=XZ6A3F5B2C-1D4E-4F8A-9B0C-7E2D1A3B4C5D&application_tracking_enabled=1&ud=%7B%22em%22%3A%22f1904cc5e7a14c4b8d7f2c3f64b1a7c4e5a2f0e39b1d1e3c6a8b9f0d2e4c6a8b%22%7D&extinfo=%5B%22a2%22%2C%22com.example.app%22%2C%22102%22%2C%221.0.2%22%2C%2214%22%2C%22Pixel+7%22%2C%22en_GB%22%2C%22GMT%22%2C%22EE%22%2C1080%2C2400%2C%222.6%22%5D",
-		want: []flow.Kind{pii.AdvertisingID, pii.InstallID, pii.Email, pii.AppVersion, pii.OSVersion, pii.DeviceModel, pii.Locale, pii.Timezone, pii.Carrier, pii.ScreenSize},
+		want:  []flow.Kind{pii.AdvertisingID, pii.InstallID, pii.Email, pii.AppVersion, pii.OSVersion, pii.DeviceModel, pii.Locale, pii.Timezone, pii.Carrier, pii.ScreenSize},
 	},
 	{ // Branch v1/install (help.branch.io: device data the SDK sends)
 		source: "Branch v1/install", method: "POST", url: "https://api2.branch.io/v1/install", ctype: "application/json",
