@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nyaruka/phonenumbers"
@@ -163,41 +164,54 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 	case o.flows:
 		popts.Sinks = append(popts.Sinks, func(f *flow.Flow) error { return report.FlowLine(out, f) })
 	}
-	// The stages run as each flow is read: a file can wait. Every stage is
-	// done with a flow's bytes when it returns (the store's driver copies
-	// what it binds), so readers may reuse their buffers.
+	// Reading and analysis run on two goroutines, so that a capture is read
+	// on one core while the flows read before are decoded, detected and
+	// reported on the other. The flows go over in order, so what is learned
+	// across them is what one goroutine would learn; the reader keeps none
+	// of their buffers (not Transient), as the analysis holds them later.
 	pl := pipeline.New(popts)
-	emit := pl.Done
 	var failed []readFailure
 	sources, flows := 0, 0
-	// Every sink here (table, flow lines, JSON, SQLite) is done with a flow's
-	// bytes when it returns: the store's driver copies what it binds.
-	opts := capture.Options{MaxBody: o.maxBody, Transient: true}
-	if o.example {
-		for _, ex := range example.Files() {
+	opts := capture.Options{MaxBody: o.maxBody}
+	ho := newHandoff()
+	go func() {
+		defer ho.close()
+		if o.example {
+			for _, ex := range example.Files() {
+				sources++
+				res, err := capture.Read(bytes.NewReader(ex.Data), ex.Name, opts, ho.put)
+				flows += res.Flows
+				if err != nil {
+					failed = append(failed, readFailure{err, res.Flows})
+				}
+			}
+		}
+		for _, path := range files {
+			if ho.stopped() {
+				break
+			}
 			sources++
-			res, err := capture.Read(bytes.NewReader(ex.Data), ex.Name, opts, emit)
+			p := newProgress(stderr, path, o.noProgress)
+			opts.Progress = p.update
+			res, err := capture.ReadFile(path, opts, ho.put)
+			p.finish()
 			flows += res.Flows
 			if err != nil {
 				failed = append(failed, readFailure{err, res.Flows})
 			}
+			if res.Pcap != nil && (res.Pcap.MissingBytes > 0 || res.Pcap.Malformed > 0) {
+				fmt.Fprintf(stderr, "%s: %s\n", path, res.Pcap)
+			}
 		}
-	}
-	for _, path := range files {
-		sources++
-		p := newProgress(stderr, path, o.noProgress)
-		opts.Progress = p.update
-		res, err := capture.ReadFile(path, opts, emit)
-		p.finish()
-		flows += res.Flows
-		if err != nil {
-			failed = append(failed, readFailure{err, res.Flows})
-		}
-		if res.Pcap != nil && (res.Pcap.MissingBytes > 0 || res.Pcap.Malformed > 0) {
-			fmt.Fprintf(stderr, "%s: %s\n", path, res.Pcap)
+	}()
+	for batch := range ho.batches {
+		for _, f := range batch {
+			if pl.Err() == nil {
+				pl.Done(f)
+			}
 		}
 		if pl.Err() != nil {
-			break
+			ho.stop() // a sink failed: the reader stops at the end of its file
 		}
 	}
 	if err := pl.Close(); err != nil {
@@ -228,6 +242,61 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 	}
 	return nil
 }
+
+// handoff carries flows from the reader's goroutine to the analysis, in
+// batches, bounded in bytes: at most handoffBatches batches of about
+// handoffBytes wait, so a fast reader never holds more than that ahead.
+type handoff struct {
+	batches chan []*flow.Flow
+	batch   []*flow.Flow
+	size    int
+	halt    atomic.Bool
+}
+
+const (
+	handoffBatches = 8
+	handoffFlows   = 256
+	handoffBytes   = 4 << 20
+)
+
+func newHandoff() *handoff {
+	return &handoff{batches: make(chan []*flow.Flow, handoffBatches)}
+}
+
+// put is the readers' emit: it queues f and sends a full batch.
+func (h *handoff) put(f *flow.Flow) {
+	if h.halt.Load() {
+		return
+	}
+	h.batch = append(h.batch, f)
+	if r := f.Request; r != nil {
+		h.size += len(r.Body.Data) + len(r.URL)
+	}
+	if r := f.Response; r != nil {
+		h.size += len(r.Body.Data)
+	}
+	if len(h.batch) >= handoffFlows || h.size >= handoffBytes {
+		h.send()
+	}
+}
+
+func (h *handoff) send() {
+	if len(h.batch) > 0 {
+		h.batches <- h.batch
+	}
+	h.batch, h.size = nil, 0
+}
+
+// close sends what is left; the analysis ends when it has read it.
+func (h *handoff) close() {
+	h.send()
+	close(h.batches)
+}
+
+// stop makes the reader drop what it reads from now on.
+func (h *handoff) stop() { h.halt.Store(true) }
+
+func (h *handoff) stopped() bool { return h.halt.Load() }
 
 // readFailure is a capture that could not be read to its end.
 type readFailure struct {
