@@ -197,21 +197,12 @@ func (e *Engine) findings(f *flow.Flow, wk *worker) []decode.Value {
 // developer-scoped ID), that stands. Halves of a pair (a latitude, a screen
 // width) are reported together.
 func endpointHits(m endpoints.Match, vals []decode.Value, hits []pii.Hit) []pii.Hit {
-	var seen map[string]bool
 	var halves map[flow.Kind][]pii.Hit
+	known := len(hits) // the hits before the table's: a field of theirs is decided
 	for i := range vals {
 		v := &vals[i]
 		fd := m.Field(*v)
-		if fd == nil || !fd.Accepts(v.Text) || !pii.Plausible(fd.Kind, v.Text, v.Numeric) {
-			continue
-		}
-		if seen == nil {
-			seen = map[string]bool{}
-			for _, h := range hits {
-				seen[h.Path] = true
-			}
-		}
-		if seen[v.Path] {
+		if fd == nil || !fd.Accepts(v.Text) || !pii.Plausible(fd.Kind, v.Text, v.Numeric) || hitAt(hits[:known], v.Path) {
 			continue
 		}
 		h := pii.Hit{Kind: fd.Kind, Value: strings.TrimSpace(v.Text), Path: v.Path, Method: flow.MethodEndpoint, Confidence: 0.85, Why: fd.Why()}
@@ -241,6 +232,17 @@ func endpointHits(m endpoints.Match, vals []decode.Value, hits []pii.Hit) []pii.
 		}
 	}
 	return hits
+}
+
+// hitAt reports whether a hit sits at path: a handful of hits per request,
+// fewer compares than a map costs to build.
+func hitAt(hits []pii.Hit, path string) bool {
+	for i := range hits {
+		if hits[i].Path == path {
+			return true
+		}
+	}
+	return false
 }
 
 // OpaqueNote is the note a flow with an unreadable payload carries, made

@@ -139,3 +139,37 @@ func accepted(k flow.Kind, want map[flow.Kind]bool) bool {
 	}
 	return false
 }
+
+// BenchmarkInspect2KBTrackerRequest decodes and detects a 2 KB tracker
+// request of an endpoint the endpoint table knows (Adjust's session, a form
+// of some fifty fields, as the SDK sends it), the table loaded.
+func BenchmarkInspect2KBTrackerRequest(b *testing.B) {
+	e := New(trackers.Builtin(), pii.New(""), decode.Limits{})
+	if e.ep == nil {
+		b.Fatal("no endpoint table")
+	}
+	body := heldOutDocs[0].body + "&android_uuid=9250759f-a0dd-4534-8747-57f482a92bc9&gps_adid=0d361ff5-0f54-4edd-b681-5f032f5d392c" +
+		"&android_id=7d51e0f7039fb997&mac_sha1=F621BAFC7F9F6AD0EA9B93A2E5E15497F9932825&mac_md5=c03c6c34329ba80474c92b1337f08c15" +
+		"&connectivity_type=1&mcc=404&mnc=45&display_width=1080&display_height=2400&screen_density=high&screen_format=long" +
+		"&screen_size=normal&cpu_type=arm64-v8a&hardware_name=RKQ1.201022.002&os_build=RKQ1.201022.002&api_level=30" +
+		"&package_name=com.example.wallet&environment=production&event_buffering_enabled=0&needs_response_details=1" +
+		"&session_count=12&subsession_count=3&session_length=845&time_spent=812&last_interval=3600&tracking_enabled=1" +
+		"&gps_adid_src=service&gps_adid_attempt=1&device_manufacturer=Xiaomi&device_name=M2101K7AI&fb_id=&installed_at=2024-03-10T11%3A33%3A10.537Z%2B0530" +
+		"&created_at=2024-03-14T09%3A26%3A33.618%2B0530&sent_at=2024-03-14T09%3A26%3A33.921%2B0530&updated_at=2024-03-14T09%3A20%3A01.002%2B0530"
+	for len(body) < 2048 {
+		body += "&callback_params=%7B%22screen%22%3A%22home%22%2C%22ab%22%3A%22b%22%7D"
+	}
+	req := &flow.Request{Method: "POST", URL: "https://app.adjust.com/session", Proto: "HTTP/1.1",
+		Headers: flow.Headers{{Name: "User-Agent", Value: "Dalvik/2.1.0 (Linux; U; Android 11; M2101K7AI Build/RKQ1.201022.002)"},
+			{Name: "Content-Type", Value: "application/x-www-form-urlencoded"}, {Name: "Client-SDK", Value: "android4.33.5"}},
+		Body: flow.Body{Data: []byte(body)}}
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		f := &flow.Flow{Host: "app.adjust.com", Request: req}
+		e.Inspect(f)
+		if len(f.Findings) < 15 {
+			b.Fatal(len(f.Findings))
+		}
+	}
+}

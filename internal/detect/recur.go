@@ -84,24 +84,18 @@ func (r *recurrence) keep(k fieldKey, value string) bool {
 // back. The finding is made from the second sighting on; the first request
 // is named in its evidence.
 func (r *recurrence) comeBack(f *flow.Flow, vals []decode.Value, hits []pii.Hit) []pii.Hit {
-	device := f.DeviceName()
-	var found map[string]bool // paths that already have a finding
+	device := ""
 	for i := range vals {
 		v := &vals[i]
 		if !candidate(v) {
 			continue
 		}
-		if found == nil {
-			found = make(map[string]bool, len(hits))
-			for _, h := range hits {
-				p, _, _ := strings.Cut(h.Path, " › as ") // a known value found in a form of it
-				found[p] = true
-				found[h.Value] = true
-			}
-		}
 		text := strings.TrimSpace(v.Text)
-		if found[v.Path] || found[text] {
+		if decided(hits, v.Path, text) {
 			continue
+		}
+		if device == "" {
+			device = f.DeviceName()
 		}
 		if s, again := r.sight(device, text, f); again {
 			why := "an identifier's shape, sent unchanged by this device in " + plural(s.requests-1, "earlier request") + " (first " + s.source + ")"
@@ -109,10 +103,21 @@ func (r *recurrence) comeBack(f *flow.Flow, vals []decode.Value, hits []pii.Hit)
 				why += " and to " + plural(len(s.sites), "destination") + ": " + strings.Join(s.sites, ", ")
 			}
 			hits = append(hits, pii.Hit{Kind: pii.InstallID, Value: text, Path: v.Path, Method: flow.MethodRecurrence, Confidence: 0.6, Why: why})
-			found[text] = true
 		}
 	}
 	return hits
+}
+
+// decided reports whether a hit already says what the value at path is (a
+// known value found in a form of it counts), or found the same value.
+func decided(hits []pii.Hit, path, value string) bool {
+	for i := range hits {
+		h := &hits[i]
+		if h.Value == value || h.Path == path || strings.HasPrefix(h.Path, path) && strings.HasPrefix(h.Path[len(path):], " › as ") {
+			return true
+		}
+	}
+	return false
 }
 
 // sight records that device sent value in f; again reports that an earlier
@@ -156,7 +161,7 @@ func candidate(v *decode.Value) bool {
 	if strings.HasPrefix(v.Path, "path[") || strings.HasPrefix(v.Path, "header:Authorization") || strings.HasPrefix(v.Path, "header:User-Agent") {
 		return false
 	}
-	return pii.IdentifierShaped(t) && !pii.EphemeralField(v.Parent, v.Key)
+	return !pii.EphemeralField(v.Parent, v.Key) && pii.IdentifierShaped(t)
 }
 
 func plural(n int, word string) string {

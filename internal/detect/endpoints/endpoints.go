@@ -68,14 +68,11 @@ type Field struct {
 	OnlyIf    any       `json:"only_if"`
 	notIf     func(string) bool
 	onlyIf    func(string) bool
-	endpoint  *Endpoint
+	why       string
 }
 
 // Why says in words where the knowledge of the field comes from.
-func (f *Field) Why() string {
-	e := f.endpoint
-	return fmt.Sprintf("the endpoint table (%s: %s, %s) says %s.%s carries %s (%s)", e.source, e.Tracker, e.Name, f.Context, f.Path, f.Property, f.Reasoning)
-}
+func (f *Field) Why() string { return f.why }
 
 // Accepts reports whether v is an instance of the field's data, not one of
 // the placeholders the table names.
@@ -137,7 +134,8 @@ func (t *Table) Load(b []byte, name string) error {
 		aliases, vars := renames(ep.Decoding)
 		for j := range ep.Fields {
 			fd := &ep.Fields[j]
-			fd.endpoint = ep
+			// said once here: findings carry it, and there are many more of them
+			fd.why = fmt.Sprintf("the endpoint table (%s: %s, %s) says %s.%s carries %s (%s)", source, ep.Tracker, ep.Name, fd.Context, fd.Path, fd.Property, fd.Reasoning)
 			fd.notIf, fd.onlyIf = filter(fd.NotIf), filter(fd.OnlyIf)
 			if fd.Path == "$" || strings.ContainsAny(fd.Path, "[]?@()") {
 				continue // a whole part, or a filter expression: not a field
