@@ -180,6 +180,9 @@ func (e *Engine) findings(f *flow.Flow, wk *worker) []decode.Value {
 	// on the flow as context only, so that a rule on kind:opaque_payload
 	// still matches; nothing reports it as data.
 	for _, o := range res.Opaque {
+		if strings.HasPrefix(o.Path, "header:") {
+			continue // a token or a key in a header is a credential, not a payload sent
+		}
 		f.Findings = append(f.Findings, flow.Finding{Kind: OpaquePayload, Value: fmt.Sprintf("%d bytes, %.1f bits/byte", o.Size, o.Entropy),
 			Path: o.Path, Method: flow.MethodInference, Confidence: 0.6, Context: true})
 	}

@@ -70,7 +70,7 @@ func pathID(prev, seg string) (flow.Kind, bool) {
 var headerTokens = map[string]flow.Kind{"device-model": DeviceModel, "device-name": DeviceModel, "device-brand": Manufacturer,
 	"fire-android": OSVersion}
 
-func (d *Detector) tokenHeader(v decode.Value, text string, hit func(kind flow.Kind, value, path string, method flow.Method, conf float64)) bool {
+func (d *Detector) tokenHeader(v decode.Value, text string, add func(Hit)) bool {
 	if !strings.HasPrefix(v.Path, "header:") || !strings.Contains(text, "device-") {
 		return false
 	}
@@ -78,7 +78,8 @@ func (d *Detector) tokenHeader(v decode.Value, text string, hit func(kind flow.K
 	for _, tok := range strings.Fields(text) {
 		name, val, ok := strings.Cut(tok, "/")
 		if kind := headerTokens[name]; ok && kind != "" && val != "" {
-			hit(kind, val, v.Path, flow.MethodPattern, 0.85)
+			add(Hit{Kind: kind, Value: val, Path: v.Path, Method: flow.MethodPattern, Confidence: 0.85,
+				Why: "the " + name + " token of a header written as Firebase's heartbeat (x-firebase-client) writes its tokens"})
 			found = true
 		}
 	}

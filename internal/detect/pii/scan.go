@@ -70,6 +70,9 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 	hit := func(kind flow.Kind, value, path string, method flow.Method, conf float64) {
 		hits = append(hits, Hit{Kind: kind, Value: value, Path: path, Method: method, Confidence: conf})
 	}
+	because := func(kind flow.Kind, value, path string, method flow.Method, conf float64, why string) {
+		hits = append(hits, Hit{Kind: kind, Value: value, Path: path, Method: method, Confidence: conf, Why: why})
+	}
 	var apps []decode.Value // values under an app-list key, joined into one finding
 	var lat, lng, sw, sh *decode.Value
 	var pkgs map[string][]decode.Value // package names by the field (or array) that holds them
@@ -146,28 +149,28 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 		}
 		if strings.HasPrefix(v.Path, "path[") {
 			if kind, ok := pathID(prevSeg, text); ok {
-				hit(kind, text, v.Path, flow.MethodInference, 0.75)
+				because(kind, text, v.Path, flow.MethodInference, 0.75, "an ID after the REST collection /"+prevSeg+"/ in the URL's path")
 			}
 			prevSeg = text
 			continue
 		}
 		switch {
 		case lanName(v):
-			hit(DeviceModel, text, v.Path, flow.MethodKey, 0.8)
+			because(DeviceModel, text, v.Path, flow.MethodKey, 0.8, "the name the device announces to the local network")
 			if owner, ok := ownerOf(text); ok {
-				hit(PersonName, owner, v.Path, flow.MethodInference, 0.7)
+				because(PersonName, owner, v.Path, flow.MethodInference, 0.7, "the owner's name in the device's name ("+text+")")
 			}
 			continue
 		case wifiFlag(v, text):
-			hit(NetworkType, "wifi", v.Path, flow.MethodKey, 0.8)
+			because(NetworkType, "wifi", v.Path, flow.MethodKey, 0.8, "a flag that says the device is on Wi-Fi")
 			continue
 		case profileName(v, text):
-			hit(PersonName, text, v.Path, flow.MethodKey, 0.8)
+			because(PersonName, text, v.Path, flow.MethodKey, 0.8, "the name in a person's profile object ("+v.Parent+"), a first and a last name")
 			continue
 		case serialKey(v, text):
 			serials = append(serials, v)
 			continue
-		case d.tokenHeader(v, text, hit):
+		case d.tokenHeader(v, text, func(h Hit) { hits = append(hits, h) }):
 			continue
 		}
 		if u, ok := youTubeID(v, text, func() bool {
@@ -176,12 +179,12 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 			}
 			return yt
 		}); ok {
-			hit(VisitedURL, u, v.Path, flow.MethodInference, 0.75)
+			because(VisitedURL, u, v.Path, flow.MethodInference, 0.75, "a YouTube video's ID (11 characters of base64url) in a request that speaks of YouTube: the video watched")
 			continue
 		}
 		if ssids := scanList(text); ssids != nil {
 			for _, s := range ssids {
-				hit(WifiSSID, s, v.Path, flow.MethodPattern, 0.8)
+				because(WifiSSID, s, v.Path, flow.MethodPattern, 0.8, "a network's name beside its BSSID in a Wi-Fi scan list")
 			}
 		}
 		if packageList(text) { // several apps in one field, whatever it is called
