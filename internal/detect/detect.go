@@ -129,6 +129,7 @@ func (e *Engine) findings(f *flow.Flow, wk *worker) []decode.Value {
 	}
 	hits := wk.hits
 
+	onBehalf(f, hits)
 	// The app: the header Android's WebView sets, else the app an SDK names
 	// as its host, else the one a system service reports for.
 	f.App = r.Headers.Get("X-Requested-With")
@@ -235,6 +236,58 @@ func endpointHits(m endpoints.Match, vals []decode.Value, hits []pii.Hit) []pii.
 		}
 	}
 	return hits
+}
+
+// onBehalf finds the app a system service reports for. A request to the
+// phone maker's own service (its owner is the manufacturer the request
+// names), sent by no app (neither the User-Agent nor X-Requested-With names
+// one), that describes an app in an object of its own ("appInfo":
+// {"packageName": ...}) is the system's, about that app: the app it reports
+// for is sender_app, not the flow's host app. An SDK inside an app names
+// its host app too, but its request is sent to the SDK's owner, or by the app.
+func onBehalf(f *flow.Flow, hits []pii.Hit) {
+	owner := f.Dest.Owner
+	if owner == "" || f.Request.Headers.Get("X-Requested-With") != "" {
+		return
+	}
+	maker := false
+	for i := range hits {
+		h := &hits[i]
+		if h.Kind == pii.SenderApp && strings.HasPrefix(h.Path, "header:User-Agent") {
+			return // the User-Agent names the sending app
+		}
+		maker = maker || h.Kind == pii.Manufacturer && strings.EqualFold(h.Value, owner)
+	}
+	if !maker {
+		return
+	}
+	for i := range hits {
+		h := &hits[i]
+		if h.Kind == pii.HostApp && strings.Contains(strings.ToLower(parentOf(h.Path)), "app") {
+			h.Kind, h.Why = pii.SenderApp, "an app described in its own object of a request the phone maker's system sends to its own service: the app it reports for"
+		}
+	}
+}
+
+// parentOf is the name of the object around a decoded value's field:
+// "appInfo" of "body › json:appInfo.packageName".
+func parentOf(path string) string {
+	if i := strings.LastIndex(path, " › "); i >= 0 {
+		path = path[i+len(" › "):]
+	}
+	_, keys, ok := strings.Cut(path, ":")
+	if !ok {
+		return ""
+	}
+	i := strings.LastIndexByte(keys, '.')
+	if i < 0 {
+		return ""
+	}
+	keys = keys[:i]
+	if j := strings.LastIndexAny(keys, ".]"); j >= 0 {
+		keys = keys[j+1:]
+	}
+	return keys
 }
 
 // hitAt reports whether a hit sits at path: a handful of hits per request,

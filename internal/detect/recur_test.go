@@ -93,3 +93,24 @@ func TestLANAnnouncement(t *testing.T) {
 		}
 	}
 }
+
+// TestOnBehalf: the app a phone maker's system service reports for is the
+// sender_app; an app an SDK names as its host is the flow's app.
+func TestOnBehalf(t *testing.T) {
+	e := New(trackers.Builtin(), pii.New(""), decode.Limits{})
+	ua := flow.Header{Name: "User-Agent", Value: "Dalvik/2.1.0 (Linux; U; Android 13; 23049PCD8G Build/TKQ1)"}
+	body := `clientInfo={"deviceInfo":{"make":"xiaomi","model":"23049PCD8G","oaid":"9e1f0c3b7a2d4e5f"},"appInfo":{"packageName":"com.example.notes","version":"2.1"}}`
+	sys := &flow.Flow{Host: "api.ad.intl.xiaomi.com", Request: &flow.Request{Method: "POST", URL: "http://api.ad.intl.xiaomi.com/getSplashScreenAds",
+		Headers: flow.Headers{ua, {Name: "Content-Type", Value: "application/x-www-form-urlencoded"}}, Body: flow.Body{Data: []byte(body)}}}
+	e.Inspect(sys)
+	if got := fmt.Sprint(findingsOf(sys, 0)); !strings.Contains(got, "sender_app=com.example.notes") {
+		t.Errorf("system service: %s", got)
+	}
+	// the same description sent to an SDK's owner is the SDK's host app
+	sdk := &flow.Flow{Host: "app.adjust.com", Request: &flow.Request{Method: "POST", URL: "https://app.adjust.com/session",
+		Headers: flow.Headers{ua, {Name: "Content-Type", Value: "application/x-www-form-urlencoded"}}, Body: flow.Body{Data: []byte(body)}}}
+	e.Inspect(sdk)
+	if got := fmt.Sprint(findingsOf(sdk, 0)); strings.Contains(got, "sender_app") || sdk.App != "com.example.notes" {
+		t.Errorf("SDK: %s, app %q", got, sdk.App)
+	}
+}
