@@ -154,10 +154,18 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 		popts.Sinks = append(popts.Sinks, func(f *flow.Flow) error { nextID++; f.ID = nextID; return nil })
 	}
 	popts.Sinks = append(popts.Sinks, addEvidence)
+	var jw *report.JSONWriter
+	var earlier laterFindings
 	switch {
 	case o.format == "json":
-		jw := report.NewJSONWriter(out)
+		jw = report.NewJSONWriter(out)
 		popts.Sinks = append(popts.Sinks, jw.Flow, jw.Findings)
+		if engine != nil {
+			// a value that comes back is an identifier in its first request
+			// too: those findings are written once the capture is read
+			engine.Earlier = earlier.add
+			popts.Sinks = append(popts.Sinks, earlier.ids.add)
+		}
 	case o.flows && len(sourceNames(o, files)) > 1:
 		// several files: their flows are listed in time order across them
 		popts.Sinks = append(popts.Sinks, lines.add)
@@ -217,6 +225,9 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 	if err := pl.Close(); err != nil {
 		return err
 	}
+	if err := earlier.write(jw); err != nil {
+		return err
+	}
 	if err := lines.write(out); err != nil {
 		return err
 	}
@@ -242,6 +253,65 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 	}
 	return nil
 }
+
+// laterFindings are findings of flows that only a later flow revealed (the
+// first request of a value that came back), kept to be written at the end,
+// with the IDs of the last flows to name their flows by.
+type laterFindings struct {
+	heads []*flow.Flow
+	ids   idRing
+}
+
+func (l *laterFindings) add(first *flow.Flow, x flow.Finding) {
+	h := *first
+	h.Findings = []flow.Finding{x}
+	l.heads = append(l.heads, &h)
+}
+
+// write writes the findings as JSON lines of their flows; a flow too far back
+// to be named by its ID is left out.
+func (l *laterFindings) write(jw *report.JSONWriter) error {
+	if jw == nil {
+		return nil
+	}
+	for _, h := range l.heads {
+		if h.ID = l.ids.get(h.Source, h.Seq); h.ID != 0 {
+			if err := jw.Findings(h); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// idRing remembers the IDs of the last idRingSize flows by source and sequence.
+type idRing struct {
+	keys []idKey
+	ids  map[idKey]int64
+	next int
+}
+
+type idKey struct {
+	source string
+	seq    int
+}
+
+const idRingSize = 1 << 16
+
+func (r *idRing) add(f *flow.Flow) error {
+	if r.ids == nil {
+		r.ids, r.keys = map[idKey]int64{}, make([]idKey, idRingSize)
+	}
+	k := idKey{f.Source, f.Seq}
+	if old := r.keys[r.next]; old != (idKey{}) {
+		delete(r.ids, old)
+	}
+	r.keys[r.next], r.ids[k] = k, f.ID
+	r.next = (r.next + 1) % idRingSize
+	return nil
+}
+
+func (r *idRing) get(source string, seq int) int64 { return r.ids[idKey{source, seq}] }
 
 // handoff carries flows from the reader's goroutine to the analysis, in
 // batches, bounded in bytes: at most handoffBatches batches of about

@@ -46,6 +46,13 @@ type findingKey struct {
 
 // Engine inspects flows.
 type Engine struct {
+	// Earlier, if set before the first flow, is told of a finding of an
+	// earlier flow that only a later one revealed: the first request of a
+	// value that came back (first is a copy without bodies, with the
+	// earlier flow's Source and Seq). It is called on the goroutine that
+	// inspects the later flow.
+	Earlier func(first *flow.Flow, x flow.Finding)
+
 	kb      *trackers.KB
 	ep      *endpoints.Table // nil: no endpoint knowledge
 	pii     *pii.Detector
@@ -149,7 +156,7 @@ func (e *Engine) findings(f *flow.Flow, wk *worker) []decode.Value {
 			break
 		}
 	}
-	hits = e.seen.comeBack(f, res.Values, hits)
+	hits = e.seen.comeBack(f, res.Values, hits, e.Earlier)
 	wk.hits = hits
 	// What a device announces to the whole local network is not a tracker's
 	// fingerprint: its name and model are told to everyone there.

@@ -114,3 +114,20 @@ func TestOnBehalf(t *testing.T) {
 		t.Errorf("SDK: %s, app %q", got, sdk.App)
 	}
 }
+
+// TestEarlierSighting: once a value comes back, the first request that
+// carried it is named, so that a stored session can add its finding.
+func TestEarlierSighting(t *testing.T) {
+	e := New(trackers.Builtin(), pii.New(""), decode.Limits{})
+	var told []string
+	e.Earlier = func(first *flow.Flow, x flow.Finding) {
+		told = append(told, fmt.Sprintf("%s#%d %s %s=%s @ %s", first.Source, first.Seq, first.Request.URL, x.Kind, x.Value, x.Path))
+	}
+	const id = "q8Zr2LmX0pVbT7nC4kWd"
+	for i := 1; i <= 3; i++ {
+		e.Inspect(formFlow(i, "10.0.0.7", "https://sdk.example/v1/e", "u="+id))
+	}
+	if got := fmt.Sprint(told); got != "[test#1 https://sdk.example/v1/e install_id="+id+" @ body › form:u]" {
+		t.Errorf("told %s", got)
+	}
+}
