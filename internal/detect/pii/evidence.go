@@ -219,7 +219,14 @@ var ephemeralWords = []string{"session", "trace", "span", "insert", "nonce", "re
 	"item", "article", "content", "post", "video", "match", "offer", "sku", "page", "view", "experiment", "variant",
 	"layout", "config", "sdk", "correlation", "upload", "file", "job", "task", "call", "visit"}
 
+// Short names that stand for a per-request or per-session value: a
+// session, request or event ID ("sid", "rid", "eid").
+var ephemeralNames = set("sid rid eid reqid")
+
 func ephemeralKey(norm string) bool {
+	if ephemeralNames[norm] {
+		return true
+	}
 	for _, w := range ephemeralWords {
 		if strings.Contains(norm, w) {
 			return true
@@ -370,5 +377,5 @@ func IdentifierShaped(v string) bool {
 func EphemeralField(parent, key string) bool {
 	var buf [96]byte
 	n := string(appendNorm(appendNorm(buf[:0], parent), key))
-	return ephemeralKey(n) || strings.Contains(n, "cert") || strings.Contains(n, "ip")
+	return ephemeralKey(n) || ephemeralNames[normKey(key)] || strings.Contains(n, "cert") || strings.Contains(n, "ip")
 }

@@ -324,9 +324,9 @@ func keyTable() map[string]rule {
 	add(rule{ICCID, validICCID, 0.9}, "iccid", "simserial", "simserialnumber")
 	add(rule{SerialNumber, validID, 0.8}, "serial", "serialno", "serialnumber", "buildserial", "devicesn")
 	add(rule{AndroidID, validAndroidID, 0.95}, "androidid", "ssaid", "androididmd5", "androididsha1", "aid")
-	add(rule{AdvertisingID, validAdID, 0.95}, "gaid", "adid", "advertisingid", "idfa", "rdid", "oaid", "aaid", "gpsadid", "googleadid", "adidmd5", "gaidmd5", "idfamd5", "advertiserid", "googleaid", "googleadvertisingid", "advertisingidentifier")
+	add(rule{AdvertisingID, validAdID, 0.95}, "gaid", "adid", "advertisingid", "idfa", "rdid", "oaid", "aaid", "gpsadid", "googleadid", "adidmd5", "gaidmd5", "idfamd5", "advertiserid", "googleaid", "googleadvertisingid", "advertisingidentifier", "advertisingtrackingid", "advid", "googleadid")
 	add(rule{MACAddress, validMAC, 0.9}, "mac", "macaddress", "wifimac", "macaddr", "macmd5", "devicemac", "btmac", "bluetoothmac")
-	add(rule{InstallID, validID, 0.8}, "installid", "instanceid", "installationid", "appinstanceid", "iid", "firebaseinstanceid", "fid", "installuuid", "anonid", "anonymousid", "distinctid", "clientid", "cid", "vid", "visitorid", "androiduuid", "iosuuid", "persistentiosuuid", "webuuid", "randomizedbundletoken", "pushtoken", "fcmtoken", "registrationid", "devicetoken", "apnstoken", "afid", "appsflyerid")
+	add(rule{InstallID, validID, 0.8}, "installid", "instanceid", "installationid", "appinstanceid", "iid", "firebaseinstanceid", "fid", "installuuid", "anonid", "anonymousid", "distinctid", "clientid", "cid", "vid", "visitorid", "androiduuid", "iosuuid", "persistentiosuuid", "webuuid", "randomizedbundletoken", "pushtoken", "fcmtoken", "registrationid", "devicetoken", "apnstoken", "afid", "appsflyerid", "appsetid", "androidappsetid")
 	add(rule{DeviceID, validID, 0.8}, "deviceid", "did", "udid", "deviceuuid", "devid", "uniqueid", "hardwareid", "xiaomiid", "hwid", "randomizeddevicetoken")
 	add(rule{PhoneNumber, nil, 0.9}, "phone", "phonenumber", "phoneno", "mobile", "mobileno", "msisdn", "tel", "telephone", "number", "callee", "caller", "udph")
 	// Facebook's advanced matching (ud[em], ud[ph], ...) and the Conversions

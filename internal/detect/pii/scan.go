@@ -423,7 +423,7 @@ func (d *Detector) valueEvidence(v decode.Value, text string, hit func(kind flow
 	switch {
 	case n == 16 && hex16(text):
 		var buf [96]byte
-		if !ephemeralKey(string(appendNorm(appendNorm(buf[:0], v.Parent), v.Key))) {
+		if !ephemeralKey(string(appendNorm(appendNorm(buf[:0], v.Parent), v.Key))) && !ephemeralNames[normKey(v.Key)] {
 			hit(AndroidID, text, v.Path, flow.MethodPattern, 0.6)
 		}
 	case n == 36 && text[8] == '-' && reUUID.MatchString(text) && strings.Trim(text, "0-") != "":
@@ -431,7 +431,7 @@ func (d *Detector) valueEvidence(v decode.Value, text string, hit func(kind flow
 		// install ID (both are device IDs to the reader), unless the name
 		// says per request; recurrence confirms it (Recurrent).
 		var buf [96]byte
-		if !ephemeralKey(string(appendNorm(appendNorm(buf[:0], v.Parent), v.Key))) {
+		if !ephemeralKey(string(appendNorm(appendNorm(buf[:0], v.Parent), v.Key))) && !ephemeralNames[normKey(v.Key)] {
 			hit(DeviceID, text, v.Path, flow.MethodPattern, 0.5)
 		}
 	case n > 40 && fcmToken(text):
