@@ -172,22 +172,22 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 	case o.flows:
 		popts.Sinks = append(popts.Sinks, func(f *flow.Flow) error { return report.FlowLine(out, f) })
 	}
-	// Reading and analysis run on two goroutines, so that a capture is read
-	// on one core while the flows read before are decoded, detected and
-	// reported on the other. The flows go over in order, so what is learned
-	// across them is what one goroutine would learn; the reader keeps none
-	// of their buffers (not Transient), as the analysis holds them later.
+	// With detection, reading and analysis run on two goroutines, so that a
+	// capture is read on one core while the flows read before are decoded,
+	// detected and reported on the other. The flows go over in order, so
+	// what is learned across them is what one goroutine would learn; the
+	// reader keeps none of their buffers (not Transient), as the analysis
+	// holds them later.
 	pl := pipeline.New(popts)
 	var failed []readFailure
 	sources, flows := 0, 0
-	opts := capture.Options{MaxBody: o.maxBody}
-	ho := newHandoff()
-	go func() {
-		defer ho.close()
+	// readAll reads every capture, handing its flows to emit; stop says
+	// when to give up after a file.
+	readAll := func(opts capture.Options, emit func(*flow.Flow), stop func() bool) {
 		if o.example {
 			for _, ex := range example.Files() {
 				sources++
-				res, err := capture.Read(bytes.NewReader(ex.Data), ex.Name, opts, ho.put)
+				res, err := capture.Read(bytes.NewReader(ex.Data), ex.Name, opts, emit)
 				flows += res.Flows
 				if err != nil {
 					failed = append(failed, readFailure{err, res.Flows})
@@ -195,13 +195,13 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 			}
 		}
 		for _, path := range files {
-			if ho.stopped() {
+			if stop() {
 				break
 			}
 			sources++
 			p := newProgress(stderr, path, o.noProgress)
 			opts.Progress = p.update
-			res, err := capture.ReadFile(path, opts, ho.put)
+			res, err := capture.ReadFile(path, opts, emit)
 			p.finish()
 			flows += res.Flows
 			if err != nil {
@@ -211,15 +211,27 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 				fmt.Fprintf(stderr, "%s: %s\n", path, res.Pcap)
 			}
 		}
-	}()
-	for batch := range ho.batches {
-		for _, f := range batch {
-			if pl.Err() == nil {
-				pl.Done(f)
+	}
+	if o.noDetect {
+		// Listing who talked to whom costs less than reading: one goroutine,
+		// and every stage is done with a flow's bytes when it returns (the
+		// store's driver copies what it binds), so readers reuse their buffers.
+		readAll(capture.Options{MaxBody: o.maxBody, Transient: true}, pl.Done, func() bool { return pl.Err() != nil })
+	} else {
+		ho := newHandoff()
+		go func() {
+			defer ho.close()
+			readAll(capture.Options{MaxBody: o.maxBody}, ho.put, ho.stopped)
+		}()
+		for batch := range ho.batches {
+			for _, f := range batch {
+				if pl.Err() == nil {
+					pl.Done(f)
+				}
 			}
-		}
-		if pl.Err() != nil {
-			ho.stop() // a sink failed: the reader stops at the end of its file
+			if pl.Err() != nil {
+				ho.stop() // a sink failed: the reader stops at the end of its file
+			}
 		}
 	}
 	if err := pl.Close(); err != nil {
