@@ -192,7 +192,7 @@ func candidate(v *decode.Value) bool {
 	if strings.HasPrefix(v.Path, "path[") || strings.HasPrefix(v.Path, "header:Authorization") || strings.HasPrefix(v.Path, "header:User-Agent") {
 		return false
 	}
-	return !pii.EphemeralField(v.Parent, v.Key) && pii.IdentifierShaped(t)
+	return pii.IdentifierShaped(t) && !pii.EphemeralField(v.Parent, v.Key) // the cheap test first
 }
 
 func plural(n int, word string) string {

@@ -16,10 +16,23 @@ import (
 // update of Mixpanel-style APIs), an account, a customer.
 var personObjects = set("set user userinfo userprofile profile person customer account owner me member identity traits")
 
+var (
+	nameKeys   = set("name")
+	videoKeys  = set("videoid youtubeid ytid youtubevideoid ytvideoid vid")
+	serialKeys = set("sn sno serialno")
+)
+
+// keyIn reports whether a field's name, normalised, is in a set, without
+// allocating: these tests run on every value of every request.
+func keyIn(k string, names map[string]bool) bool {
+	var b [48]byte
+	return len(k) <= len(b) && names[string(appendNorm(b[:0], k))]
+}
+
 // profileName reports whether a "name" field sits in a person's object and
 // reads as a first and a last name.
 func profileName(v decode.Value, text string) bool {
-	if normKey(v.Key) != "name" || v.Parent == "" || !personObjects[normKey(v.Parent)] {
+	if v.Parent == "" || !keyIn(v.Key, nameKeys) || !keyIn(v.Parent, personObjects) {
 		return false
 	}
 	return validName(text, v.Numeric) && strings.Count(strings.TrimSpace(text), " ") >= 1
@@ -28,15 +41,10 @@ func profileName(v decode.Value, text string) bool {
 // wifiFlag reports whether a boolean says the device is on Wi-Fi: "$wifi":
 // true, "isWifi": true (Mixpanel, Segment's context.network.wifi).
 func wifiFlag(v decode.Value, text string) bool {
-	if text != "true" {
-		return false
-	}
-	switch normKey(v.Key) {
-	case "wifi", "iswifi", "onwifi", "wificonnected", "usingwifi":
-		return true
-	}
-	return false
+	return text == "true" && keyIn(v.Key, wifiKeys)
 }
+
+var wifiKeys = set("wifi iswifi onwifi wificonnected usingwifi")
 
 // Collections of REST paths whose next segment is the ID of one of them:
 // "/installations/{FID}", "/players/{id}", "/devices/{id}", "/users/{id}".
@@ -90,12 +98,7 @@ func (d *Detector) tokenHeader(v decode.Value, text string, add func(Hit)) bool 
 // characters of base64url) in a request that speaks of YouTube: the video
 // watched, as its address.
 func youTubeID(v decode.Value, text string, mentions func() bool) (string, bool) {
-	switch normKey(v.Key) {
-	case "videoid", "youtubeid", "ytid", "youtubevideoid", "ytvideoid", "vid":
-	default:
-		return "", false
-	}
-	if len(text) != 11 {
+	if len(text) != 11 || !keyIn(v.Key, videoKeys) {
 		return "", false
 	}
 	for i := 0; i < len(text); i++ {
@@ -166,12 +169,7 @@ func serialBeside(cands []decode.Value, hits []Hit) []Hit {
 
 // serialKey: names that mean a serial number only beside hardware IDs.
 func serialKey(v decode.Value, text string) bool {
-	switch normKey(v.Key) {
-	case "sn", "sno", "serialno":
-	default:
-		return false
-	}
-	return len(text) >= 6 && len(text) <= 20 && idChars(text) && !timestamp(text) && !repeated(text)
+	return len(text) >= 6 && len(text) <= 20 && len(v.Key) <= 9 && keyIn(v.Key, serialKeys) && idChars(text) && !timestamp(text) && !repeated(text)
 }
 
 // Fields of a LAN announcement (package pcap) that name the device: the
@@ -180,7 +178,7 @@ var lanNameKeys = set("mdnsinstance mdnshostname llmnrhostname netbiosname ssdpx
 
 // lanName reports whether a value is a device's name in a LAN announcement.
 func lanName(v decode.Value) bool {
-	return strings.HasPrefix(v.Path, "header:") && lanNameKeys[normKey(v.Key)]
+	return strings.HasPrefix(v.Path, "header:") && keyIn(v.Key, lanNameKeys)
 }
 
 // Device names that say whose device it is: "Arjun's iPhone", "Arjuns-iPhone",

@@ -375,7 +375,7 @@ func IdentifierShaped(v string) bool {
 // says its value is made per request, names content, or is the app's or the
 // SDK's own key or certificate: never the device's identifier.
 func EphemeralField(parent, key string) bool {
-	var buf [96]byte
+	var buf, kb [96]byte
 	n := string(appendNorm(appendNorm(buf[:0], parent), key))
-	return ephemeralKey(n) || ephemeralNames[normKey(key)] || strings.Contains(n, "cert") || strings.Contains(n, "ip")
+	return ephemeralKey(n) || ephemeralNames[string(appendNorm(kb[:0], key))] || strings.Contains(n, "cert") || strings.Contains(n, "ip")
 }

@@ -30,6 +30,7 @@ type Detector struct {
 	// Known, if set, holds the person's own values to find in every form.
 	Known *Known
 	names map[string]*keyInfo // every normalised field name the detector acts on
+	keys  keyCache            // what each field name seen so far means
 }
 
 // keyInfo is everything the detector knows of one field name, found with one lookup.

@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/nyaruka/phonenumbers"
 
@@ -423,7 +424,7 @@ func (d *Detector) valueEvidence(v decode.Value, text string, hit func(kind flow
 	switch {
 	case n == 16 && hex16(text):
 		var buf [96]byte
-		if !ephemeralKey(string(appendNorm(appendNorm(buf[:0], v.Parent), v.Key))) && !ephemeralNames[normKey(v.Key)] {
+		if !ephemeralKey(string(appendNorm(appendNorm(buf[:0], v.Parent), v.Key))) && !ephemeralName(v.Key) {
 			hit(AndroidID, text, v.Path, flow.MethodPattern, 0.6)
 		}
 	case n == 36 && text[8] == '-' && reUUID.MatchString(text) && strings.Trim(text, "0-") != "":
@@ -431,7 +432,7 @@ func (d *Detector) valueEvidence(v decode.Value, text string, hit func(kind flow
 		// install ID (both are device IDs to the reader), unless the name
 		// says per request; recurrence confirms it (Recurrent).
 		var buf [96]byte
-		if !ephemeralKey(string(appendNorm(appendNorm(buf[:0], v.Parent), v.Key))) && !ephemeralNames[normKey(v.Key)] {
+		if !ephemeralKey(string(appendNorm(appendNorm(buf[:0], v.Parent), v.Key))) && !ephemeralName(v.Key) {
 			hit(DeviceID, text, v.Path, flow.MethodPattern, 0.5)
 		}
 	case n > 40 && fcmToken(text):
@@ -452,6 +453,12 @@ func (d *Detector) valueEvidence(v decode.Value, text string, hit func(kind flow
 	case (n == 5 || n == 6) && mccMNC(text) && carrierKey(v):
 		hit(Carrier, text, v.Path, flow.MethodPattern, 0.6)
 	}
+}
+
+// ephemeralName reports whether a field's own name is a short per-request one.
+func ephemeralName(key string) bool {
+	var b [16]byte
+	return len(key) <= len(b) && ephemeralNames[string(appendNorm(b[:0], key))]
 }
 
 // screenText reports whether "1080x2400" (or "2400*1080") has screen-like sides.
@@ -479,7 +486,42 @@ func carrierKey(v decode.Value) bool {
 // effectiveKey finds what the detector knows of a value's field, named with the
 // JSON object around it first: "os.version" is an OS version where "version"
 // alone means nothing. It does not allocate; nil means an unknown field.
+//
+// What it found is remembered per field name: trackers send the same fields
+// in every request, and working a name out takes a score of map lookups.
 func (d *Detector) effectiveKey(v decode.Value) *keyInfo {
+	var kb [128]byte
+	if len(v.Parent)+len(v.Key)+1 > len(kb) {
+		return d.resolveKey(v)
+	}
+	k := append(append(append(kb[:0], v.Parent...), 0), v.Key...)
+	d.keys.mu.RLock()
+	ki, ok := d.keys.m[string(k)]
+	d.keys.mu.RUnlock()
+	if ok {
+		return ki
+	}
+	ki = d.resolveKey(v)
+	d.keys.mu.Lock()
+	if d.keys.m == nil || len(d.keys.m) >= maxKeys {
+		d.keys.m = map[string]*keyInfo{}
+	}
+	d.keys.m[string(k)] = ki
+	d.keys.mu.Unlock()
+	return ki
+}
+
+// maxKeys bounds the field names remembered; past it the detector starts again.
+const maxKeys = 1 << 13
+
+// keyCache is what effectiveKey found, by the object's and the field's names.
+type keyCache struct {
+	mu sync.RWMutex
+	m  map[string]*keyInfo
+}
+
+// resolveKey is effectiveKey without the memory.
+func (d *Detector) resolveKey(v decode.Value) *keyInfo {
 	var buf [96]byte
 	if v.Parent != "" {
 		if ki := d.names[string(appendNorm(appendNorm(buf[:0], v.Parent), v.Key))]; ki != nil {
