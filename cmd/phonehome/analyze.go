@@ -137,6 +137,11 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 		return err
 	}
 	popts := pipeline.Options{Engine: engine, Summary: summary}
+	if engine != nil {
+		// analyze inspects and summarises the flows itself, on two
+		// goroutines (below); the pipeline stores them and feeds the sinks
+		popts.Engine, popts.Summary = nil, nil
+	}
 	if o.db != "" {
 		name := o.session
 		if name == "" {
@@ -223,11 +228,34 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 			defer ho.close()
 			readAll(capture.Options{MaxBody: o.maxBody}, ho.put, ho.stopped)
 		}()
-		for batch := range ho.batches {
-			for _, f := range batch {
-				if pl.Err() == nil {
-					pl.Done(f)
+		// Decoding and the recognisers depend on no other flow: they run on
+		// their own goroutine, a few flows ahead (each holds a decoder until
+		// it is finished); what depends on the flows before (values that
+		// come back, the summary) and the sinks run here, in order.
+		prepared := make(chan []*detect.Prepared, preparedBatches)
+		go func() {
+			defer close(prepared)
+			for batch := range ho.batches {
+				for len(batch) > 0 {
+					n := min(len(batch), preparedFlows)
+					ps := make([]*detect.Prepared, n)
+					for i, f := range batch[:n] {
+						ps[i] = engine.Prepare(f)
+					}
+					prepared <- ps
+					batch = batch[n:]
 				}
+			}
+		}()
+		for ps := range prepared {
+			for _, p := range ps {
+				if pl.Err() != nil {
+					engine.Finish(p, nil) // gives its decoder back
+					continue
+				}
+				engine.Finish(p, summary.AddDecoded)
+				p.Flow().Inspected = true
+				pl.Done(p.Flow())
 			}
 			if pl.Err() != nil {
 				ho.stop() // a sink failed: the reader stops at the end of its file
@@ -334,6 +362,12 @@ type handoff struct {
 	size    int
 	halt    atomic.Bool
 }
+
+// Flows prepared for detection ahead of the analysis: each holds a decoder.
+const (
+	preparedBatches = 4
+	preparedFlows   = 16
+)
 
 const (
 	handoffBatches = 8

@@ -37,6 +37,10 @@ type worker struct {
 	dec  decode.Decoder
 	hits []pii.Hit
 	seen map[findingKey]struct{}
+	// between Prepare and Finish: what the request decoded into, and whether
+	// anything identifying was found in it
+	res         decode.Result
+	identifying bool
 }
 
 type findingKey struct {
@@ -72,15 +76,7 @@ func New(kb *trackers.KB, d *pii.Detector, lim decode.Limits) *Engine {
 }
 
 // Inspect attaches destination, app and findings to f.
-func (e *Engine) Inspect(f *flow.Flow) {
-	e.destination(f)
-	if f.Request == nil {
-		return
-	}
-	wk := e.worker()
-	defer e.workers.Put(wk)
-	e.findings(f, wk)
-}
+func (e *Engine) Inspect(f *flow.Flow) { e.Finish(e.Prepare(f), nil) }
 
 // InspectWith is Inspect that also hands the decoded request to use, on the
 // caller's goroutine, once, after f's destination, app and findings are set:
@@ -89,18 +85,50 @@ func (e *Engine) Inspect(f *flow.Flow) {
 // use may keep the strings in it, never the slice, and changes nothing in it.
 // A nil use is Inspect.
 func (e *Engine) InspectWith(f *flow.Flow, use func(f *flow.Flow, vals []decode.Value)) {
+	e.Finish(e.Prepare(f), use)
+}
+
+// Prepared is a flow decoded and searched, waiting for the part of detection
+// that depends on the flows before it: what came back, what changed.
+type Prepared struct {
+	f  *flow.Flow
+	wk *worker // nil when f has no request
+}
+
+// Flow is the flow being inspected.
+func (p *Prepared) Flow() *flow.Flow { return p.f }
+
+// Prepare is the first part of Inspect: destination, decoding, the
+// recognisers and the endpoint table. It depends on no other flow, so several
+// goroutines may prepare flows at once; each Prepared holds a decoder until
+// Finish.
+func (e *Engine) Prepare(f *flow.Flow) *Prepared {
 	e.destination(f)
 	if f.Request == nil {
+		return &Prepared{f: f}
+	}
+	wk := e.worker()
+	e.prepare(f, wk)
+	return &Prepared{f: f, wk: wk}
+}
+
+// Finish is the rest of Inspect, as InspectWith's use is called: evidence
+// across flows, then the findings. Flows must be finished in the order they
+// are to be learned from (the order they were sent), each once.
+func (e *Engine) Finish(p *Prepared, use func(f *flow.Flow, vals []decode.Value)) {
+	if p.wk == nil {
 		if use != nil {
-			use(f, nil)
+			use(p.f, nil)
 		}
 		return
 	}
-	wk := e.worker()
-	defer e.workers.Put(wk) // after use: nobody else has the decoder meanwhile
-	vals := e.findings(f, wk)
+	defer func() { // after use: nobody else has the decoder meanwhile
+		p.wk.res = decode.Result{}
+		e.workers.Put(p.wk)
+	}()
+	vals := e.finish(p.f, p.wk)
 	if use != nil {
-		use(f, vals)
+		use(p.f, vals)
 	}
 }
 
@@ -121,12 +149,12 @@ func (e *Engine) destination(f *flow.Flow) {
 	f.Dest.Site = trackers.Site(host)
 }
 
-// findings decodes f.Request with wk's decoder and attaches the app, the
-// party and the findings. It returns the decoded values, valid until wk's
-// decoder is used again (the findings copy what they keep).
-func (e *Engine) findings(f *flow.Flow, wk *worker) []decode.Value {
+// prepare decodes f.Request with wk's decoder, finds what the values and the
+// endpoint table say, and attaches the app and the party.
+func (e *Engine) prepare(f *flow.Flow, wk *worker) {
 	r := f.Request
 	res := wk.dec.Decode(decode.FromFlow(r), e.limits)
+	wk.res = res
 	for _, l := range res.Limits {
 		f.Note(flow.NoteDecodeLimit, "decode: "+l)
 	}
@@ -156,7 +184,15 @@ func (e *Engine) findings(f *flow.Flow, wk *worker) []decode.Value {
 			break
 		}
 	}
-	hits = e.seen.comeBack(f, res.Values, hits, e.Earlier)
+	wk.identifying = identifying
+}
+
+// finish adds the evidence across flows and attaches the findings. It
+// returns the decoded values, valid until wk's decoder is used again (the
+// findings copy what they keep).
+func (e *Engine) finish(f *flow.Flow, wk *worker) []decode.Value {
+	res, identifying := wk.res, wk.identifying
+	hits := e.seen.comeBack(f, res.Values, wk.hits, e.Earlier)
 	wk.hits = hits
 	// What a device announces to the whole local network is not a tracker's
 	// fingerprint: its name and model are told to everyone there.
