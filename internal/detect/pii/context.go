@@ -127,7 +127,9 @@ func mentionsYouTube(vals []decode.Value) bool {
 // BSSID, a signal and an SSID ("50:c7:bf:1a:1b:79,-43,Home|e8:65:...,-68,Cafe"):
 // every name beside a MAC address is a network's name.
 func scanList(text string) []string {
-	if len(text) < 20 || !strings.ContainsAny(text, "|;") && strings.Count(text, ",") < 2 {
+	// a list starts with its first BSSID: the cheap test, as this runs on
+	// every value
+	if len(text) < 20 || text[2] != ':' && text[2] != '-' || !strings.ContainsAny(text, "|;,") {
 		return nil
 	}
 	var ssids []string
