@@ -19,12 +19,13 @@ bytes=$(stat -c %s "$work/bench.pcap")
 echo "$gen" >&2
 
 # timed NAME OUT CMD...: the best wall time of three runs (seconds) and the
-# largest peak RSS (KiB) of CMD, pinned to core 0, its output in OUT.
+# largest peak RSS (KiB) of CMD, pinned to core 0 (to cores 0 and 1 when
+# CORES=0,1), its output in OUT.
 timed() {
   local name=$1 out=$2; shift 2
   local best="" rss=0
   for _ in 1 2 3; do
-    /usr/bin/time -f "%e %M" -o "$work/$name.run" taskset -c 0 "$@" > "$out"
+    /usr/bin/time -f "%e %M" -o "$work/$name.run" taskset -c "${CORES:-0}" "$@" > "$out"
     read -r s kb < "$work/$name.run"
     if [ -z "$best" ] || awk -v a="$s" -v b="$best" 'BEGIN{exit !(a<b)}'; then best=$s; fi
     [ "$kb" -gt "$rss" ] && rss=$kb
@@ -36,6 +37,7 @@ cat "$work/bench.pcap" > /dev/null # same page cache state for both
 timed ph_flows "$work/ph-flows.txt" env GOMAXPROCS=1 "$work/phonehome" analyze --no-progress --no-detect "$work/bench.pcap"
 timed ph_text "$work/ph.txt" env GOMAXPROCS=1 "$work/phonehome" analyze --no-progress "$work/bench.pcap"
 timed ph_json "$work/ph.jsonl" env GOMAXPROCS=1 "$work/phonehome" analyze --no-progress --format json "$work/bench.pcap"
+CORES=0,1 timed ph_two "$work/ph2.txt" env GOMAXPROCS=2 "$work/phonehome" analyze --no-progress "$work/bench.pcap"
 timed tshark "$work/tshark.txt" tshark -r "$work/bench.pcap" -Y http.request -T fields -e http.host -e http.request.uri
 
 ph_found=$(grep '^{"type":"flow"' "$work/ph.jsonl" | grep -c '"method"' || true)
@@ -43,6 +45,7 @@ ts_found=$(wc -l < "$work/tshark.txt")
 read -r pf_s pf_kb < "$work/ph_flows.time"
 read -r ph_s ph_kb < "$work/ph_text.time"
 read -r pj_s pj_kb < "$work/ph_json.time"
+read -r p2_s p2_kb < "$work/ph_two.time"
 read -r ts_s ts_kb < "$work/tshark.time"
 mb=$(awk -v b="$bytes" 'BEGIN{printf "%.0f", b/1e6}')
 rate() { awk -v b="$bytes" -v s="$1" 'BEGIN{printf "%.1f", b/1e6/s}'; }
@@ -52,10 +55,11 @@ echo "| ${mb} MB pcap, one core | time | throughput | peak RSS | HTTP requests f
 echo "|---|---:|---:|---:|---:|"
 echo "| phonehome analyze --no-detect (who talked to whom) | ${pf_s} s | $(rate "$pf_s") MB/s | $((pf_kb / 1024)) MiB | (same reader as below) |"
 echo "| phonehome analyze (table, with detection) | ${ph_s} s | $(rate "$ph_s") MB/s | $((ph_kb / 1024)) MiB | (same reader as below) |"
+echo "| phonehome analyze (table, with detection), two cores | ${p2_s} s | $(rate "$p2_s") MB/s | $((p2_kb / 1024)) MiB | (same reader as below) |"
 echo "| phonehome analyze --format json | ${pj_s} s | $(rate "$pj_s") MB/s | $((pj_kb / 1024)) MiB | $ph_found |"
 echo "| tshark -Y http.request -T fields | ${ts_s} s | $(rate "$ts_s") MB/s | $((ts_kb / 1024)) MiB | $ts_found |"
 echo
-echo "phonehome reads flows at $(ratio "$pf_s" "$ts_s")x tshark's throughput; with detection $(ratio "$ph_s" "$ts_s")x (table) and $(ratio "$pj_s" "$ts_s")x (JSON)."
+echo "phonehome reads flows at $(ratio "$pf_s" "$ts_s")x tshark's throughput; with detection $(ratio "$ph_s" "$ts_s")x (table), $(ratio "$p2_s" "$ts_s")x (table, phonehome on two cores) and $(ratio "$pj_s" "$ts_s")x (JSON)."
 
 if [ "$ph_found" != "$want" ]; then
   echo "FAIL: phonehome found $ph_found of $want HTTP requests" >&2; exit 1

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nyaruka/phonenumbers"
@@ -138,6 +139,11 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 		return err
 	}
 	popts := pipeline.Options{Engine: engine, Summary: summary}
+	if engine != nil {
+		// analyze inspects and summarises the flows itself, on two
+		// goroutines (below); the pipeline stores them and feeds the sinks
+		popts.Engine, popts.Summary = nil, nil
+	}
 	if o.db = dbOrEnv(o.db); o.db != "" {
 		name := o.session
 		if name == "" {
@@ -155,54 +161,113 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 		popts.Sinks = append(popts.Sinks, func(f *flow.Flow) error { nextID++; f.ID = nextID; return nil })
 	}
 	popts.Sinks = append(popts.Sinks, addEvidence)
+	var jw *report.JSONWriter
+	var earlier laterFindings
 	switch {
 	case o.format == "json":
-		jw := report.NewJSONWriter(out)
+		jw = report.NewJSONWriter(out)
 		popts.Sinks = append(popts.Sinks, jw.Flow, jw.Findings)
+		if engine != nil {
+			// a value that comes back is an identifier in its first request
+			// too: those findings are written once the capture is read
+			engine.Earlier = earlier.add
+			popts.Sinks = append(popts.Sinks, earlier.ids.add)
+		}
 	case o.flows && len(sourceNames(o, files)) > 1:
 		// several files: their flows are listed in time order across them
 		popts.Sinks = append(popts.Sinks, lines.add)
 	case o.flows:
 		popts.Sinks = append(popts.Sinks, func(f *flow.Flow) error { return report.FlowLine(out, f) })
 	}
-	// The stages run as each flow is read: a file can wait. Every stage is
-	// done with a flow's bytes when it returns (the store's driver copies
-	// what it binds), so readers may reuse their buffers.
+	// With detection, reading and analysis run on two goroutines, so that a
+	// capture is read on one core while the flows read before are decoded,
+	// detected and reported on the other. The flows go over in order, so
+	// what is learned across them is what one goroutine would learn; the
+	// reader keeps none of their buffers (not Transient), as the analysis
+	// holds them later.
 	pl := pipeline.New(popts)
-	emit := pl.Done
 	var failed []readFailure
 	sources, flows := 0, 0
-	// Every sink here (table, flow lines, JSON, SQLite) is done with a flow's
-	// bytes when it returns: the store's driver copies what it binds.
-	opts := capture.Options{MaxBody: o.maxBody, Transient: true}
-	if o.example {
-		for _, ex := range example.Files() {
+	// readAll reads every capture, handing its flows to emit; stop says
+	// when to give up after a file.
+	readAll := func(opts capture.Options, emit func(*flow.Flow), stop func() bool) {
+		if o.example {
+			for _, ex := range example.Files() {
+				sources++
+				res, err := capture.Read(bytes.NewReader(ex.Data), ex.Name, opts, emit)
+				flows += res.Flows
+				if err != nil {
+					failed = append(failed, readFailure{err, res.Flows})
+				}
+			}
+		}
+		for _, path := range files {
+			if stop() {
+				break
+			}
 			sources++
-			res, err := capture.Read(bytes.NewReader(ex.Data), ex.Name, opts, emit)
+			p := newProgress(stderr, path, o.noProgress)
+			opts.Progress = p.update
+			res, err := capture.ReadFile(path, opts, emit)
+			p.finish()
 			flows += res.Flows
 			if err != nil {
 				failed = append(failed, readFailure{err, res.Flows})
 			}
+			if res.Pcap != nil && (res.Pcap.MissingBytes > 0 || res.Pcap.Malformed > 0) {
+				fmt.Fprintf(stderr, "%s: %s\n", path, res.Pcap)
+			}
 		}
 	}
-	for _, path := range files {
-		sources++
-		p := newProgress(stderr, path, o.noProgress)
-		opts.Progress = p.update
-		res, err := capture.ReadFile(path, opts, emit)
-		p.finish()
-		flows += res.Flows
-		if err != nil {
-			failed = append(failed, readFailure{err, res.Flows})
-		}
-		if res.Pcap != nil && (res.Pcap.MissingBytes > 0 || res.Pcap.Malformed > 0) {
-			fmt.Fprintf(stderr, "%s: %s\n", path, res.Pcap)
-		}
-		if pl.Err() != nil {
-			break
+	if o.noDetect {
+		// Listing who talked to whom costs less than reading: one goroutine,
+		// and every stage is done with a flow's bytes when it returns (the
+		// store's driver copies what it binds), so readers reuse their buffers.
+		readAll(capture.Options{MaxBody: o.maxBody, Transient: true}, pl.Done, func() bool { return pl.Err() != nil })
+	} else {
+		ho := newHandoff()
+		go func() {
+			defer ho.close()
+			readAll(capture.Options{MaxBody: o.maxBody}, ho.put, ho.stopped)
+		}()
+		// Decoding and the recognisers depend on no other flow: they run on
+		// their own goroutine, a few flows ahead (each holds a decoder until
+		// it is finished); what depends on the flows before (values that
+		// come back, the summary) and the sinks run here, in order.
+		prepared := make(chan []*detect.Prepared, preparedBatches)
+		go func() {
+			defer close(prepared)
+			for batch := range ho.batches {
+				for len(batch) > 0 {
+					n := min(len(batch), preparedFlows)
+					ps := make([]*detect.Prepared, n)
+					for i, f := range batch[:n] {
+						ps[i] = engine.Prepare(f)
+					}
+					prepared <- ps
+					batch = batch[n:]
+				}
+			}
+		}()
+		for ps := range prepared {
+			for _, p := range ps {
+				if pl.Err() != nil {
+					engine.Finish(p, nil) // gives its decoder back
+					continue
+				}
+				engine.Finish(p, summary.AddDecoded)
+				p.Flow().Inspected = true
+				pl.Done(p.Flow())
+			}
+			if pl.Err() != nil {
+				ho.stop() // a sink failed: the reader stops at the end of its file
+			}
 		}
 	}
 	if err := pl.Close(); err != nil {
+		return err
+	}
+	if err := earlier.write(jw); err != nil {
 		return err
 	}
 	if err := lines.write(out); err != nil {
@@ -230,6 +295,126 @@ func analyze(cmd *cobra.Command, o analyzeOpts, files []string, stdout, stderr i
 	}
 	return nil
 }
+
+// laterFindings are findings of flows that only a later flow revealed (the
+// first request of a value that came back), kept to be written at the end,
+// with the IDs of the last flows to name their flows by.
+type laterFindings struct {
+	heads []*flow.Flow
+	ids   idRing
+}
+
+func (l *laterFindings) add(first *flow.Flow, x flow.Finding) {
+	h := *first
+	h.Findings = []flow.Finding{x}
+	l.heads = append(l.heads, &h)
+}
+
+// write writes the findings as JSON lines of their flows; a flow too far back
+// to be named by its ID is left out.
+func (l *laterFindings) write(jw *report.JSONWriter) error {
+	if jw == nil {
+		return nil
+	}
+	for _, h := range l.heads {
+		if h.ID = l.ids.get(h.Source, h.Seq); h.ID != 0 {
+			if err := jw.Findings(h); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// idRing remembers the IDs of the last idRingSize flows by source and sequence.
+type idRing struct {
+	keys []idKey
+	ids  map[idKey]int64
+	next int
+}
+
+type idKey struct {
+	source string
+	seq    int
+}
+
+const idRingSize = 1 << 16
+
+func (r *idRing) add(f *flow.Flow) error {
+	if r.ids == nil {
+		r.ids, r.keys = map[idKey]int64{}, make([]idKey, idRingSize)
+	}
+	k := idKey{f.Source, f.Seq}
+	if old := r.keys[r.next]; old != (idKey{}) {
+		delete(r.ids, old)
+	}
+	r.keys[r.next], r.ids[k] = k, f.ID
+	r.next = (r.next + 1) % idRingSize
+	return nil
+}
+
+func (r *idRing) get(source string, seq int) int64 { return r.ids[idKey{source, seq}] }
+
+// handoff carries flows from the reader's goroutine to the analysis, in
+// batches, bounded in bytes: at most handoffBatches batches of about
+// handoffBytes wait, so a fast reader never holds more than that ahead.
+type handoff struct {
+	batches chan []*flow.Flow
+	batch   []*flow.Flow
+	size    int
+	halt    atomic.Bool
+}
+
+// Flows prepared for detection ahead of the analysis: each holds a decoder.
+const (
+	preparedBatches = 4
+	preparedFlows   = 16
+)
+
+const (
+	handoffBatches = 8
+	handoffFlows   = 256
+	handoffBytes   = 4 << 20
+)
+
+func newHandoff() *handoff {
+	return &handoff{batches: make(chan []*flow.Flow, handoffBatches)}
+}
+
+// put is the readers' emit: it queues f and sends a full batch.
+func (h *handoff) put(f *flow.Flow) {
+	if h.halt.Load() {
+		return
+	}
+	h.batch = append(h.batch, f)
+	if r := f.Request; r != nil {
+		h.size += len(r.Body.Data) + len(r.URL)
+	}
+	if r := f.Response; r != nil {
+		h.size += len(r.Body.Data)
+	}
+	if len(h.batch) >= handoffFlows || h.size >= handoffBytes {
+		h.send()
+	}
+}
+
+func (h *handoff) send() {
+	if len(h.batch) > 0 {
+		h.batches <- h.batch
+	}
+	h.batch, h.size = nil, 0
+}
+
+// close sends what is left; the analysis ends when it has read it.
+func (h *handoff) close() {
+	h.send()
+	close(h.batches)
+}
+
+// stop makes the reader drop what it reads from now on.
+func (h *handoff) stop() { h.halt.Store(true) }
+
+func (h *handoff) stopped() bool { return h.halt.Load() }
 
 // readFailure is a capture that could not be read to its end.
 type readFailure struct {

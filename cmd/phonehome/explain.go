@@ -15,14 +15,8 @@ import (
 	"phonehome/internal/flow"
 )
 
-type explainOpts struct {
-	db, session, format, profile, region string
-	trackers                             []string
-	maxBody                              int
-}
-
 func newExplainCmd(stdout, stderr io.Writer) *cobra.Command {
-	var o explainOpts
+	var o analyzeOpts // the same engine options, read the same way
 	cmd := &cobra.Command{
 		Use:   "explain [flags] FILE NUMBER | --db FILE ID",
 		Short: "Show why one flow has the findings it has",
@@ -56,7 +50,7 @@ inspected first, so that evidence across flows is the same as in analyze.`,
 	return cmd
 }
 
-func explain(cmd *cobra.Command, o explainOpts, args []string, stdout, stderr io.Writer) error {
+func explain(cmd *cobra.Command, o analyzeOpts, args []string, stdout, stderr io.Writer) error {
 	if o.format != "text" && o.format != "json" {
 		return fmt.Errorf("explain: unknown --format %q: use text or json", o.format)
 	}
@@ -71,7 +65,7 @@ func explain(cmd *cobra.Command, o explainOpts, args []string, stdout, stderr io
 	if err != nil || n < 1 {
 		return fmt.Errorf("explain: %q is not a flow number: give a whole number from 1 (the \"flow\" of analyze --format json)", args[len(args)-1])
 	}
-	engine, err := newEngine(analyzeOpts{trackers: o.trackers, profile: o.profile, region: o.region}, stderr)
+	engine, err := newEngine(o, stderr)
 	if err != nil {
 		return errors.New(strings.Replace(err.Error(), "analyze:", "explain:", 1))
 	}

@@ -104,3 +104,38 @@ func TestExplainStoredFlow(t *testing.T) {
 		t.Errorf("unknown id: %d %s", code, errOut)
 	}
 }
+
+// TestAnalyzeNamesTheFirstSighting: a value that comes back is an
+// identifier in its first request too; JSON output names that request.
+func TestAnalyzeNamesTheFirstSighting(t *testing.T) {
+	entry := func(ts, nonce string) string {
+		return `{"startedDateTime":"2026-03-14T09:12:0` + ts + `.000Z","time":10,"request":{"method":"GET","url":"https://sdk.example/v1/e?u=q8Zr2LmX0pVbT7nC4kWd&n=` + nonce +
+			`","httpVersion":"HTTP/1.1","headers":[],"queryString":[],"cookies":[],"headersSize":-1,"bodySize":0},` +
+			`"response":{"status":204,"statusText":"","httpVersion":"HTTP/1.1","headers":[],"cookies":[],"content":{"size":0,"mimeType":""},"redirectURL":"","headersSize":-1,"bodySize":0},"cache":{},"timings":{"send":0,"wait":10,"receive":0}}`
+	}
+	har := `{"log":{"version":"1.2","creator":{"name":"test","version":"1"},"entries":[` + entry("1", "Hf83kQ0zLmN2pR7s") + "," + entry("2", "Zx91mN3qLp0sRt5u") + `]}}`
+	p := filepath.Join(t.TempDir(), "two.har")
+	if err := os.WriteFile(p, []byte(har), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := phonehome(t, "analyze", "--format", "json", p)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var flows []int64
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, `"type":"finding"`) && strings.Contains(line, `"value":"q8Zr2LmX0pVbT7nC4kWd"`) {
+			var f struct{ Flow int64 }
+			if err := json.Unmarshal([]byte(line), &f); err != nil {
+				t.Fatal(err)
+			}
+			flows = append(flows, f.Flow)
+		}
+		if strings.Contains(line, `"type":"finding"`) && (strings.Contains(line, `"value":"Hf83kQ0zLmN2pR7s"`) || strings.Contains(line, `"value":"Zx91mN3qLp0sRt5u"`)) {
+			t.Errorf("a nonce is reported: %s", line)
+		}
+	}
+	if len(flows) != 2 || flows[0] != 2 || flows[1] != 1 {
+		t.Errorf("findings of the value that came back, by flow: %v (want the second, then the first named at the end)", flows)
+	}
+}

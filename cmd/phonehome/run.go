@@ -24,6 +24,7 @@ import (
 	"phonehome/internal/capture"
 	"phonehome/internal/capture/dnsproxy"
 	"phonehome/internal/capture/proxy"
+	"phonehome/internal/capture/wireguard"
 	"phonehome/internal/certs"
 	"phonehome/internal/detect"
 	"phonehome/internal/detect/trackers"
@@ -292,6 +293,11 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 	}
 	if _, err := dnsproxy.ParseBlockMode(o.dnsBlockMode); err != nil {
 		return fmt.Errorf("run: --dns-block-mode: %w", err)
+	}
+	if o.wireguard != "" {
+		if _, err := wireguard.ListenPort(o.wireguard); err != nil {
+			return fmt.Errorf("run: --wireguard: %w", err)
+		}
 	}
 	if o.redactFallback != "block" && o.redactFallback != "forward" {
 		return fmt.Errorf("run: --redact-fallback %q: write block (the default) or forward", o.redactFallback)

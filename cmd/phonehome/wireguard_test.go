@@ -56,7 +56,7 @@ func TestWireGuardCommands(t *testing.T) {
 			t.Errorf("wireguard %s --help: %d", sub, code)
 		}
 	}
-	if _, errOut, code = phonehome(t, "run", "--wireguard=192.168.1.10:51820", "--db", filepath.Join(t.TempDir(), "x.db")); code != 1 || !strings.Contains(errOut, "give only a port") {
+	if _, errOut, code = phonehome(t, "run", "--listen", "127.0.0.1:0", "--ui", "off", "--wireguard=192.168.1.10:51820", "--db", filepath.Join(t.TempDir(), "x.db")); code != 1 || !strings.Contains(errOut, "give only a port") {
 		t.Errorf("run --wireguard with a host: %d %s", code, errOut)
 	}
 }

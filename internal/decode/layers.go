@@ -272,8 +272,33 @@ func (s *state) form(t, path string, depth int) {
 		if uv, err := url.QueryUnescape(v); err == nil {
 			v = uv
 		}
-		s.str(v, join(path, prefix+k), k, depth)
+		s.str(v, s.fieldPath(path, prefix, k), k, depth)
 	}
+}
+
+// fieldPath is join(path, prefix+k), taken from the decoder's interned
+// strings when an earlier request had the same field: trackers send the same
+// fields request after request, and a path is made for every one of them.
+// What it copies was paid for by the caller's spendAt.
+func (s *state) fieldPath(path, prefix, k string) string {
+	var b [192]byte
+	n := len(path) + len(Sep) + len(prefix) + len(k)
+	if n > len(b) || n > maxInternLen {
+		return join(path, prefix+k)
+	}
+	p := b[:0]
+	if path != "" {
+		p = append(append(p, path...), Sep...)
+	}
+	p = append(append(p, prefix...), k...)
+	if v, ok := s.strings[string(p)]; ok {
+		return v
+	}
+	v := string(p)
+	if s.strings != nil && len(s.strings) < maxInterned {
+		s.strings[v] = v
+	}
+	return v
 }
 
 // partCost is what reading one part costs beyond its bytes: its header and

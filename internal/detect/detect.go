@@ -37,6 +37,10 @@ type worker struct {
 	dec  decode.Decoder
 	hits []pii.Hit
 	seen map[findingKey]struct{}
+	// between Prepare and Finish: what the request decoded into, and whether
+	// anything identifying was found in it
+	res         decode.Result
+	identifying bool
 }
 
 type findingKey struct {
@@ -46,6 +50,13 @@ type findingKey struct {
 
 // Engine inspects flows.
 type Engine struct {
+	// Earlier, if set before the first flow, is told of a finding of an
+	// earlier flow that only a later one revealed: the first request of a
+	// value that came back (first is a copy without bodies, with the
+	// earlier flow's Source and Seq). It is called on the goroutine that
+	// inspects the later flow.
+	Earlier func(first *flow.Flow, x flow.Finding)
+
 	kb      *trackers.KB
 	ep      *endpoints.Table // nil: no endpoint knowledge
 	pii     *pii.Detector
@@ -65,15 +76,7 @@ func New(kb *trackers.KB, d *pii.Detector, lim decode.Limits) *Engine {
 }
 
 // Inspect attaches destination, app and findings to f.
-func (e *Engine) Inspect(f *flow.Flow) {
-	e.destination(f)
-	if f.Request == nil {
-		return
-	}
-	wk := e.worker()
-	defer e.workers.Put(wk)
-	e.findings(f, wk)
-}
+func (e *Engine) Inspect(f *flow.Flow) { e.Finish(e.Prepare(f), nil) }
 
 // InspectWith is Inspect that also hands the decoded request to use, on the
 // caller's goroutine, once, after f's destination, app and findings are set:
@@ -82,18 +85,50 @@ func (e *Engine) Inspect(f *flow.Flow) {
 // use may keep the strings in it, never the slice, and changes nothing in it.
 // A nil use is Inspect.
 func (e *Engine) InspectWith(f *flow.Flow, use func(f *flow.Flow, vals []decode.Value)) {
+	e.Finish(e.Prepare(f), use)
+}
+
+// Prepared is a flow decoded and searched, waiting for the part of detection
+// that depends on the flows before it: what came back, what changed.
+type Prepared struct {
+	f  *flow.Flow
+	wk *worker // nil when f has no request
+}
+
+// Flow is the flow being inspected.
+func (p *Prepared) Flow() *flow.Flow { return p.f }
+
+// Prepare is the first part of Inspect: destination, decoding, the
+// recognisers and the endpoint table. It depends on no other flow, so several
+// goroutines may prepare flows at once; each Prepared holds a decoder until
+// Finish.
+func (e *Engine) Prepare(f *flow.Flow) *Prepared {
 	e.destination(f)
 	if f.Request == nil {
+		return &Prepared{f: f}
+	}
+	wk := e.worker()
+	e.prepare(f, wk)
+	return &Prepared{f: f, wk: wk}
+}
+
+// Finish is the rest of Inspect, as InspectWith's use is called: evidence
+// across flows, then the findings. Flows must be finished in the order they
+// are to be learned from (the order they were sent), each once.
+func (e *Engine) Finish(p *Prepared, use func(f *flow.Flow, vals []decode.Value)) {
+	if p.wk == nil {
 		if use != nil {
-			use(f, nil)
+			use(p.f, nil)
 		}
 		return
 	}
-	wk := e.worker()
-	defer e.workers.Put(wk) // after use: nobody else has the decoder meanwhile
-	vals := e.findings(f, wk)
+	defer func() { // after use: nobody else has the decoder meanwhile
+		p.wk.res = decode.Result{}
+		e.workers.Put(p.wk)
+	}()
+	vals := e.finish(p.f, p.wk)
 	if use != nil {
-		use(f, vals)
+		use(p.f, vals)
 	}
 }
 
@@ -114,12 +149,12 @@ func (e *Engine) destination(f *flow.Flow) {
 	f.Dest.Site = trackers.Site(host)
 }
 
-// findings decodes f.Request with wk's decoder and attaches the app, the
-// party and the findings. It returns the decoded values, valid until wk's
-// decoder is used again (the findings copy what they keep).
-func (e *Engine) findings(f *flow.Flow, wk *worker) []decode.Value {
+// prepare decodes f.Request with wk's decoder, finds what the values and the
+// endpoint table say, and attaches the app and the party.
+func (e *Engine) prepare(f *flow.Flow, wk *worker) {
 	r := f.Request
 	res := wk.dec.Decode(decode.FromFlow(r), e.limits)
+	wk.res = res
 	for _, l := range res.Limits {
 		f.Note(flow.NoteDecodeLimit, "decode: "+l)
 	}
@@ -129,6 +164,7 @@ func (e *Engine) findings(f *flow.Flow, wk *worker) []decode.Value {
 	}
 	hits := wk.hits
 
+	onBehalf(f, hits)
 	// The app: the header Android's WebView sets, else the app an SDK names
 	// as its host, else the one a system service reports for.
 	f.App = r.Headers.Get("X-Requested-With")
@@ -148,8 +184,19 @@ func (e *Engine) findings(f *flow.Flow, wk *worker) []decode.Value {
 			break
 		}
 	}
-	hits = e.seen.comeBack(f, res.Values, hits)
+	wk.identifying = identifying
+}
+
+// finish adds the evidence across flows and attaches the findings. It
+// returns the decoded values, valid until wk's decoder is used again (the
+// findings copy what they keep).
+func (e *Engine) finish(f *flow.Flow, wk *worker) []decode.Value {
+	res, identifying := wk.res, wk.identifying
+	hits := e.seen.comeBack(f, res.Values, wk.hits, e.Earlier)
 	wk.hits = hits
+	// What a device announces to the whole local network is not a tracker's
+	// fingerprint: its name and model are told to everyone there.
+	identifying = identifying || f.Transport == flow.TransportLAN
 	if !identifying {
 		for _, h := range hits {
 			identifying = identifying || h.Method == flow.MethodRecurrence
@@ -177,6 +224,9 @@ func (e *Engine) findings(f *flow.Flow, wk *worker) []decode.Value {
 	// on the flow as context only, so that a rule on kind:opaque_payload
 	// still matches; nothing reports it as data.
 	for _, o := range res.Opaque {
+		if strings.HasPrefix(o.Path, "header:") {
+			continue // a token or a key in a header is a credential, not a payload sent
+		}
 		f.Findings = append(f.Findings, flow.Finding{Kind: OpaquePayload, Value: fmt.Sprintf("%d bytes, %.1f bits/byte", o.Size, o.Entropy),
 			Path: o.Path, Method: flow.MethodInference, Confidence: 0.6, Context: true})
 	}
@@ -194,21 +244,12 @@ func (e *Engine) findings(f *flow.Flow, wk *worker) []decode.Value {
 // developer-scoped ID), that stands. Halves of a pair (a latitude, a screen
 // width) are reported together.
 func endpointHits(m endpoints.Match, vals []decode.Value, hits []pii.Hit) []pii.Hit {
-	var seen map[string]bool
 	var halves map[flow.Kind][]pii.Hit
+	known := len(hits) // the hits before the table's: a field of theirs is decided
 	for i := range vals {
 		v := &vals[i]
 		fd := m.Field(*v)
-		if fd == nil || !fd.Accepts(v.Text) || !pii.Plausible(fd.Kind, v.Text, v.Numeric) {
-			continue
-		}
-		if seen == nil {
-			seen = map[string]bool{}
-			for _, h := range hits {
-				seen[h.Path] = true
-			}
-		}
-		if seen[v.Path] {
+		if fd == nil || !fd.Accepts(v.Text) || !pii.Plausible(fd.Kind, v.Text, v.Numeric) || hitAt(hits[:known], v.Path) {
 			continue
 		}
 		h := pii.Hit{Kind: fd.Kind, Value: strings.TrimSpace(v.Text), Path: v.Path, Method: flow.MethodEndpoint, Confidence: 0.85, Why: fd.Why()}
@@ -238,6 +279,69 @@ func endpointHits(m endpoints.Match, vals []decode.Value, hits []pii.Hit) []pii.
 		}
 	}
 	return hits
+}
+
+// onBehalf finds the app a system service reports for. A request to the
+// phone maker's own service (its owner is the manufacturer the request
+// names), sent by no app (neither the User-Agent nor X-Requested-With names
+// one), that describes an app in an object of its own ("appInfo":
+// {"packageName": ...}) is the system's, about that app: the app it reports
+// for is sender_app, not the flow's host app. An SDK inside an app names
+// its host app too, but its request is sent to the SDK's owner, or by the app.
+func onBehalf(f *flow.Flow, hits []pii.Hit) {
+	owner := f.Dest.Owner
+	if owner == "" || f.Request.Headers.Get("X-Requested-With") != "" {
+		return
+	}
+	maker := false
+	for i := range hits {
+		h := &hits[i]
+		if h.Kind == pii.SenderApp && strings.HasPrefix(h.Path, "header:User-Agent") {
+			return // the User-Agent names the sending app
+		}
+		maker = maker || h.Kind == pii.Manufacturer && strings.EqualFold(h.Value, owner)
+	}
+	if !maker {
+		return
+	}
+	for i := range hits {
+		h := &hits[i]
+		if h.Kind == pii.HostApp && strings.Contains(strings.ToLower(parentOf(h.Path)), "app") {
+			h.Kind, h.Why = pii.SenderApp, "an app described in its own object of a request the phone maker's system sends to its own service: the app it reports for"
+		}
+	}
+}
+
+// parentOf is the name of the object around a decoded value's field:
+// "appInfo" of "body › json:appInfo.packageName".
+func parentOf(path string) string {
+	if i := strings.LastIndex(path, " › "); i >= 0 {
+		path = path[i+len(" › "):]
+	}
+	_, keys, ok := strings.Cut(path, ":")
+	if !ok {
+		return ""
+	}
+	i := strings.LastIndexByte(keys, '.')
+	if i < 0 {
+		return ""
+	}
+	keys = keys[:i]
+	if j := strings.LastIndexAny(keys, ".]"); j >= 0 {
+		keys = keys[j+1:]
+	}
+	return keys
+}
+
+// hitAt reports whether a hit sits at path: a handful of hits per request,
+// fewer compares than a map costs to build.
+func hitAt(hits []pii.Hit, path string) bool {
+	for i := range hits {
+		if hits[i].Path == path {
+			return true
+		}
+	}
+	return false
 }
 
 // OpaqueNote is the note a flow with an unreadable payload carries, made

@@ -108,43 +108,32 @@ func (e *Engine) why(fd flow.Finding, vals []decode.Value) string {
 	return "no evidence recorded"
 }
 
-// shapeOf says in words what shape of value a kind is recognised by.
+// shapes says in words what shape of value a kind is recognised by.
+var shapes = map[flow.Kind]string{
+	pii.IMEI:        "15 digits with a reporting body's prefix and a valid Luhn check digit",
+	pii.ICCID:       "19 to 22 digits starting 89 with a valid Luhn check digit",
+	pii.MACAddress:  "six hex octets, not a placeholder address",
+	pii.WifiBSSID:   "six hex octets, not a placeholder address",
+	pii.PhoneNumber: "a number the phone number library parses as valid, with its country code",
+	pii.Email:       "an e-mail address",
+	pii.Location:    "a latitude and a longitude with enough decimals to be a place",
+	pii.AndroidID:   "16 random-looking hex digits (Android's ANDROID_ID), under a name that does not say per request",
+	pii.DeviceID:    "a random UUID under a name that does not say per request",
+	pii.InstallID:   "a Firebase Cloud Messaging token (installation ID, ':APA91b', a long tail)",
+	pii.Locale:      "a real language code with a real country code",
+	pii.Timezone:    "an IANA zone name or a UTC offset",
+	pii.NetworkType: "a network type as Android and iOS name them",
+	pii.ScreenSize:  "two plausible screen sides",
+	pii.Carrier:     "a real mobile country code and network code, under a name about the network or SIM",
+	pii.OSVersion:   "the Android version and model in a User-Agent",
+	pii.DeviceModel: "the Android version and model in a User-Agent",
+	pii.SenderApp:   "an app's package name at the start of the User-Agent",
+	pii.AppList:     "two or more package names in one field",
+}
+
 func shapeOf(k flow.Kind) string {
-	switch k {
-	case pii.IMEI:
-		return "15 digits with a reporting body's prefix and a valid Luhn check digit"
-	case pii.ICCID:
-		return "19 to 22 digits starting 89 with a valid Luhn check digit"
-	case pii.MACAddress, pii.WifiBSSID:
-		return "six hex octets, not a placeholder address"
-	case pii.PhoneNumber:
-		return "a number the phone number library parses as valid, with its country code"
-	case pii.Email:
-		return "an e-mail address"
-	case pii.Location:
-		return "a latitude and a longitude with enough decimals to be a place"
-	case pii.AndroidID:
-		return "16 random-looking hex digits (Android's ANDROID_ID), under a name that does not say per request"
-	case pii.DeviceID:
-		return "a random UUID under a name that does not say per request"
-	case pii.InstallID:
-		return "a Firebase Cloud Messaging token (installation ID, ':APA91b', a long tail)"
-	case pii.Locale:
-		return "a real language code with a real country code"
-	case pii.Timezone:
-		return "an IANA zone name or a UTC offset"
-	case pii.NetworkType:
-		return "a network type as Android and iOS name them"
-	case pii.ScreenSize:
-		return "two plausible screen sides"
-	case pii.Carrier:
-		return "a real mobile country code and network code, under a name about the network or SIM"
-	case pii.OSVersion, pii.DeviceModel:
-		return "the Android version and model in a User-Agent"
-	case pii.SenderApp:
-		return "an app's package name at the start of the User-Agent"
-	case pii.AppList:
-		return "two or more package names in one field"
+	if s, ok := shapes[k]; ok {
+		return s
 	}
 	return "its form"
 }

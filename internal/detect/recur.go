@@ -37,6 +37,8 @@ type sighting struct {
 	source   string
 	seq      int
 	sites    []string
+	first    *flow.Flow // the first request, without its bodies, until the value comes back
+	path     string     // where the first request had it
 }
 
 // maxFields bounds the memory: past it, the engine forgets and learns anew.
@@ -83,41 +85,60 @@ func (r *recurrence) keep(k fieldKey, value string) bool {
 // nonce, a signature or a request ID changes every time and never comes
 // back. The finding is made from the second sighting on; the first request
 // is named in its evidence.
-func (r *recurrence) comeBack(f *flow.Flow, vals []decode.Value, hits []pii.Hit) []pii.Hit {
-	device := f.DeviceName()
-	var found map[string]bool // paths that already have a finding
+//
+// earlier, if not nil, is told of the first request once the value comes
+// back: its finding is known only now (a stored session can add it there).
+func (r *recurrence) comeBack(f *flow.Flow, vals []decode.Value, hits []pii.Hit, earlier func(first *flow.Flow, x flow.Finding)) []pii.Hit {
+	device := ""
+	var head *flow.Flow // one copy of f's head for all its first sightings
+	headFn := func() *flow.Flow {
+		if head == nil {
+			head = headOf(f)
+		}
+		return head
+	}
 	for i := range vals {
 		v := &vals[i]
 		if !candidate(v) {
 			continue
 		}
-		if found == nil {
-			found = make(map[string]bool, len(hits))
-			for _, h := range hits {
-				p, _, _ := strings.Cut(h.Path, " › as ") // a known value found in a form of it
-				found[p] = true
-				found[h.Value] = true
-			}
-		}
 		text := strings.TrimSpace(v.Text)
-		if found[v.Path] || found[text] {
+		if decided(hits, v.Path, text) {
 			continue
 		}
-		if s, again := r.sight(device, text, f); again {
+		if device == "" {
+			device = f.DeviceName()
+		}
+		if s, again := r.sight(device, text, f, v.Path, headFn); again {
 			why := "an identifier's shape, sent unchanged by this device in " + plural(s.requests-1, "earlier request") + " (first " + s.source + ")"
 			if len(s.sites) > 1 {
 				why += " and to " + plural(len(s.sites), "destination") + ": " + strings.Join(s.sites, ", ")
 			}
-			hits = append(hits, pii.Hit{Kind: pii.InstallID, Value: text, Path: v.Path, Method: flow.MethodRecurrence, Confidence: 0.6, Why: why})
-			found[text] = true
+			h := pii.Hit{Kind: pii.InstallID, Value: text, Path: v.Path, Method: flow.MethodRecurrence, Confidence: 0.6, Why: why}
+			hits = append(hits, h)
+			if s.first != nil && earlier != nil {
+				earlier(s.first, flow.Finding{Kind: h.Kind, Value: h.Value, Path: s.path, Method: h.Method, Confidence: h.Confidence})
+			}
 		}
 	}
 	return hits
 }
 
+// decided reports whether a hit already says what the value at path is (a
+// known value found in a form of it counts), or found the same value.
+func decided(hits []pii.Hit, path, value string) bool {
+	for i := range hits {
+		h := &hits[i]
+		if h.Value == value || h.Path == path || strings.HasPrefix(h.Path, path) && strings.HasPrefix(h.Path[len(path):], " › as ") {
+			return true
+		}
+	}
+	return false
+}
+
 // sight records that device sent value in f; again reports that an earlier
 // request had it too.
-func (r *recurrence) sight(device, value string, f *flow.Flow) (sighting, bool) {
+func (r *recurrence) sight(device, value string, f *flow.Flow, path string, head func() *flow.Flow) (sighting, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.values == nil || len(r.values) > maxFields {
@@ -130,18 +151,33 @@ func (r *recurrence) sight(device, value string, f *flow.Flow) (sighting, bool) 
 		where = "a request"
 	}
 	if s == nil {
-		r.values[k] = &sighting{requests: 1, source: where + " #" + itoa(f.Seq), seq: f.Seq, sites: []string{f.Dest.Site}}
+		r.values[k] = &sighting{requests: 1, source: where + " #" + itoa(f.Seq), seq: f.Seq, sites: []string{f.Dest.Site},
+			first: head(), path: path}
 		return sighting{}, false
 	}
 	if s.seq == f.Seq && strings.HasPrefix(s.source, where+" #") {
-		return *s, s.requests > 1 // the same request again
+		return sighting{requests: s.requests, source: s.source, sites: s.sites}, s.requests > 1 // the same request again
 	}
 	s.requests++
+	if s.requests > 2 {
+		s.first = nil // told once, at the second sighting
+	}
 	s.seq = f.Seq
 	if !containsString(s.sites, f.Dest.Site) && len(s.sites) < 8 {
 		s.sites = append(s.sites, f.Dest.Site)
 	}
 	return *s, true
+}
+
+// headOf is what a report needs of a flow to name a finding of it later:
+// its identity and its request line, not its bodies.
+func headOf(f *flow.Flow) *flow.Flow {
+	h := &flow.Flow{ID: f.ID, Source: f.Source, Seq: f.Seq, Start: f.Start, Client: f.Client, Server: f.Server, Device: f.Device,
+		Host: f.Host, Transport: f.Transport, Dest: f.Dest, App: f.App}
+	if f.Request != nil {
+		h.Request = &flow.Request{Method: f.Request.Method, URL: f.Request.URL}
+	}
+	return h
 }
 
 // candidate reports whether a decoded value is shaped like an identifier and
@@ -156,7 +192,7 @@ func candidate(v *decode.Value) bool {
 	if strings.HasPrefix(v.Path, "path[") || strings.HasPrefix(v.Path, "header:Authorization") || strings.HasPrefix(v.Path, "header:User-Agent") {
 		return false
 	}
-	return pii.IdentifierShaped(t) && !pii.EphemeralField(v.Parent, v.Key)
+	return pii.IdentifierShaped(t) && !pii.EphemeralField(v.Parent, v.Key) // the cheap test first
 }
 
 func plural(n int, word string) string {

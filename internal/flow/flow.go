@@ -34,9 +34,12 @@ const (
 	TransportQUIC
 	// TransportTCP is a TCP connection carrying a protocol phonehome does not parse.
 	TransportTCP
+	// TransportLAN is what a device announced to the local network (mDNS,
+	// LLMNR, NetBIOS name service, SSDP): every device on it reads it.
+	TransportLAN
 )
 
-var transportNames = [...]string{"unknown", "http", "https", "tls", "dns", "quic", "tcp"}
+var transportNames = [...]string{"unknown", "http", "https", "tls", "dns", "quic", "tcp", "lan"}
 
 func (t Transport) String() string {
 	if int(t) < len(transportNames) {
@@ -46,7 +49,9 @@ func (t Transport) String() string {
 }
 
 // Cleartext reports whether a person on the path could read the payload.
-func (t Transport) Cleartext() bool { return t == TransportHTTP || t == TransportDNS }
+func (t Transport) Cleartext() bool {
+	return t == TransportHTTP || t == TransportDNS || t == TransportLAN
+}
 
 // ParseTransport is the inverse of String; unknown names give TransportUnknown.
 func ParseTransport(s string) Transport {

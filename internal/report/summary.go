@@ -381,7 +381,7 @@ func (s *Summary) Destinations() []*Destination {
 // transportLabel says, in a few letters, how readable the destination's traffic was.
 func transportLabel(ts map[flow.Transport]int) string {
 	var parts []string
-	for _, t := range []flow.Transport{flow.TransportHTTP, flow.TransportHTTPS, flow.TransportTLS, flow.TransportQUIC, flow.TransportTCP} {
+	for _, t := range []flow.Transport{flow.TransportHTTP, flow.TransportHTTPS, flow.TransportTLS, flow.TransportQUIC, flow.TransportTCP, flow.TransportLAN} {
 		if ts[t] > 0 {
 			label := t.String()
 			switch t {
@@ -391,6 +391,8 @@ func transportLabel(ts map[flow.Transport]int) string {
 				label = "https"
 			case flow.TransportTLS:
 				label = "tls"
+			case flow.TransportLAN:
+				label = "LAN" // told to every device on the network
 			}
 			parts = append(parts, label)
 		}

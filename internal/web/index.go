@@ -51,17 +51,15 @@ func partyOf(f *flow.Flow) string {
 	return f.HostOrAddr()
 }
 
-// rowOf summarises f; the strings are shared with f, which nobody mutates.
+// rowOf summarises f. The URL and host are copied: they may be slices of a
+// larger buffer (the request's head) that a row must not keep alive; the
+// other strings are short or shared with the tracker knowledge.
 func rowOf(f *flow.Flow) Row {
-	r := Row{ID: f.ID, Time: f.Start, Device: f.DeviceName(), Client: f.Client.String(), Host: f.HostOrAddr(),
+	r := Row{ID: f.ID, Time: f.Start, Device: f.DeviceName(), Client: f.Client.String(), Host: strings.Clone(f.HostOrAddr()),
 		Transport: f.Transport.String(), Owner: f.Dest.Owner, Category: f.Dest.Category, Party: partyOf(f), App: f.App,
 		Verdict: f.Verdict.Action.String(), Rule: f.Verdict.Rule, BytesUp: f.BytesUp, BytesDown: f.BytesDown}
 	if q := f.Request; q != nil {
-		r.Method, r.URL = q.Method, q.URL
-		if len(r.URL) > rowURL {
-			// a copy: a slice of the URL would keep all of it alive
-			r.URL = strings.Clone(clip(r.URL, rowURL))
-		}
+		r.Method, r.URL = q.Method, strings.Clone(clip(q.URL, rowURL))
 	}
 	if f.DNS != nil && r.URL == "" {
 		r.URL = "dns " + f.DNS.Type + " " + f.DNS.Name
@@ -128,7 +126,12 @@ const keptFlows = 4096
 // the order they completed, the report's summary of them, and the newest
 // flows whole. Pages read it under a read lock; the live feed appends.
 type index struct {
-	mu      sync.RWMutex
+	mu sync.RWMutex
+	// maxRows, when not 0, bounds the rows (the live session's: a run of
+	// days must not grow without end): past it the oldest tenth is dropped,
+	// and the lists show the newest maxRows flows. The summary (Parties,
+	// Identifiers) still counts every flow.
+	maxRows int
 	rows    []Row
 	pos     map[int64]int // flow id → position in rows
 	kept    map[int64]*flow.Flow
@@ -207,6 +210,9 @@ func (x *index) addRow(f *flow.Flow, keep bool) (Row, bool) {
 	}
 	x.pos[r.ID] = len(x.rows)
 	x.rows = append(x.rows, r)
+	if x.maxRows > 0 && len(x.rows) > x.maxRows {
+		x.dropOldestLocked(x.maxRows / 10)
+	}
 	if x.sumCh == nil {
 		x.summary.Add(f)
 	}
@@ -241,6 +247,17 @@ func (x *index) keepLocked(id int64, f *flow.Flow) {
 		delete(x.kept, x.keptIDs[0])
 		x.keptIDs = x.keptIDs[1:]
 		x.keptSz -= flowSize(old)
+	}
+}
+
+// dropOldestLocked forgets the oldest n rows (their flows stay in the store).
+func (x *index) dropOldestLocked(n int) {
+	for _, r := range x.rows[:n] {
+		delete(x.pos, r.ID)
+	}
+	x.rows = slices.Clone(x.rows[n:]) // a new array: the old one's rows go
+	for i, r := range x.rows {
+		x.pos[r.ID] = i
 	}
 }
 

@@ -110,6 +110,7 @@ func New(opts Options) (*Server, error) {
 	s.rules = opts.Policy
 	if opts.Live != nil {
 		s.live = newIndex()
+		s.live.maxRows = liveRows
 		// subscribed now, so no flow that completes after New is missed
 		s.feed = s.subscribeFeed()
 	}
@@ -227,6 +228,11 @@ func (s *Server) known() []KnownDevice {
 	}
 	return out
 }
+
+// liveRows bounds the rows of the live session's lists: about 0.5 KB each,
+// so some 50 MB at most whatever the run's length (a phone sends a few
+// thousand requests an hour).
+const liveRows = 100000
 
 // KnownDevice is a device the capture was set up for.
 type KnownDevice struct {

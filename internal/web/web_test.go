@@ -581,3 +581,30 @@ func TestBodyText(t *testing.T) {
 		t.Errorf("one invalid byte: %q", got)
 	}
 }
+
+// TestLiveRowsBounded: the live session's lists keep the newest flows past
+// their bound, the oldest dropped, and a page still finds what is kept.
+func TestLiveRowsBounded(t *testing.T) {
+	x := newIndex()
+	x.maxRows = 10
+	for i := 1; i <= 25; i++ {
+		f := testFlow("phone", fmt.Sprintf("h%d.example", i), "Owner", "imei", "body › json:device.imei")
+		f.ID = int64(i)
+		x.add(f, false)
+	}
+	if n := len(x.rows); n > 10 || n < 9 {
+		t.Fatalf("%d rows kept, bound 10", n)
+	}
+	p := x.page(Query{Limit: 100})
+	if len(p.Flows) != len(x.rows) || p.Flows[0].ID != 25 || p.Flows[len(p.Flows)-1].ID != int64(26-len(x.rows)) {
+		t.Errorf("page: %d rows, newest %d, oldest %d", len(p.Flows), p.Flows[0].ID, p.Flows[len(p.Flows)-1].ID)
+	}
+	for id, i := range x.pos {
+		if x.rows[i].ID != id {
+			t.Fatalf("position of %d points at %d", id, x.rows[i].ID)
+		}
+	}
+	if _, ok := x.pos[1]; ok {
+		t.Error("the oldest flow is still indexed")
+	}
+}

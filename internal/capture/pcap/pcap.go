@@ -85,17 +85,18 @@ func Read(r io.Reader, name string, opts Options, emit func(*flow.Flow)) (Stats,
 
 // Assembler turns packets into flows. It is not safe for concurrent use.
 type Assembler struct {
-	source string
-	opts   Options
-	emitFn func(*flow.Flow)
-	conns  map[connKey]*conn
-	head   *conn // least recently active
-	tail   *conn
-	dns    dnsTracker
-	stats  Stats
-	now    time.Time
-	pkt    packet
-	pool   *bufPool // nil unless Options.ReuseBodies
+	source  string
+	opts    Options
+	emitFn  func(*flow.Flow)
+	conns   map[connKey]*conn
+	head    *conn // least recently active
+	tail    *conn
+	dns     dnsTracker
+	lanSeen lanTracker
+	stats   Stats
+	now     time.Time
+	pkt     packet
+	pool    *bufPool // nil unless Options.ReuseBodies
 }
 
 // NewAssembler returns an assembler that names flows after source.
@@ -253,8 +254,10 @@ func (a *Assembler) Stats() Stats { return a.stats }
 
 func (a *Assembler) udp(p *packet, ts time.Time) {
 	switch {
-	case p.sport == 53 || p.dport == 53 || p.sport == 5353 && p.dport == 5353:
+	case p.sport == 53 || p.dport == 53:
 		a.dns.packet(a, p, ts)
+	case lanPort(p):
+		a.lan(p, ts)
 	case p.dport == 443 || p.sport == 443:
 		a.quic(p, ts)
 	default:

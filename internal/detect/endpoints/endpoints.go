@@ -68,14 +68,11 @@ type Field struct {
 	OnlyIf    any       `json:"only_if"`
 	notIf     func(string) bool
 	onlyIf    func(string) bool
-	endpoint  *Endpoint
+	why       string
 }
 
 // Why says in words where the knowledge of the field comes from.
-func (f *Field) Why() string {
-	e := f.endpoint
-	return fmt.Sprintf("the endpoint table (%s: %s, %s) says %s.%s carries %s (%s)", e.source, e.Tracker, e.Name, f.Context, f.Path, f.Property, f.Reasoning)
-}
+func (f *Field) Why() string { return f.why }
 
 // Accepts reports whether v is an instance of the field's data, not one of
 // the placeholders the table names.
@@ -97,6 +94,7 @@ type Table struct {
 type compiled struct {
 	ep     *Endpoint
 	fields map[string]*Field // normalised path → field
+	lasts  map[string]bool   // the fields' own names, lowercased: most values are tested by this alone
 }
 
 type patternEndpoint struct {
@@ -133,11 +131,12 @@ func (t *Table) Load(b []byte, name string) error {
 	for i := range f.Endpoints {
 		ep := &f.Endpoints[i]
 		ep.source = source
-		c := &compiled{ep: ep, fields: map[string]*Field{}}
+		c := &compiled{ep: ep, fields: map[string]*Field{}, lasts: map[string]bool{}}
 		aliases, vars := renames(ep.Decoding)
 		for j := range ep.Fields {
 			fd := &ep.Fields[j]
-			fd.endpoint = ep
+			// said once here: findings carry it, and there are many more of them
+			fd.why = fmt.Sprintf("the endpoint table (%s: %s, %s) says %s.%s carries %s (%s)", source, ep.Tracker, ep.Name, fd.Context, fd.Path, fd.Property, fd.Reasoning)
 			fd.notIf, fd.onlyIf = filter(fd.NotIf), filter(fd.OnlyIf)
 			if fd.Path == "$" || strings.ContainsAny(fd.Path, "[]?@()") {
 				continue // a whole part, or a filter expression: not a field
@@ -146,6 +145,7 @@ func (t *Table) Load(b []byte, name string) error {
 			if _, dup := c.fields[key]; !dup {
 				c.fields[key] = fd
 				t.count++
+				c.lasts[strings.ToLower(key[strings.LastIndexByte(key, '.')+1:])] = true
 			}
 		}
 		for _, u := range ep.URLs {
@@ -267,6 +267,34 @@ func lower(c byte) byte {
 // Field finds what the matched endpoints know of a decoded value's field.
 func (m Match) Field(v decode.Value) *Field {
 	if len(m) == 0 {
+		return nil
+	}
+	// the field's own name (of "1.16", of "events[2].id"), before the path
+	name := v.Key
+	if name == "" {
+		name = v.Path[strings.LastIndexAny(v.Path, ":›")+1:]
+	}
+	for strings.HasSuffix(name, "]") {
+		if i := strings.LastIndexByte(name, '['); i >= 0 {
+			name = name[:i]
+		} else {
+			break
+		}
+	}
+	name = name[strings.LastIndexByte(name, '.')+1:]
+	var kb [64]byte
+	if len(name) > len(kb) {
+		return nil
+	}
+	last := kb[:len(name)]
+	for i := 0; i < len(name); i++ {
+		last[i] = lower(name[i])
+	}
+	known := false
+	for _, c := range m {
+		known = known || c.lasts[string(last)]
+	}
+	if !known {
 		return nil
 	}
 	var buf [160]byte

@@ -16,10 +16,23 @@ import (
 // update of Mixpanel-style APIs), an account, a customer.
 var personObjects = set("set user userinfo userprofile profile person customer account owner me member identity traits")
 
+var (
+	nameKeys   = set("name")
+	videoKeys  = set("videoid youtubeid ytid youtubevideoid ytvideoid vid")
+	serialKeys = set("sn sno serialno")
+)
+
+// keyIn reports whether a field's name, normalised, is in a set, without
+// allocating: these tests run on every value of every request.
+func keyIn(k string, names map[string]bool) bool {
+	var b [48]byte
+	return len(k) <= len(b) && names[string(appendNorm(b[:0], k))]
+}
+
 // profileName reports whether a "name" field sits in a person's object and
 // reads as a first and a last name.
 func profileName(v decode.Value, text string) bool {
-	if normKey(v.Key) != "name" || v.Parent == "" || !personObjects[normKey(v.Parent)] {
+	if v.Parent == "" || !keyIn(v.Key, nameKeys) || !keyIn(v.Parent, personObjects) {
 		return false
 	}
 	return validName(text, v.Numeric) && strings.Count(strings.TrimSpace(text), " ") >= 1
@@ -28,15 +41,10 @@ func profileName(v decode.Value, text string) bool {
 // wifiFlag reports whether a boolean says the device is on Wi-Fi: "$wifi":
 // true, "isWifi": true (Mixpanel, Segment's context.network.wifi).
 func wifiFlag(v decode.Value, text string) bool {
-	if text != "true" {
-		return false
-	}
-	switch normKey(v.Key) {
-	case "wifi", "iswifi", "onwifi", "wificonnected", "usingwifi":
-		return true
-	}
-	return false
+	return text == "true" && keyIn(v.Key, wifiKeys)
 }
+
+var wifiKeys = set("wifi iswifi onwifi wificonnected usingwifi")
 
 // Collections of REST paths whose next segment is the ID of one of them:
 // "/installations/{FID}", "/players/{id}", "/devices/{id}", "/users/{id}".
@@ -70,7 +78,7 @@ func pathID(prev, seg string) (flow.Kind, bool) {
 var headerTokens = map[string]flow.Kind{"device-model": DeviceModel, "device-name": DeviceModel, "device-brand": Manufacturer,
 	"fire-android": OSVersion}
 
-func (d *Detector) tokenHeader(v decode.Value, text string, hit func(kind flow.Kind, value, path string, method flow.Method, conf float64)) bool {
+func (d *Detector) tokenHeader(v decode.Value, text string, add func(Hit)) bool {
 	if !strings.HasPrefix(v.Path, "header:") || !strings.Contains(text, "device-") {
 		return false
 	}
@@ -78,7 +86,8 @@ func (d *Detector) tokenHeader(v decode.Value, text string, hit func(kind flow.K
 	for _, tok := range strings.Fields(text) {
 		name, val, ok := strings.Cut(tok, "/")
 		if kind := headerTokens[name]; ok && kind != "" && val != "" {
-			hit(kind, val, v.Path, flow.MethodPattern, 0.85)
+			add(Hit{Kind: kind, Value: val, Path: v.Path, Method: flow.MethodPattern, Confidence: 0.85,
+				Why: "the " + name + " token of a header written as Firebase's heartbeat (x-firebase-client) writes its tokens"})
 			found = true
 		}
 	}
@@ -89,12 +98,7 @@ func (d *Detector) tokenHeader(v decode.Value, text string, hit func(kind flow.K
 // characters of base64url) in a request that speaks of YouTube: the video
 // watched, as its address.
 func youTubeID(v decode.Value, text string, mentions func() bool) (string, bool) {
-	switch normKey(v.Key) {
-	case "videoid", "youtubeid", "ytid", "youtubevideoid", "ytvideoid", "vid":
-	default:
-		return "", false
-	}
-	if len(text) != 11 {
+	if len(text) != 11 || !keyIn(v.Key, videoKeys) {
 		return "", false
 	}
 	for i := 0; i < len(text); i++ {
@@ -123,7 +127,9 @@ func mentionsYouTube(vals []decode.Value) bool {
 // BSSID, a signal and an SSID ("50:c7:bf:1a:1b:79,-43,Home|e8:65:...,-68,Cafe"):
 // every name beside a MAC address is a network's name.
 func scanList(text string) []string {
-	if len(text) < 20 || !strings.ContainsAny(text, "|;") && strings.Count(text, ",") < 2 {
+	// a list starts with its first BSSID: the cheap test, as this runs on
+	// every value
+	if len(text) < 20 || text[2] != ':' && text[2] != '-' || !strings.ContainsAny(text, "|;,") {
 		return nil
 	}
 	var ssids []string
@@ -165,10 +171,45 @@ func serialBeside(cands []decode.Value, hits []Hit) []Hit {
 
 // serialKey: names that mean a serial number only beside hardware IDs.
 func serialKey(v decode.Value, text string) bool {
-	switch normKey(v.Key) {
-	case "sn", "sno", "serialno":
-	default:
-		return false
+	return len(text) >= 6 && len(text) <= 20 && len(v.Key) <= 9 && keyIn(v.Key, serialKeys) && idChars(text) && !timestamp(text) && !repeated(text)
+}
+
+// Fields of a LAN announcement (package pcap) that name the device: the
+// name its owner gave it, which is often the owner's name too.
+var lanNameKeys = set("mdnsinstance mdnshostname llmnrhostname netbiosname ssdpxfriendlyname ssdpfriendlyname mdnstxtfn mdnstxtname")
+
+// lanName reports whether a value is a device's name in a LAN announcement.
+func lanName(v decode.Value) bool {
+	return strings.HasPrefix(v.Path, "header:") && keyIn(v.Key, lanNameKeys)
+}
+
+// Device names that say whose device it is: "Arjun's iPhone", "Arjuns-iPhone",
+// "iPhone von Anna", "iPhone de María", "Galaxy-S21-de-Ana".
+var deviceWords = set("iphone ipad ipod macbook mac imac watch galaxy pixel phone android laptop pc desktop tablet tv pro air mini")
+
+// ownerOf finds the owner's first name in a device's name.
+func ownerOf(name string) (string, bool) {
+	n := strings.NewReplacer("’", "'", "_", " ", "-", " ").Replace(strings.TrimSpace(name))
+	words := strings.Fields(n)
+	if len(words) < 2 {
+		return "", false
 	}
-	return len(text) >= 6 && len(text) <= 20 && idChars(text) && !timestamp(text) && !repeated(text)
+	first, _ := strings.CutSuffix(words[0], "'s")
+	if first != words[0] && deviceWords[strings.ToLower(words[1])] && validName(first, false) {
+		return first, true // Arjun's iPhone
+	}
+	if strings.HasSuffix(first, "s") && len(first) > 3 && deviceWords[strings.ToLower(words[1])] && first[0] >= 'A' && first[0] <= 'Z' {
+		return first[:len(first)-1], true // Arjuns-iPhone: the apostrophe a host name cannot hold
+	}
+	for i := 1; i+1 < len(words); i++ {
+		switch strings.ToLower(words[i]) {
+		case "von", "de", "di", "da", "van", "of":
+			if deviceWords[strings.ToLower(words[i-1])] || i >= 2 && deviceWords[strings.ToLower(words[0])] {
+				if owner := words[i+1]; validName(owner, false) && owner[0] >= 'A' && owner[0] <= 'Z' || owner[0] > 0x7f {
+					return owner, true
+				}
+			}
+		}
+	}
+	return "", false
 }

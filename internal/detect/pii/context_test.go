@@ -52,10 +52,27 @@ func TestContextEvidence(t *testing.T) {
 		{"cc that is no country", []decode.Value{{Path: "body › json:cc", Key: "cc", Text: "bob@example.org"}}, "[email=bob@example.org]"},
 		{"la as a language", []decode.Value{{Path: "query:la", Key: "la", Text: "pt"}}, "[locale=pt]"},
 		{"la as a latitude is no language", []decode.Value{{Path: "query:la", Key: "la", Text: "-23.5505"}}, "[]"},
+		{"a session ID under sid", []decode.Value{{Path: "body › json:logs[0].sid", Key: "sid", Parent: "logs", Text: "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"}}, "[]"},
+		{"Unity's advertisingTrackingId", []decode.Value{{Path: "query:advertisingTrackingId", Key: "advertisingTrackingId", Text: "8d7c6b5a-4f3e-4d2c-9b1a-0f9e8d7c6b5a"}},
+			"[advertising_id=8d7c6b5a-4f3e-4d2c-9b1a-0f9e8d7c6b5a]"},
+		{"Android's App Set ID", []decode.Value{{Path: "body › json:android_app_set_id", Key: "android_app_set_id", Text: "a4b5c6d7-e8f9-4a0b-9c1d-2e3f4a5b6c7d"}},
+			"[install_id=a4b5c6d7-e8f9-4a0b-9c1d-2e3f4a5b6c7d]"},
 	}
 	for _, c := range cases {
 		if got := kindsOf(d.Scan(c.vals)); got != c.want {
 			t.Errorf("%s: %s, want %s", c.name, got, c.want)
+		}
+	}
+}
+
+func TestOwnerOfDeviceName(t *testing.T) {
+	for name, want := range map[string]string{
+		"Maria's iPhone": "Maria", "Marias-iPhone": "Maria", "Arjun’s MacBook Pro": "Arjun", "iPhone von Anna": "Anna",
+		"Galaxy-S21-de-Ana": "Ana", "iPhone de María": "María", "DESKTOP-5H3K2L": "", "Living Room TV": "", "Chromecast": "",
+	} {
+		got, _ := ownerOf(name)
+		if got != want {
+			t.Errorf("%q: owner %q, want %q", name, got, want)
 		}
 	}
 }

@@ -219,7 +219,14 @@ var ephemeralWords = []string{"session", "trace", "span", "insert", "nonce", "re
 	"item", "article", "content", "post", "video", "match", "offer", "sku", "page", "view", "experiment", "variant",
 	"layout", "config", "sdk", "correlation", "upload", "file", "job", "task", "call", "visit"}
 
+// Short names that stand for a per-request or per-session value: a
+// session, request or event ID ("sid", "rid", "eid").
+var ephemeralNames = set("sid rid eid reqid")
+
 func ephemeralKey(norm string) bool {
+	if ephemeralNames[norm] {
+		return true
+	}
 	for _, w := range ephemeralWords {
 		if strings.Contains(norm, w) {
 			return true
@@ -350,14 +357,25 @@ func IdentifierShaped(v string) bool {
 	if digits == 0 || letters == 0 && digits < 15 {
 		return false
 	}
-	return entropy(v) >= 3.0
+	// spread as random characters are: many distinct ones (a bitmap, not
+	// an entropy: this runs on every long value of every request)
+	var seen [2]uint64
+	n := 0
+	for i := 0; i < len(v); i++ {
+		c := v[i] & 127
+		if seen[c>>6]&(1<<(c&63)) == 0 {
+			seen[c>>6] |= 1 << (c & 63)
+			n++
+		}
+	}
+	return n >= 8 || n*3 >= len(v)
 }
 
 // EphemeralField reports whether a field's name (with the object around it)
 // says its value is made per request, names content, or is the app's or the
 // SDK's own key or certificate: never the device's identifier.
 func EphemeralField(parent, key string) bool {
-	var buf [96]byte
+	var buf, kb [96]byte
 	n := string(appendNorm(appendNorm(buf[:0], parent), key))
-	return ephemeralKey(n) || strings.Contains(n, "cert") || strings.Contains(n, "ip")
+	return ephemeralKey(n) || ephemeralNames[string(appendNorm(kb[:0], key))] || strings.Contains(n, "cert") || strings.Contains(n, "ip")
 }

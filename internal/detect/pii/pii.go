@@ -30,6 +30,7 @@ type Detector struct {
 	// Known, if set, holds the person's own values to find in every form.
 	Known *Known
 	names map[string]*keyInfo // every normalised field name the detector acts on
+	keys  keyCache            // what each field name seen so far means
 }
 
 // keyInfo is everything the detector knows of one field name, found with one lookup.
@@ -324,12 +325,18 @@ func keyTable() map[string]rule {
 	add(rule{ICCID, validICCID, 0.9}, "iccid", "simserial", "simserialnumber")
 	add(rule{SerialNumber, validID, 0.8}, "serial", "serialno", "serialnumber", "buildserial", "devicesn")
 	add(rule{AndroidID, validAndroidID, 0.95}, "androidid", "ssaid", "androididmd5", "androididsha1", "aid")
-	add(rule{AdvertisingID, validAdID, 0.95}, "gaid", "adid", "advertisingid", "idfa", "rdid", "oaid", "aaid", "gpsadid", "googleadid", "adidmd5", "gaidmd5", "idfamd5", "advertiserid", "googleaid", "googleadvertisingid", "advertisingidentifier")
+	add(rule{AdvertisingID, validAdID, 0.95}, "gaid", "adid", "advertisingid", "idfa", "rdid", "oaid", "aaid", "gpsadid", "googleadid", "adidmd5", "gaidmd5", "idfamd5", "advertiserid", "googleaid", "googleadvertisingid", "advertisingidentifier", "advertisingtrackingid", "advid", "googleadid")
 	add(rule{MACAddress, validMAC, 0.9}, "mac", "macaddress", "wifimac", "macaddr", "macmd5", "devicemac", "btmac", "bluetoothmac")
-	add(rule{InstallID, validID, 0.8}, "installid", "instanceid", "installationid", "appinstanceid", "iid", "firebaseinstanceid", "fid", "installuuid", "anonid", "anonymousid", "distinctid", "clientid", "cid", "vid", "visitorid", "androiduuid", "iosuuid", "persistentiosuuid", "webuuid", "randomizedbundletoken", "pushtoken", "fcmtoken", "registrationid", "devicetoken", "apnstoken", "afid", "appsflyerid")
+	add(rule{InstallID, validID, 0.8}, "installid", "instanceid", "installationid", "appinstanceid", "iid", "firebaseinstanceid", "fid", "installuuid", "anonid", "anonymousid", "distinctid", "clientid", "cid", "vid", "visitorid", "androiduuid", "iosuuid", "persistentiosuuid", "webuuid", "randomizedbundletoken", "pushtoken", "fcmtoken", "registrationid", "devicetoken", "apnstoken", "afid", "appsflyerid", "appsetid", "androidappsetid")
 	add(rule{DeviceID, validID, 0.8}, "deviceid", "did", "udid", "deviceuuid", "devid", "uniqueid", "hardwareid", "xiaomiid", "hwid", "randomizeddevicetoken")
 	add(rule{PhoneNumber, nil, 0.9}, "phone", "phonenumber", "phoneno", "mobile", "mobileno", "msisdn", "tel", "telephone", "number", "callee", "caller", "udph")
-	add(rule{Email, nil, 0.95}, "email", "emailaddress", "mail", "udem", "useremail", "hashedemail", "emailhash", "emailsha256")
+	// Facebook's advanced matching (ud[em], ud[ph], ...) and the Conversions
+	// API's user_data hash the person's details; the kind is the one hashed.
+	add(rule{Email, nil, 0.95}, "email", "emailaddress", "mail", "udem", "useremail", "hashedemail", "emailhash", "emailsha256", "userdataem")
+	add(rule{PhoneNumber, nil, 0.9}, "userdataph")
+	add(rule{PersonName, validName, 0.7}, "userdatafn", "userdataln")
+	add(rule{AdvertisingID, validAdID, 0.9}, "userdatamadid", "udmadid")
+	add(rule{AccountID, validAccount, 0.8}, "userdataexternalid", "udexternalid")
 	add(rule{AccountID, validAccount, 0.8}, "userid", "uid", "accountid", "miaccount", "miid", "xiaomiaccount", "account", "username", "login", "customerid", "memberid", "externalid", "sub")
 	add(rule{PersonName, validName, 0.7}, "firstname", "lastname", "fullname", "givenname", "familyname", "surname", "displayname", "udfn", "udln", "contactname")
 	add(rule{Password, text, 0.9}, "password", "passwd", "pwd", "pass", "passcode")
@@ -341,6 +348,8 @@ func keyTable() map[string]rule {
 	add(rule{SearchQuery, validQuery, 0.85}, "q", "query", "search", "searchquery", "keyword", "keywords", "kw", "searchterm", "term", "searchtext", "wd", "searchkey")
 	add(rule{AppList, validPackage, 0.9}, "packagenames", "apps", "installedapps", "applist", "pkglist", "packages", "installedpackages", "applications", "pkgs")
 	add(rule{Contact, nil, 0.9}, "contact", "contacts", "contactnumber", "contactphone", "contactlist")
+	add(rule{DeviceModel, text, 0.8}, "mdnstxtmodel", "mdnstxtmd", "mdnstxtam")                            // Apple's, Google Cast's TXT model keys
+	add(rule{DeviceID, validID, 0.7}, "mdnstxtdeviceid", "mdnstxtid", "mdnstxtpi", "ssdpusn", "mdnstxtcd") // AirPlay's, Cast's device IDs, UPnP's UUID
 	add(rule{DeviceModel, text, 0.9}, "model", "devicemodel", "phonemodel", "md", "dm", "hardwaremodel", "productmodel", "mo", "devicename")
 	add(rule{Manufacturer, text, 0.9}, "manufacturer", "brand", "make", "devicebrand", "devicemanufacturer", "mf", "devicemake")
 	add(rule{OSVersion, validVersion, 0.85}, "osversion", "osv", "androidversion", "osver", "platformversion", "systemversion", "romversion", "miuiversion", "miui", "sdkint", "apilevel", "deviceos")

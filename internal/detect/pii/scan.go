@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/nyaruka/phonenumbers"
 
@@ -69,6 +70,9 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 	hits = hits[:0]
 	hit := func(kind flow.Kind, value, path string, method flow.Method, conf float64) {
 		hits = append(hits, Hit{Kind: kind, Value: value, Path: path, Method: method, Confidence: conf})
+	}
+	because := func(kind flow.Kind, value, path string, method flow.Method, conf float64, why string) {
+		hits = append(hits, Hit{Kind: kind, Value: value, Path: path, Method: method, Confidence: conf, Why: why})
 	}
 	var apps []decode.Value // values under an app-list key, joined into one finding
 	var lat, lng, sw, sh *decode.Value
@@ -146,22 +150,28 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 		}
 		if strings.HasPrefix(v.Path, "path[") {
 			if kind, ok := pathID(prevSeg, text); ok {
-				hit(kind, text, v.Path, flow.MethodInference, 0.75)
+				because(kind, text, v.Path, flow.MethodInference, 0.75, "an ID after the REST collection /"+prevSeg+"/ in the URL's path")
 			}
 			prevSeg = text
 			continue
 		}
 		switch {
+		case lanName(v):
+			because(DeviceModel, text, v.Path, flow.MethodKey, 0.8, "the name the device announces to the local network")
+			if owner, ok := ownerOf(text); ok {
+				because(PersonName, owner, v.Path, flow.MethodInference, 0.7, "the owner's name in the device's name ("+text+")")
+			}
+			continue
 		case wifiFlag(v, text):
-			hit(NetworkType, "wifi", v.Path, flow.MethodKey, 0.8)
+			because(NetworkType, "wifi", v.Path, flow.MethodKey, 0.8, "a flag that says the device is on Wi-Fi")
 			continue
 		case profileName(v, text):
-			hit(PersonName, text, v.Path, flow.MethodKey, 0.8)
+			because(PersonName, text, v.Path, flow.MethodKey, 0.8, "the name in a person's profile object ("+v.Parent+"), a first and a last name")
 			continue
 		case serialKey(v, text):
 			serials = append(serials, v)
 			continue
-		case d.tokenHeader(v, text, hit):
+		case d.tokenHeader(v, text, func(h Hit) { hits = append(hits, h) }):
 			continue
 		}
 		if u, ok := youTubeID(v, text, func() bool {
@@ -170,12 +180,12 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 			}
 			return yt
 		}); ok {
-			hit(VisitedURL, u, v.Path, flow.MethodInference, 0.75)
+			because(VisitedURL, u, v.Path, flow.MethodInference, 0.75, "a YouTube video's ID (11 characters of base64url) in a request that speaks of YouTube: the video watched")
 			continue
 		}
 		if ssids := scanList(text); ssids != nil {
 			for _, s := range ssids {
-				hit(WifiSSID, s, v.Path, flow.MethodPattern, 0.8)
+				because(WifiSSID, s, v.Path, flow.MethodPattern, 0.8, "a network's name beside its BSSID in a Wi-Fi scan list")
 			}
 		}
 		if packageList(text) { // several apps in one field, whatever it is called
@@ -208,7 +218,7 @@ func (d *Detector) ScanAppend(hits []Hit, vals []decode.Value) []Hit {
 						continue
 					}
 				}
-				if len(text) == 64 && allHex(text) { // Facebook's ud[ph]: SHA-256 of the number
+				if hashOf(text) { // Facebook's ud[ph], TikTok's sha256_phone_number: a digest of the number
 					hit(r.kind, text, v.Path, flow.MethodKey, r.conf-0.1)
 					continue
 				}
@@ -414,7 +424,7 @@ func (d *Detector) valueEvidence(v decode.Value, text string, hit func(kind flow
 	switch {
 	case n == 16 && hex16(text):
 		var buf [96]byte
-		if !ephemeralKey(string(appendNorm(appendNorm(buf[:0], v.Parent), v.Key))) {
+		if !ephemeralKey(string(appendNorm(appendNorm(buf[:0], v.Parent), v.Key))) && !ephemeralName(v.Key) {
 			hit(AndroidID, text, v.Path, flow.MethodPattern, 0.6)
 		}
 	case n == 36 && text[8] == '-' && reUUID.MatchString(text) && strings.Trim(text, "0-") != "":
@@ -422,7 +432,7 @@ func (d *Detector) valueEvidence(v decode.Value, text string, hit func(kind flow
 		// install ID (both are device IDs to the reader), unless the name
 		// says per request; recurrence confirms it (Recurrent).
 		var buf [96]byte
-		if !ephemeralKey(string(appendNorm(appendNorm(buf[:0], v.Parent), v.Key))) {
+		if !ephemeralKey(string(appendNorm(appendNorm(buf[:0], v.Parent), v.Key))) && !ephemeralName(v.Key) {
 			hit(DeviceID, text, v.Path, flow.MethodPattern, 0.5)
 		}
 	case n > 40 && fcmToken(text):
@@ -443,6 +453,12 @@ func (d *Detector) valueEvidence(v decode.Value, text string, hit func(kind flow
 	case (n == 5 || n == 6) && mccMNC(text) && carrierKey(v):
 		hit(Carrier, text, v.Path, flow.MethodPattern, 0.6)
 	}
+}
+
+// ephemeralName reports whether a field's own name is a short per-request one.
+func ephemeralName(key string) bool {
+	var b [16]byte
+	return len(key) <= len(b) && ephemeralNames[string(appendNorm(b[:0], key))]
 }
 
 // screenText reports whether "1080x2400" (or "2400*1080") has screen-like sides.
@@ -470,7 +486,42 @@ func carrierKey(v decode.Value) bool {
 // effectiveKey finds what the detector knows of a value's field, named with the
 // JSON object around it first: "os.version" is an OS version where "version"
 // alone means nothing. It does not allocate; nil means an unknown field.
+//
+// What it found is remembered per field name: trackers send the same fields
+// in every request, and working a name out takes a score of map lookups.
 func (d *Detector) effectiveKey(v decode.Value) *keyInfo {
+	var kb [128]byte
+	if len(v.Parent)+len(v.Key)+1 > len(kb) {
+		return d.resolveKey(v)
+	}
+	k := append(append(append(kb[:0], v.Parent...), 0), v.Key...)
+	d.keys.mu.RLock()
+	ki, ok := d.keys.m[string(k)]
+	d.keys.mu.RUnlock()
+	if ok {
+		return ki
+	}
+	ki = d.resolveKey(v)
+	d.keys.mu.Lock()
+	if d.keys.m == nil || len(d.keys.m) >= maxKeys {
+		d.keys.m = map[string]*keyInfo{}
+	}
+	d.keys.m[string(k)] = ki
+	d.keys.mu.Unlock()
+	return ki
+}
+
+// maxKeys bounds the field names remembered; past it the detector starts again.
+const maxKeys = 1 << 13
+
+// keyCache is what effectiveKey found, by the object's and the field's names.
+type keyCache struct {
+	mu sync.RWMutex
+	m  map[string]*keyInfo
+}
+
+// resolveKey is effectiveKey without the memory.
+func (d *Detector) resolveKey(v decode.Value) *keyInfo {
 	var buf [96]byte
 	if v.Parent != "" {
 		if ki := d.names[string(appendNorm(appendNorm(buf[:0], v.Parent), v.Key))]; ki != nil {
@@ -525,12 +576,17 @@ func (d *Detector) effectiveKey(v decode.Value) *keyInfo {
 		} else {
 			continue
 		}
-		if ki := d.names[string(rest)]; ki != nil && ki.hasRule && identifierKinds[ki.rule.kind] {
+		if ki := d.names[string(rest)]; ki != nil && ki.hasRule && (identifierKinds[ki.rule.kind] || hashedPersonal[ki.rule.kind]) {
 			return ki
 		}
 	}
 	return nil
 }
+
+// Kinds that SDKs hash before they send them ("sha256_phone_number",
+// "hashed_first_name"), as advertisers match customers on them: the hash is
+// still that person's number or name.
+var hashedPersonal = map[flow.Kind]bool{PhoneNumber: true, PersonName: true}
 
 // pathShape removes every array index from a path, so that the same field of
 // the elements of one array or batch shares a shape: "events[3].pkg" → "events[].pkg".
@@ -608,6 +664,9 @@ func refine(kind flow.Kind, v string) flow.Kind {
 	}
 	if kind == AdvertisingID && len(v) == 16 && allHex(v) {
 		return DeviceID // an advertising ID of 16 hex digits is a vendor's OAID (Xiaomi), not Google's UUID
+	}
+	if kind == DeviceID && len(v) == 17 && reMACSep.MatchString(v) {
+		return MACAddress // a device ID written as a MAC address is one (AirPlay's deviceid)
 	}
 	if (kind == AccountID || kind == DeviceID) && reAppsFlyerID.MatchString(v) {
 		return InstallID // AppsFlyer's install ID: install time in ms, a dash, random digits
