@@ -46,5 +46,5 @@ row "mitmdump 8.1.1" http://127.0.0.1:18103 "$work/mitm/mitmproxy-ca-cert.pem"
 # every request through phonehome must have been analysed and stored
 kill -INT "$ph"; wait "$ph" 2>/dev/null || true
 echo
-echo "phonehome stored $("$work/phonehome" sessions --db "$work/run.db" | awk 'NR==2{print $(NF-2)}') flows; $(grep -h 'not analysed' "$work/ph.err" || echo 'none was dropped by the analysis queue')"
+echo "phonehome stored $("$work/phonehome" report --db "$work/run.db" --format json | tail -1 | grep -o '"flows":[0-9]*' | head -1 | cut -d: -f2) flows; $(grep -h 'not analysed' "$work/ph.err" || echo 'none was dropped by the analysis queue')"
 if [ -s "$work/errors" ]; then echo; echo "errors:"; sort "$work/errors" | uniq -c | head; fi

@@ -35,7 +35,7 @@ measure() { # ui-flag tabs
 	sleep 1
 	for p in "${tabpids[@]}"; do kill "$p" 2>/dev/null || true; done
 	kill -INT "$ph"; wait "$ph" 2>/dev/null || true
-	stored=$("$work/phonehome" sessions --db "$db" | awk 'NR==2{print $(NF-2)}')
+	stored=$("$work/phonehome" report --db "$db" --format json | tail -1 | grep -o '"flows":[0-9]*' | head -1 | cut -d: -f2)
 	local got="-"
 	if [ "$tabs" -gt 0 ]; then
 		got=""

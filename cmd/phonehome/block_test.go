@@ -40,7 +40,7 @@ func startRun(t *testing.T, args ...string) *runningProxy {
 	ctx, cancel := context.WithCancel(context.Background())
 	rp := &runningProxy{caPEM: filepath.Join(caDir, "ca.pem"), db: filepath.Join(dir, "run.db"), stdout: &syncBuffer{}, stderr: &syncBuffer{}}
 	done := make(chan int, 1)
-	all := append([]string{"run", "--listen", "127.0.0.1:0", "--db", rp.db, "--session", "blocking", "--ca-dir", caDir}, args...)
+	all := append([]string{"run", "--listen", "127.0.0.1:0", "--ui", "127.0.0.1:0", "--db", rp.db, "--session", "blocking", "--ca-dir", caDir}, args...)
 	go func() { done <- run(ctx, all, strings.NewReader(""), rp.stdout, rp.stderr) }()
 	addrRE := regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
 	dnsRE := regexp.MustCompile(`DNS resolver on (127\.0\.0\.1:\d+)`)

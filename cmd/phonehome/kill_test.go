@@ -39,7 +39,7 @@ func TestKillDuringTraffic(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "kill.db")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "PHONEHOME_TEST_RUN="+strings.Join([]string{"run", "--listen", "127.0.0.1:0", "--db", db,
+	cmd.Env = append(os.Environ(), "PHONEHOME_TEST_RUN="+strings.Join([]string{"run", "--listen", "127.0.0.1:0", "--ui", "127.0.0.1:0", "--db", db,
 		"--session", "killed", "--ca-dir", filepath.Join(dir, "ca")}, "\x1f"))
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -414,13 +415,14 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 		return err
 	}
 	var reload policySetter = pl
-	var uiWG *uiPeers // the UI's view of the WireGuard peers, told the server's port once it listens
+	own := newOwnServices() // what no device may reach through the proxy
+	var uiWG *uiPeers       // the UI's view of the WireGuard peers, told the server's port once it listens
 	if o.ui != "off" {
 		uiPolicy := web.NewPolicy(pol, engineOptions(o, known), pl.SetPolicy)
 		if uiWG, err = newUIPeers(o); err != nil {
 			return fail(err)
 		}
-		stopUI, err := startUI(ctx, o, st, sess, ca, web.Options{Live: broker, Policy: uiPolicy, ProxyAddr: proxyAddrFor(ln.Addr()), WireGuard: uiWG.wireGuard()}, stderr)
+		stopUI, err := startUI(ctx, o, st, sess, ca, web.Options{Live: broker, Policy: uiPolicy, ProxyAddr: proxyAddrFor(ln.Addr()), WireGuard: uiWG.wireGuard()}, own, stderr)
 		if err != nil {
 			return fail(err)
 		}
@@ -431,7 +433,7 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 		parts.push(reloadOnHangup(o, known, reload, stderr))
 	}
 	if o.debugListen != "" {
-		stopDebug, err := serveDebug(o.debugListen, stderr)
+		stopDebug, err := serveDebug(o.debugListen, own, stderr)
 		if err != nil {
 			return fail(err)
 		}
@@ -441,7 +443,7 @@ func runProxy(ctx context.Context, o runOpts, stdout, stderr io.Writer) error {
 	popts := proxy.Options{Minter: minter, Upstream: up, MaxBody: o.maxBody, MaxMediaBody: o.maxMediaBody, Handler: pl, Allow: allow,
 		HeaderTimeout: o.timeouts.header, HandshakeTimeout: o.timeouts.handshake, IdleTimeout: o.timeouts.idle,
 		TunnelIdleTimeout: o.timeouts.tunnel, DialTimer: o.timeouts.dial, ResponseHeaderTimeout: o.timeouts.response,
-		Ignore: o.ignore, Intercept: o.intercept, Name: func(a netip.Addr) string {
+		Ignore: o.ignore, Intercept: o.intercept, Own: own.has, Name: func(a netip.Addr) string {
 			if resolver != nil {
 				return resolver.Name(a)
 			}
@@ -666,7 +668,7 @@ func storeAdvice(err error) string {
 }
 
 // serveDebug serves Go's profiles on addr (loopback only: they show memory).
-func serveDebug(addr string, stderr io.Writer) (func(), error) {
+func serveDebug(addr string, own *ownServices, stderr io.Writer) (func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("run: --debug-listen %s: %w", addr, err)
@@ -683,6 +685,7 @@ func serveDebug(addr string, stderr io.Writer) (func(), error) {
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
+	own.add(ln.Addr())
 	fmt.Fprintf(stderr, "profiles on http://%s/debug/pprof/\n", ln.Addr())
 	return func() { srv.Close() }, nil
 }
@@ -752,4 +755,43 @@ func listenPortUDP(a net.Addr) int {
 		return int(ap.Port())
 	}
 	return 0
+}
+
+// ownServices are phonehome's own listening services on this machine (the
+// web UI, the debug listener): the proxy refuses to connect a device to
+// them, by any address of this machine.
+type ownServices struct {
+	mu    sync.Mutex
+	ports map[uint16]bool
+	local map[netip.Addr]bool // this machine's interface addresses
+}
+
+func newOwnServices() *ownServices {
+	o := &ownServices{ports: map[uint16]bool{}, local: map[netip.Addr]bool{}}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if pf, err := netip.ParsePrefix(a.String()); err == nil {
+				o.local[pf.Addr().Unmap()] = true
+			}
+		}
+	}
+	return o
+}
+
+// add records a service's listening address (its port, on this machine).
+func (o *ownServices) add(a net.Addr) {
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		o.mu.Lock()
+		o.ports[ap.Port()] = true
+		o.mu.Unlock()
+	}
+}
+
+// has reports whether ap reaches one of the services: their port on
+// loopback, an unspecified address, or an address of this machine.
+func (o *ownServices) has(ap netip.AddrPort) bool {
+	a := ap.Addr().Unmap()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.ports[ap.Port()] && (a.IsLoopback() || a.IsUnspecified() || o.local[a])
 }

@@ -57,7 +57,7 @@ func TestRunProxyEndToEnd(t *testing.T) {
 	var stdout, stderr syncBuffer
 	done := make(chan int)
 	go func() {
-		done <- run(ctx, []string{"run", "--listen", "127.0.0.1:0", "--db", db, "--session", "live", "--ca-dir", caDir, "--upstream-ca", upCA}, strings.NewReader(""), &stdout, &stderr)
+		done <- run(ctx, []string{"run", "--listen", "127.0.0.1:0", "--ui", "127.0.0.1:0", "--db", db, "--session", "live", "--ca-dir", caDir, "--upstream-ca", upCA}, strings.NewReader(""), &stdout, &stderr)
 	}()
 	addrRE := regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
 	var addr string
@@ -140,7 +140,7 @@ func TestRunEmpty(t *testing.T) {
 	for _, keep := range []bool{false, true} {
 		dir := t.TempDir()
 		db := filepath.Join(dir, "empty.db")
-		args := []string{"run", "--listen", "127.0.0.1:0", "--db", db, "--session", "nothing", "--ca-dir", filepath.Join(dir, "ca")}
+		args := []string{"run", "--listen", "127.0.0.1:0", "--ui", "127.0.0.1:0", "--db", db, "--session", "nothing", "--ca-dir", filepath.Join(dir, "ca")}
 		if keep {
 			args = append(args, "--keep-empty")
 		}

@@ -139,7 +139,7 @@ func TestTwoSensorsRunIntoPostgres(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			codes[i] = run(ctx, []string{"run", "--listen", "127.0.0.1:0", "--db", pg, "--sensor", sensor, "--session", sensor + " run",
+			codes[i] = run(ctx, []string{"run", "--listen", "127.0.0.1:0", "--ui", "127.0.0.1:0", "--db", pg, "--sensor", sensor, "--session", sensor + " run",
 				"--ca-dir", filepath.Join(t.TempDir(), "ca")}, strings.NewReader(""), &syncBuffer{}, errs[i])
 		}()
 	}

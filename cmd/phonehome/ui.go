@@ -60,7 +60,7 @@ token, printed at start, is required.`,
 // startUI serves the web UI of a run (--ui), unless it is off. A UI that
 // cannot listen on the default address is said and skipped: the capture
 // matters more; one asked for explicitly must listen.
-func startUI(ctx context.Context, o runOpts, st *store.Store, sess store.Session, ca *certs.CA, opts web.Options, stderr io.Writer) (func(), error) {
+func startUI(ctx context.Context, o runOpts, st *store.Store, sess store.Session, ca *certs.CA, opts web.Options, own *ownServices, stderr io.Writer) (func(), error) {
 	if o.ui == "off" || o.ui == "" {
 		return func() {}, nil
 	}
@@ -82,6 +82,7 @@ func startUI(ctx context.Context, o runOpts, st *store.Store, sess store.Session
 		}
 		return nil, fmt.Errorf("run: --ui: %w; or --ui off to run without it", err)
 	}
+	own.add(srv.Addr())
 	fmt.Fprintf(stderr, "web UI on %s\n", srv.URL())
 	stop := runPart(ctx, srv.Run, srv.Close, "web UI", stderr)
 	return stop, nil

@@ -252,3 +252,22 @@ func URLPath(u string) string {
 	}
 	return u
 }
+
+// ValidDeviceName reports whether s can name a device (a WireGuard peer, a
+// spoof target) in rules and reports: letters, digits, '.', '_' and '-', at
+// most 64, starting with a letter so that no name reads as an address.
+func ValidDeviceName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i, c := range s {
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if i == 0 && !letter {
+			return false
+		}
+		if !letter && !(c >= '0' && c <= '9') && c != '-' && c != '_' && c != '.' {
+			return false
+		}
+	}
+	return true
+}

@@ -198,7 +198,7 @@ func (r *Rule) add(field, value string, load Loader) error {
 		if err != nil {
 			a, aerr := netip.ParseAddr(value)
 			if aerr != nil {
-				if !deviceName(value) {
+				if !flow.ValidDeviceName(value) {
 					return &RuleError{Text: "device:" + value, Problem: "not an address, a network or a device name",
 						Instead: "device:192.168.1.23, device:192.168.1.0/24 or a device's name such as device:alice-phone"}
 				}
@@ -499,23 +499,4 @@ func yamlLine(err error) int {
 		return n
 	}
 	return 0
-}
-
-// deviceName reports whether s can name a device (a WireGuard peer or a
-// spoof target): letters, digits, '-', '_' and '.', starting with a letter
-// so that a mistyped address is not taken for a name.
-func deviceName(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i, c := range s {
-		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
-		if i == 0 && !letter {
-			return false
-		}
-		if !letter && !(c >= '0' && c <= '9') && c != '-' && c != '_' && c != '.' {
-			return false
-		}
-	}
-	return true
 }

@@ -112,6 +112,11 @@ type Options struct {
 	// for): every flow and hello from that client carries the name. nil or
 	// "": the device is known by its address.
 	Device func(netip.Addr) string
+	// Own reports whether an address is one of phonehome's own services on
+	// this machine (the web UI, the debug listener). No client may reach
+	// them through the proxy: an app on a watched phone could otherwise
+	// change the rules or read what was captured. nil: none.
+	Own func(netip.AddrPort) bool
 	// Source names the capture source in the hellos of connections that
 	// entered transparently (ServeIntercepted), such as "wireguard"; ""
 	// says "transparent".
@@ -122,6 +127,7 @@ type Options struct {
 type Proxy struct {
 	opts     Options
 	upstream *upstreamPool
+	dialer   *net.Dialer    // every connection to a server: the pool's, tunnels', passthroughs'
 	wg       sync.WaitGroup // hijacked tunnels in progress
 	pins     *pinBook       // clients that refused phonehome's certificate, per host
 }
@@ -174,8 +180,24 @@ func New(opts Options) *Proxy {
 		opts.PinCooldown = defaultPinCooldown
 	}
 	p := &Proxy{opts: opts, pins: newPinBook(opts.PinRefusals, opts.PinWindow, opts.PinCooldown)}
-	p.upstream = newUpstreamPool(opts.DialTimer, opts.Upstream, p.timed, opts.HandshakeTimeout)
+	p.dialer = &net.Dialer{Timeout: opts.DialTimer, Control: p.refuseOwn}
+	p.upstream = newUpstreamPool(p.dialer, opts.Upstream, p.timed, opts.HandshakeTimeout)
 	return p
+}
+
+// errOwnService is why a dial to phonehome's own services is refused.
+var errOwnService = errors.New("refused: that is phonehome's own service (its web UI), which no device may reach through the proxy")
+
+// refuseOwn is the dialer's check, on the resolved address, before it
+// connects: whatever name a client used, Options.Own's addresses are refused.
+func (p *Proxy) refuseOwn(_, address string, _ syscall.RawConn) error {
+	if p.opts.Own == nil {
+		return nil
+	}
+	if ap, err := netip.ParseAddrPort(address); err == nil && p.opts.Own(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())) {
+		return errOwnService
+	}
+	return nil
 }
 
 // Close waits for hijacked tunnels and closes idle upstream connections.
@@ -487,7 +509,7 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request) {
 	}
 	if why != "" {
 		target := net.JoinHostPort(host, portStr)
-		if up, err = net.DialTimeout("tcp", target, p.opts.DialTimer); err != nil {
+		if up, err = p.dialer.Dial("tcp", target); err != nil {
 			f := &flow.Flow{Start: p.opts.Now(), Host: host, Client: endpoint(r.RemoteAddr), Device: p.device(r.RemoteAddr), Transport: flow.TransportTCP}
 			f.Note(flow.NotePassthrough, why)
 			f.Note(flow.NoteUpstream, "upstream: "+err.Error())
@@ -1117,7 +1139,7 @@ func (p *Proxy) tunnel(client *bufio.Reader, conn net.Conn, target, name, remote
 	f.Notes = append(f.Notes, why)
 	if up == nil {
 		var err error
-		if up, err = net.DialTimeout("tcp", target, p.opts.DialTimer); err != nil {
+		if up, err = p.dialer.Dial("tcp", target); err != nil {
 			f.Note(flow.NoteUpstream, "upstream: "+err.Error())
 			f.End = p.opts.Now()
 			p.emit(f)

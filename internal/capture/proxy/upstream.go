@@ -48,11 +48,11 @@ type upstreamPool struct {
 	handshake time.Duration
 }
 
-func newUpstreamPool(timeout time.Duration, cfg *tls.Config, timed func(net.Conn) *timedConn, handshake time.Duration) *upstreamPool {
+func newUpstreamPool(dialer *net.Dialer, cfg *tls.Config, timed func(net.Conn) *timedConn, handshake time.Duration) *upstreamPool {
 	if cfg == nil {
 		cfg = &tls.Config{}
 	}
-	return &upstreamPool{idle: map[string][]*upConn{}, dialer: &net.Dialer{Timeout: timeout}, tls: cfg, timed: timed, handshake: handshake}
+	return &upstreamPool{idle: map[string][]*upConn{}, dialer: dialer, tls: cfg, timed: timed, handshake: handshake}
 }
 
 // get returns an idle connection for key, or nil.

@@ -22,11 +22,11 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"time"
 
 	"phonehome/internal/certs"
+	"phonehome/internal/flow"
 )
 
 // Key is a Curve25519 key, private or public, as WireGuard uses it.
@@ -159,15 +159,18 @@ func savePeers(dir string, peers []Peer) error {
 	return nil
 }
 
-var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
-
 // AddPeer makes a key pair and the next free addresses for a new peer,
 // keeps the peer in dir and returns it with its private key (which is not
 // kept: the configuration shown once carries it).
 func AddPeer(dir, name string, rand io.Reader, now time.Time) (Peer, Key, error) {
-	if !validName.MatchString(name) {
-		return Peer{}, Key{}, fmt.Errorf("peer name %q: use letters, digits, '.', '_' and '-' (at most 63), starting with a letter or digit, e.g. pixel-7", name)
+	if !flow.ValidDeviceName(name) {
+		return Peer{}, Key{}, fmt.Errorf("peer name %q: use letters, digits, '.', '_' and '-' (at most 64), starting with a letter, e.g. pixel-7 (rules name it as device:pixel-7)", name)
 	}
+	unlock, err := lockPeers(dir)
+	if err != nil {
+		return Peer{}, Key{}, err
+	}
+	defer unlock()
 	peers, err := LoadPeers(dir)
 	if err != nil {
 		return Peer{}, Key{}, err
@@ -204,6 +207,11 @@ func AddPeer(dir, name string, rand io.Reader, now time.Time) (Peer, Key, error)
 
 // RemovePeer forgets a peer: a running server refuses its key from then on.
 func RemovePeer(dir, name string) error {
+	unlock, err := lockPeers(dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	peers, err := LoadPeers(dir)
 	if err != nil {
 		return err

@@ -3,11 +3,14 @@ package wireguard
 import (
 	"bytes"
 	"crypto/rand"
+	"fmt"
 	"image/png"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -78,7 +81,7 @@ func TestPeersAddListRemove(t *testing.T) {
 	if _, _, err := AddPeer(dir, "pixel-7", rand.Reader, now); err == nil || !strings.Contains(err.Error(), "remove it first") {
 		t.Errorf("same name twice: %v", err)
 	}
-	for _, bad := range []string{"", "-x", "a b", "x/y", strings.Repeat("a", 64)} {
+	for _, bad := range []string{"", "-x", "7pro", "a b", "x/y", strings.Repeat("a", 65)} {
 		if _, _, err := AddPeer(dir, bad, rand.Reader, now); err == nil {
 			t.Errorf("name %q accepted", bad)
 		}
@@ -157,5 +160,43 @@ func TestListenPort(t *testing.T) {
 		if _, err := ListenPort(bad); err == nil {
 			t.Errorf("ListenPort(%q) accepted", bad)
 		}
+	}
+}
+
+// TestAddPeerConcurrently: additions at once (two tabs of the UI, the UI and
+// the command) each get their own address, and none is lost.
+func TestAddPeerConcurrently(t *testing.T) {
+	dir := t.TempDir()
+	const n = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _, err := AddPeer(dir, fmt.Sprintf("phone-%d", i), rand.Reader, time.Now())
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	peers, err := LoadPeers(dir)
+	if err != nil || len(peers) != n {
+		t.Fatalf("%d peers kept of %d: %v", len(peers), n, err)
+	}
+	seen := map[netip.Addr]bool{}
+	for _, p := range peers {
+		if seen[p.IPv4] {
+			t.Errorf("address %s given twice", p.IPv4)
+		}
+		seen[p.IPv4] = true
+	}
+	if _, _, err := AddPeer(dir, "7pro", rand.Reader, time.Now()); err == nil {
+		t.Error("a name that rules could not name (it starts with a digit) was taken")
 	}
 }
