@@ -196,7 +196,11 @@ func (s *Server) stored(ctx context.Context, id int64) (*index, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read session %d: %w", id, err)
 		}
-		s.bg.Go(func() { s.warm(id, x) })
+		s.mu.Lock()
+		if !s.closing { // Close waits for what started before it, nothing after
+			s.bg.Go(func() { s.warm(id, x) })
+		}
+		s.mu.Unlock()
 		return x, nil
 	}
 }

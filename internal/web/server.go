@@ -77,6 +77,7 @@ type Server struct {
 	sessAt   time.Time
 	feed     *live.Subscription
 	bg       sync.WaitGroup // reads of stored sessions in the background
+	closing  bool           // Close began: no more background reads (under mu)
 	ctx      context.Context
 	cancel   context.CancelFunc
 }
@@ -192,6 +193,7 @@ func (s *Server) subscribeFeed() *live.Subscription {
 // Close stops serving; streams end, their subscriptions close.
 func (s *Server) Close() error {
 	s.mu.Lock()
+	s.closing = true // no background read starts after this
 	s.cancel()
 	if s.feed != nil {
 		s.feed.Close()
@@ -262,15 +264,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if r.Method == http.MethodGet && !strings.HasPrefix(r.URL.Path, "/api/") {
 				q := r.URL.Query()
 				q.Del("token")
-				u := *r.URL
-				u.RawQuery = q.Encode()
-				http.Redirect(w, r, u.RequestURI(), http.StatusSeeOther) // the token leaves the address bar
+				// the token leaves the address bar; to this UI's own path only
+				// ("//other.example/" would be another site)
+				to := "/" + strings.TrimLeft(r.URL.EscapedPath(), "/\\")
+				if enc := q.Encode(); enc != "" {
+					to += "?" + enc
+				}
+				http.Redirect(w, r, to, http.StatusSeeOther)
 				return
 			}
 		} else if !s.requestHasToken(r) {
 			http.Error(w, "this UI needs the token phonehome printed when it started: open the address it printed, with ?token=", http.StatusUnauthorized)
 			return
 		}
+	}
+	// Another site may link to a page (a navigation), but not make the
+	// browser fetch from the UI behind the user's back: an image or a
+	// script pointing at an export would make phonehome read whole sessions.
+	if site := r.Header.Get("Sec-Fetch-Site"); (site == "cross-site" || site == "same-site") &&
+		(r.Header.Get("Sec-Fetch-Mode") != "navigate" || strings.HasPrefix(r.URL.Path, "/api/") || strings.HasSuffix(r.URL.Path, ".zip")) {
+		http.Error(w, "refused: a page of another site may not fetch from phonehome's UI", http.StatusForbidden)
+		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		if o := r.Header.Get("Origin"); o != "" && o != "http://"+r.Host {

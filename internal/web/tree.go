@@ -42,6 +42,10 @@ func why(x flow.Finding) string {
 		how = "it is one of the values you gave phonehome"
 	case flow.MethodInference:
 		how = "what surrounds it"
+	case flow.MethodEndpoint:
+		how = "what the endpoint table knows this field carries"
+	case flow.MethodRecurrence:
+		how = "an identifier's shape, sent unchanged again by this device"
 	default:
 		how = "a detector"
 	}

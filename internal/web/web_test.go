@@ -504,6 +504,27 @@ func TestAccessChecks(t *testing.T) {
 	if code, _ := pub.do(t, "POST", "/api/rules", `{"action":"block","host":"x.example"}`, "Cookie", tokenCookie+"="+cookie.Value, "Origin", "http://evil.example"); code != http.StatusForbidden {
 		t.Errorf("a rule from another origin with the cookie: %d, want 403", code)
 	}
+	// the redirect that drops the token stays on this UI
+	req, _ = http.NewRequest("GET", pub.base+"//evil.example/x?token="+pub.token, nil)
+	if resp, err = http.DefaultTransport.RoundTrip(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if to := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(to, "/") || strings.HasPrefix(to, "//") {
+		t.Errorf("redirect of //evil.example/x: %d to %q", resp.StatusCode, to)
+	}
+	// another site may link to a page, not fetch an export or the API
+	c := "Cookie"
+	v := tokenCookie + "=" + cookie.Value
+	if code, _ := pub.do(t, "GET", "/sessions/7/evidence.zip", "", c, v, "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "no-cors"); code != http.StatusForbidden {
+		t.Errorf("an export fetched by another site: %d, want 403", code)
+	}
+	if code, _ := pub.do(t, "GET", "/api/flows", "", c, v, "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "navigate"); code != http.StatusForbidden {
+		t.Errorf("the API opened from another site: %d, want 403", code)
+	}
+	if code, _ := pub.do(t, "GET", "/parties", "", c, v, "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "navigate"); code != http.StatusOK {
+		t.Errorf("a link from another site to a page: %d, want 200", code)
+	}
 }
 
 // TestEveryPageRenders: each page answers 200 on a live session with data,

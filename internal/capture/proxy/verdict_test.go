@@ -189,7 +189,7 @@ func TestVerdictsChangeWhatIsSent(t *testing.T) {
 	stopAt := time.Now()
 	cancel()
 	<-served
-	if took := time.Since(stopAt); took > 2*time.Second {
+	if took := time.Since(stopAt); took > 4*time.Second { // under the 5 s grace: idle connections do not wait for it
 		t.Errorf("stopping took %v with only idle connections", took)
 	}
 	d.mu.Lock()

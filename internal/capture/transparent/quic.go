@@ -37,6 +37,9 @@ func ServeQUIC(ctx context.Context, pc net.PacketConn, emit func(*flow.Flow)) er
 	}
 }
 
+// maxQUICSeen bounds the device and server names QUICTries remembers.
+const maxQUICSeen = 4096
+
 // QUICTries reads the QUIC datagrams a device sends (and that are dropped)
 // and makes a flow of each attempt, once a minute per device and server
 // name. The zero value is ready; it is safe for concurrent use.
@@ -67,6 +70,16 @@ func (q *QUICTries) Add(client netip.AddrPort, device string, pkt []byte) *flow.
 	}
 	if q.seen == nil {
 		q.seen = map[string]time.Time{}
+	}
+	if len(q.seen) >= maxQUICSeen { // bounded whatever names a device makes up
+		for k, t := range q.seen {
+			if now.Sub(t) > time.Minute {
+				delete(q.seen, k)
+			}
+		}
+		if len(q.seen) >= maxQUICSeen {
+			clear(q.seen) // a flood: some attempts are recorded twice, never more memory
+		}
 	}
 	q.seen[key] = now
 	f := &flow.Flow{Start: now, End: now, Host: sni, Transport: flow.TransportQUIC, Device: device,
