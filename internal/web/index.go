@@ -115,12 +115,13 @@ type Page struct {
 
 // keptBytes bounds the flows an index keeps whole (for their own page) in
 // bytes of bodies: the newest are kept, older ones are read from the store
-// (a read that stops at the flow: the older the flow, the shorter).
-const keptBytes = 32 << 20
+// by their id. Small: whatever is kept the garbage collector lets the heap
+// grow to twice, beside the capture's own memory.
+const keptBytes = 8 << 20
 
 // keptFlows bounds them in number: a flow whole is several times its
 // bodies (headers, findings, the strings of both).
-const keptFlows = 4096
+const keptFlows = 1024
 
 // index is one session's flows as the pages read them: a row per flow in
 // the order they completed, the report's summary of them, and the newest
