@@ -25,7 +25,8 @@ go build -o "$tmp/bulkload" ./bench/bulkload
 start_upstream
 port=$("$tmp/bulkload" -freeport)
 proxy=http://127.0.0.1:$port
-"$tmp/phonehome" run --listen "127.0.0.1:$port" --db "$tmp/x.db" --ca-dir "$tmp/ca" --upstream-ca "$tmp/upstream.pem" \
+# PH_ARGS: more flags for phonehome run (e.g. "--ui off" to weigh the web UI)
+"$tmp/phonehome" run --listen "127.0.0.1:$port" --db "$tmp/x.db" --ca-dir "$tmp/ca" --upstream-ca "$tmp/upstream.pem" ${PH_ARGS:-} \
 	> "$tmp/ph.out" 2> "$tmp/ph.err" & ph=$!; pids+=($ph)
 wait_listening "$ph" "127.0.0.1:$port"
 

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -90,11 +91,15 @@ func startUI(ctx context.Context, o runOpts, st *store.Store, sess store.Session
 
 // uiStore is the web UI's view of the store, whatever its engine.
 type uiStore struct {
-	st *store.Store
-	ro bool
+	st   *store.Store
+	ro   bool
+	mu   sync.Mutex
+	byID map[int64]store.Session // sessions as last listed: listing counts every session's flows
 }
 
-func newUIStore(st *store.Store, readOnly bool) *uiStore { return &uiStore{st: st, ro: readOnly} }
+func newUIStore(st *store.Store, readOnly bool) *uiStore {
+	return &uiStore{st: st, ro: readOnly, byID: map[int64]store.Session{}}
+}
 
 func (u *uiStore) Sessions(ctx context.Context) ([]web.Session, error) {
 	all, err := u.st.Sessions(ctx)
@@ -108,15 +113,26 @@ func (u *uiStore) Sessions(ctx context.Context) ([]web.Session, error) {
 	return out, nil
 }
 
+// session finds a session by id, listing the sessions again only for an id
+// not seen yet (a flow's page or a marker must not count every flow).
 func (u *uiStore) session(ctx context.Context, id int64) (store.Session, error) {
+	u.mu.Lock()
+	s, ok := u.byID[id]
+	u.mu.Unlock()
+	if ok {
+		return s, nil
+	}
 	all, err := u.st.Sessions(ctx)
 	if err != nil {
 		return store.Session{}, err
 	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	for _, s := range all {
-		if s.ID == id {
-			return s, nil
-		}
+		u.byID[s.ID] = s
+	}
+	if s, ok := u.byID[id]; ok {
+		return s, nil
 	}
 	return store.Session{}, fmt.Errorf("%w: id %d", store.ErrNoSession, id)
 }

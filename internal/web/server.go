@@ -232,9 +232,10 @@ func (s *Server) known() []KnownDevice {
 }
 
 // liveRows bounds the rows of the live session's lists: about 0.5 KB each,
-// so some 50 MB at most whatever the run's length (a phone sends a few
-// thousand requests an hour).
-const liveRows = 100000
+// so some 10 MB whatever the run's length (hours of a phone's requests; a
+// capture under load must not hold its flows twice). The whole session is
+// in the store, for phonehome ui and the reports.
+const liveRows = 20000
 
 // KnownDevice is a device the capture was set up for.
 type KnownDevice struct {
