@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"phonehome/internal/capture"
 	"phonehome/internal/flow"
 )
 
@@ -101,20 +102,8 @@ func TestVerdictsChangeWhatIsSent(t *testing.T) {
 	roots := x509.NewCertPool()
 	roots.AddCert(secure.Certificate())
 
-	dir, ca, m := testMinter(t)
-	_ = dir
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.Cert)
 	d := &deciding{}
-	p := New(Options{Minter: m, Upstream: &tls.Config{RootCAs: roots}, Handler: d})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan struct{})
-	go func() { p.Serve(ctx, ln); close(served) }()
-	pu, _ := url.Parse("http://" + ln.Addr().String())
+	pool, pu, cancel, served := serveDeciding(t, roots, d)
 
 	for _, tc := range []struct {
 		name    string
@@ -252,19 +241,8 @@ func TestHelloBlockAnswersReadably(t *testing.T) {
 	_, port, _ := net.SplitHostPort(secure.Listener.Addr().String())
 	roots := x509.NewCertPool()
 	roots.AddCert(secure.Certificate())
-	_, ca, m := testMinter(t)
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.Cert)
 	h := &helloBlocking{}
-	p := New(Options{Minter: m, Upstream: &tls.Config{RootCAs: roots}, Handler: h})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan struct{})
-	go func() { p.Serve(ctx, ln); close(served) }()
-	pu, _ := url.Parse("http://" + ln.Addr().String())
+	pool, pu, cancel, served := serveDeciding(t, roots, h)
 	for _, h2 := range []bool{false, true} {
 		tr := &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: h2}
 		if !h2 {
@@ -299,4 +277,24 @@ func TestHelloBlockAnswersReadably(t *testing.T) {
 			t.Errorf("flow: %+v", f)
 		}
 	}
+}
+
+// serveDeciding serves a proxy with handler h that trusts roots upstream;
+// it returns the pool that trusts the proxy's CA, the proxy's URL, and how
+// to stop it and know it stopped.
+func serveDeciding(t *testing.T, roots *x509.CertPool, h capture.Handler) (*x509.CertPool, *url.URL, context.CancelFunc, chan struct{}) {
+	t.Helper()
+	_, ca, m := testMinter(t)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	p := New(Options{Minter: m, Upstream: &tls.Config{RootCAs: roots}, Handler: h})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { p.Serve(ctx, ln); close(served) }()
+	pu, _ := url.Parse("http://" + ln.Addr().String())
+	return pool, pu, cancel, served
 }

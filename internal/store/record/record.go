@@ -144,3 +144,27 @@ func Find(all []Session, name string) (Session, error) {
 	}
 	return Session{}, fmt.Errorf("%w %q (the store has: %s)", ErrNoSession, name, strings.Join(names, ", "))
 }
+
+// MarkerRows is what both engines' query results give: database/sql's Rows
+// and pgx's.
+type MarkerRows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// ScanMarkers reads the rows of a query of a session's markers (id, at_ns,
+// label, note), in the query's order.
+func ScanMarkers(rows MarkerRows, session int64) ([]Marker, error) {
+	var out []Marker
+	for rows.Next() {
+		m := Marker{Session: session}
+		var at int64
+		if err := rows.Scan(&m.ID, &at, &m.Label, &m.Note); err != nil {
+			return nil, err
+		}
+		m.Time = time.Unix(0, at).UTC()
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"phonehome/internal/store/record"
 )
@@ -15,17 +14,11 @@ func (s *Store) Markers(ctx context.Context, sess Session) ([]record.Marker, err
 		return nil, s.fault(fmt.Sprintf("read the markers of %q", sess.Name), err)
 	}
 	defer rows.Close()
-	var out []record.Marker
-	for rows.Next() {
-		m := record.Marker{Session: sess.ID}
-		var at int64
-		if err := rows.Scan(&m.ID, &at, &m.Label, &m.Note); err != nil {
-			return nil, s.fault(fmt.Sprintf("read the markers of %q", sess.Name), err)
-		}
-		m.Time = time.Unix(0, at).UTC()
-		out = append(out, m)
+	ms, err := record.ScanMarkers(rows, sess.ID)
+	if err != nil {
+		return nil, s.fault(fmt.Sprintf("read the markers of %q", sess.Name), err)
 	}
-	return out, rows.Err()
+	return ms, nil
 }
 
 // AddMarker stores a marker in its session and returns it with its id.
