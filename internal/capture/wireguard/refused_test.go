@@ -30,6 +30,11 @@ func TestRefused(t *testing.T) {
 		{"0.0.0.0:80", true, false},
 		{"203.0.113.9:443", false, false},
 		{"[2001:db8::9]:443", false, false},
+		{"169.254.169.254:80", true, false}, // a cloud's metadata service
+		{"[fe80::1]:80", true, false},
+		{"224.0.0.251:5353", true, true}, // multicast reaches this machine's networks
+		{"[ff02::fb]:5353", true, true},
+		{"255.255.255.255:67", true, true},
 	} {
 		dst := netip.MustParseAddrPort(c.dst)
 		if got := strict.refused(dst) != ""; got != c.strict {
@@ -44,5 +49,35 @@ func TestRefused(t *testing.T) {
 		if strict.refused(dst) == "" || open.refused(dst) != "" {
 			t.Errorf("this machine's %s: refused unless ReachHost", own)
 		}
+	}
+}
+
+// One peer cannot hold more than its share; what it gives back it can take
+// again; another peer is not held back by it.
+func TestPeerLimits(t *testing.T) {
+	var l peerLimits
+	a, b := netip.MustParseAddr("10.77.0.2"), netip.MustParseAddr("10.77.0.3")
+	for i := range 3 {
+		if !l.take(a, openUDP, 3) {
+			t.Fatalf("take %d refused under the limit", i)
+		}
+	}
+	if l.take(a, openUDP, 3) {
+		t.Error("a fourth association past a limit of 3")
+	}
+	if !l.take(a, openDNS, 3) || !l.take(b, openUDP, 3) {
+		t.Error("lookups and other peers are counted apart")
+	}
+	l.give(a, openUDP)
+	if !l.take(a, openUDP, 3) {
+		t.Error("one given back can be taken again")
+	}
+	for range 3 {
+		l.give(a, openUDP)
+	}
+	l.give(a, openDNS)
+	l.give(b, openUDP)
+	if len(l.open) != 0 {
+		t.Errorf("counts left: %v", l.open)
 	}
 }

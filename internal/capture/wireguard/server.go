@@ -38,6 +38,59 @@ const DefaultPort = 51820
 // datagram that would start one more is dropped.
 const maxUDP = 4096
 
+// What one peer may hold open at once, so that one peer (an app spraying
+// ports, a phone gone wrong) cannot use up what the server gives all: TCP
+// connections (each may buffer megabytes), relayed UDP associations (each a
+// host socket), and DNS associations, counted apart so that lookups go on.
+const (
+	maxPeerTCP = 1024
+	maxPeerUDP = 512
+	maxPeerDNS = 128
+)
+
+// The kinds of what peerLimits counts.
+const (
+	openTCP = iota
+	openUDP
+	openDNS
+)
+
+// peerLimits counts, per peer, what it holds open.
+type peerLimits struct {
+	mu   sync.Mutex
+	open map[peerOpen]int
+}
+
+type peerOpen struct {
+	peer netip.Addr
+	kind int
+}
+
+// take counts one more of kind for peer, unless it holds max already.
+func (l *peerLimits) take(peer netip.Addr, kind, max int) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := peerOpen{peer, kind}
+	if l.open[k] >= max {
+		return false
+	}
+	if l.open == nil {
+		l.open = map[peerOpen]int{}
+	}
+	l.open[k]++
+	return true
+}
+
+// give counts one of kind fewer for peer.
+func (l *peerLimits) give(peer netip.Addr, kind int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := peerOpen{peer, kind}
+	if l.open[k]--; l.open[k] <= 0 {
+		delete(l.open, k)
+	}
+}
+
 // Options configure a server.
 type Options struct {
 	// Listen is the UDP address peers send to: ":51820" (the default),
@@ -83,6 +136,7 @@ type Server struct {
 
 	names   atomic.Pointer[map[netip.Addr]string] // tunnel address → peer name
 	udpOpen atomic.Int32                          // UDP associations being served
+	limits  peerLimits                            // what each peer holds open
 
 	ctx    context.Context // ends at Close: connections being served end
 	cancel context.CancelFunc
@@ -335,6 +389,11 @@ func (s *Server) serveTCP(r *tcp.ForwarderRequest) {
 		r.Complete(true)
 		return
 	}
+	if !s.limits.take(src.Addr(), openTCP, maxPeerTCP) {
+		r.Complete(true) // reset: the peer holds its share of connections
+		return
+	}
+	defer s.limits.give(src.Addr(), openTCP)
 	var wq waiter.Queue
 	ep, err := r.CreateEndpoint(&wq)
 	if err != nil {
@@ -360,9 +419,11 @@ func (s *Server) serveUDP(r *udp.ForwarderRequest) {
 	id := r.ID()
 	dst, src := addrPort(id.LocalAddress, id.LocalPort), addrPort(id.RemoteAddress, id.RemotePort)
 	var serve func(c *gonet.UDPConn)
+	kind, most := openUDP, maxPeerUDP
 	switch {
 	case dst.Port() == 53 && s.opts.DNS != nil:
 		serve = func(c *gonet.UDPConn) { s.serveDNS(c, src) }
+		kind, most = openDNS, maxPeerDNS
 	case s.refused(dst) != "":
 		return
 	case dst.Port() == 443 && !s.opts.AllowQUIC:
@@ -380,9 +441,15 @@ func (s *Server) serveUDP(r *udp.ForwarderRequest) {
 		s.wg.Done()
 		return
 	}
+	if !s.limits.take(src.Addr(), kind, most) {
+		s.udpOpen.Add(-1)
+		s.wg.Done()
+		return
+	}
 	var wq waiter.Queue
 	ep, err := r.CreateEndpoint(&wq)
 	if err != nil {
+		s.limits.give(src.Addr(), kind)
 		s.udpOpen.Add(-1)
 		s.wg.Done()
 		return
@@ -391,6 +458,7 @@ func (s *Server) serveUDP(r *udp.ForwarderRequest) {
 	go func() {
 		defer s.wg.Done()
 		defer s.udpOpen.Add(-1)
+		defer s.limits.give(src.Addr(), kind)
 		defer c.Close()
 		stop := context.AfterFunc(s.ctx, func() { c.Close() })
 		defer stop()
@@ -406,8 +474,14 @@ func (s *Server) refused(dst netip.AddrPort) string {
 	if Prefix4.Contains(a) || Prefix6.Contains(a) {
 		return "inside the tunnel: phonehome answers only DNS there, and peers do not reach each other"
 	}
+	if a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		return "multicast or broadcast: it would reach this machine's networks, not the outside"
+	}
 	if s.opts.ReachHost {
 		return ""
+	}
+	if a.IsLinkLocalUnicast() {
+		return "link-local: this machine's own link (cloud metadata services live there), not the outside"
 	}
 	if a.IsLoopback() || a.IsUnspecified() || s.own.has(a) {
 		return "phonehome's own host: refused so that a peer reaches only the outside (--wireguard-reach-host lets it)"
