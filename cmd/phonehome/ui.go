@@ -162,23 +162,18 @@ func (u *uiStore) Markers(ctx context.Context, session int64) ([]web.Marker, err
 	if err != nil {
 		return nil, err
 	}
-	ms, err := u.st.Markers(ctx, s)
-	out := make([]web.Marker, len(ms))
-	for i, m := range ms {
-		out[i] = web.Marker(m)
-	}
-	return out, err
+	return u.st.Markers(ctx, s)
 }
 
 func (u *uiStore) AddMarker(ctx context.Context, m web.Marker) (web.Marker, error) {
 	if u.ro {
 		return web.Marker{}, web.ErrReadOnly
 	}
-	got, err := u.st.AddMarker(ctx, store.Marker(m))
+	got, err := u.st.AddMarker(ctx, m)
 	if errors.Is(err, store.ErrReadOnly) {
 		return web.Marker{}, web.ErrReadOnly
 	}
-	return web.Marker(got), err
+	return got, err
 }
 
 // proxyAddrFor is the address a phone points its proxy at, for the set-up

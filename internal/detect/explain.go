@@ -55,7 +55,7 @@ func (e *Engine) Explain(f *flow.Flow) Explanation {
 			}
 		}
 		if ev.Why == "" {
-			ev.Why = e.why(fd, x.Values)
+			ev.Why = Why(fd, x.Values)
 		}
 		if fd.Context {
 			ev.Why += "; held back: only a description of the device, and nothing identifying travels beside it"
@@ -65,8 +65,10 @@ func (e *Engine) Explain(f *flow.Flow) Explanation {
 	return x
 }
 
-// why puts the method of a finding into words, naming the field it sat in.
-func (e *Engine) why(fd flow.Finding, vals []decode.Value) string {
+// Why puts the method of a finding into words, naming the field it sat in
+// among vals, the values its request decoded into (none: no field named).
+// It reads the finding only: nothing is inspected again.
+func Why(fd flow.Finding, vals []decode.Value) string {
 	var at *decode.Value
 	for i := range vals {
 		if vals[i].Path == fd.Path || strings.HasPrefix(fd.Path, vals[i].Path+" › as ") {

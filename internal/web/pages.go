@@ -51,7 +51,7 @@ func newPages() (*pages, error) {
 		"label":   report.FieldLabel,
 		"has":     func(ks []flow.Kind, k flow.Kind) bool { return slices.Contains(ks, k) },
 		"bars":    bars,
-		"why":     why,
+		"why":     func(x flow.Finding) string { return why(x, nil) }, // the row shows the path beside it
 		"deref":   func(t *time.Time) time.Time { return *t },
 		"add":     func(a, b int) int { return a + b },
 		"kindsOf": kindsOf,

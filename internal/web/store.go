@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"phonehome/internal/flow"
+	"phonehome/internal/store/record"
 )
 
 // Session is a stored capture run.
@@ -20,14 +21,9 @@ type Session struct {
 }
 
 // Marker is a moment the user marked ("I opened Contacts now"), with a note;
-// the flows that follow it, up to the next marker, are its group.
-type Marker struct {
-	ID      int64     `json:"id"`
-	Session int64     `json:"session"`
-	Time    time.Time `json:"time"`
-	Label   string    `json:"label"`
-	Note    string    `json:"note,omitempty"`
-}
+// the flows that follow it, up to the next marker, are its group. It is the
+// store's own type.
+type Marker = record.Marker
 
 // Store is what the UI needs from the database: the narrow part of it that
 // any engine (SQLite, PostgreSQL) provides. The UI answers filters and pages

@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"phonehome/internal/decode"
+	"phonehome/internal/detect"
 	"phonehome/internal/flow"
 )
 
@@ -30,26 +31,10 @@ type Found struct {
 // treeLeaves bounds the leaves a page shows; findings are always shown.
 const treeLeaves = 2000
 
-// why says how a finding was made, for a person.
-func why(x flow.Finding) string {
-	var how string
-	switch x.Method {
-	case flow.MethodPattern:
-		how = "its shape (a validated pattern)"
-	case flow.MethodKey:
-		how = "the name of the field holding it"
-	case flow.MethodKnown:
-		how = "it is one of the values you gave phonehome"
-	case flow.MethodInference:
-		how = "what surrounds it"
-	case flow.MethodEndpoint:
-		how = "what the endpoint table knows this field carries"
-	case flow.MethodRecurrence:
-		how = "an identifier's shape, sent unchanged again by this device"
-	default:
-		how = "a detector"
-	}
-	s := fmt.Sprintf("found by %s, confidence %.0f%%", how, x.Confidence*100)
+// why says how a finding was made, for a person: detection's words for its
+// evidence, among vals (the request's decoded values), and its confidence.
+func why(x flow.Finding, vals []decode.Value) string {
+	s := fmt.Sprintf("%s (confidence %.0f%%)", detect.Why(x, vals), x.Confidence*100)
 	if x.Context {
 		s += " (context only, not reported)"
 	}
@@ -79,8 +64,10 @@ func decodeTree(f *flow.Flow) []*Node {
 		}
 		return cur
 	}
+	var vals []decode.Value
 	if f.Request != nil {
 		res := decode.Decode(decode.FromFlow(f.Request), decode.Limits{MaxValues: treeLeaves})
+		vals = res.Values
 		for _, v := range res.Values {
 			add(v.Path).Value = clip(v.Text, 512)
 		}
@@ -93,7 +80,7 @@ func decodeTree(f *flow.Flow) []*Node {
 			continue
 		}
 		n := add(x.Path)
-		n.Found = append(n.Found, Found{Kind: x.Kind, Why: why(x)})
+		n.Found = append(n.Found, Found{Kind: x.Kind, Why: why(x, vals)})
 		if n.Value == "" {
 			n.Value = clip(x.Value, 512)
 		}
