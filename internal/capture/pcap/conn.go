@@ -161,8 +161,8 @@ func (c *conn) tcp(p *packet, d int, ts time.Time) {
 			c.drain(d, ts)
 		case diff < 0:
 			c.a.stats.Retransmitted++
-			if int(-diff) < len(data) {
-				c.deliver(d, data[-diff:], ts)
+			if rest, ok := after(data, diff); ok {
+				c.deliver(d, rest, ts)
 				c.drain(d, ts)
 			}
 		default:
@@ -276,11 +276,22 @@ func (c *conn) drain(d int, ts time.Time) {
 		}
 		h.pending = h.pending[1:]
 		h.pendLen -= len(s.data)
-		if int(-diff) < len(s.data) {
-			c.deliver(d, s.data[-diff:], ts)
+		if rest, ok := after(s.data, diff); ok {
+			c.deliver(d, rest, ts)
 		}
 	}
 	h.pending = nil
+}
+
+// after is what data, starting -diff bytes before the next expected byte
+// (diff <= 0), holds that is new; false when it holds nothing new. diff is
+// widened first: negating the most negative int32 gives itself.
+func after(data []byte, diff int32) ([]byte, bool) {
+	back := -int64(diff)
+	if back >= int64(len(data)) {
+		return nil, false
+	}
+	return data[back:], true
 }
 
 // skipGap gives up on the missing bytes before the first held segment.
